@@ -1,0 +1,233 @@
+//! `HandlerArgs`: the parsed arguments of `#[kafka_handler(...)]`. Every problem is collected and
+//! spanned on its token; parsing goes on after an error so that all of them are reported at once.
+
+use proc_macro2::{Span, TokenTree};
+use syn::parse::{Parse, ParseStream};
+use syn::{LitInt, LitStr, Token};
+
+mod kw {
+    syn::custom_keyword!(topic);
+    syn::custom_keyword!(retry);
+    syn::custom_keyword!(dlq);
+    syn::custom_keyword!(max);
+    syn::custom_keyword!(backoff);
+    syn::custom_keyword!(initial);
+    syn::custom_keyword!(max_delay);
+}
+
+/// Upper bound on `retry(max = N)`; keep in step with `kafka_events::retry::MAX_RETRIES`.
+const MAX_RETRIES: u32 = 100;
+
+pub(crate) struct HandlerArgs {
+    pub topic: Option<LitStr>,
+    pub retry: Option<RetryArgs>,
+    pub dlq: Option<Dlq>,
+    pub errors: Vec<syn::Error>,
+}
+
+#[derive(Default)]
+pub(crate) struct RetryArgs {
+    pub max: Option<u32>,
+    pub backoff: Option<&'static str>,
+    pub initial_ms: Option<u64>,
+    pub max_delay_ms: Option<u64>,
+}
+
+pub(crate) enum Dlq {
+    Default,
+    Topic(LitStr),
+}
+
+impl Parse for HandlerArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = HandlerArgs { topic: None, retry: None, dlq: None, errors: Vec::new() };
+        while !input.is_empty() {
+            if let Err(error) = args.parse_one(input) {
+                args.errors.push(error);
+                skip_to_comma(input);
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(args)
+    }
+}
+
+impl HandlerArgs {
+    fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::topic) {
+            let key = input.parse::<kw::topic>()?;
+            input.parse::<Token![=]>()?;
+            let topic: LitStr = input.parse()?;
+            if let Err(reason) = check_topic_name(&topic.value()) {
+                self.errors.push(syn::Error::new(topic.span(), format!("invalid `topic`: {reason}")));
+            }
+            if self.topic.is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `topic` argument"));
+            }
+            self.topic = Some(topic);
+        } else if lookahead.peek(kw::retry) {
+            let key = input.parse::<kw::retry>()?;
+            if !input.peek(syn::token::Paren) {
+                return Err(syn::Error::new(key.span, "`retry` takes arguments, e.g. `retry(max = 3)`"));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            let retry = parse_retry(&content, &mut self.errors)?;
+            if self.retry.is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `retry(...)` argument"));
+            }
+            self.retry = Some(retry);
+        } else if lookahead.peek(kw::dlq) {
+            let key = input.parse::<kw::dlq>()?;
+            let dlq = if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                let topic: LitStr = input.parse()?;
+                if let Err(reason) = check_topic_name(&topic.value()) {
+                    self.errors.push(syn::Error::new(topic.span(), format!("invalid `dlq` topic: {reason}")));
+                }
+                Dlq::Topic(topic)
+            } else {
+                Dlq::Default
+            };
+            if self.dlq.is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `dlq` argument"));
+            }
+            self.dlq = Some(dlq);
+        } else if input.peek(syn::Ident) {
+            let ident: syn::Ident = input.parse()?;
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)` or `dlq`"),
+            ));
+        } else {
+            return Err(lookahead.error());
+        }
+        Ok(())
+    }
+}
+
+fn parse_retry(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<RetryArgs> {
+    let mut retry = RetryArgs::default();
+    let mut initial: Option<(u64, Span)> = None;
+    let mut max_delay: Option<u64> = None;
+    while !input.is_empty() {
+        if let Err(error) = parse_retry_one(input, &mut retry, &mut initial, &mut max_delay) {
+            errors.push(error);
+            skip_to_comma(input);
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    retry.initial_ms = initial.map(|(ms, _)| ms);
+    retry.max_delay_ms = max_delay;
+    if let (Some((initial, span)), Some(max_delay)) = (initial, max_delay) {
+        if initial > max_delay {
+            errors.push(syn::Error::new(span, "`initial` is longer than `max_delay`; make `initial` shorter or `max_delay` longer"));
+        }
+    }
+    Ok(retry)
+}
+
+fn parse_retry_one(
+    input: ParseStream<'_>,
+    retry: &mut RetryArgs,
+    initial: &mut Option<(u64, Span)>,
+    max_delay: &mut Option<u64>,
+) -> syn::Result<()> {
+    let duplicate = |span: Span, name: &str| syn::Error::new(span, format!("expected only a single `{name}` argument in `retry(...)`"));
+    let lookahead = input.lookahead1();
+    if lookahead.peek(kw::max) {
+        let key = input.parse::<kw::max>()?;
+        input.parse::<Token![=]>()?;
+        let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), "`max` must be a whole number of retries, e.g. `max = 3`"))?;
+        let max: u32 = lit
+            .base10_parse()
+            .map_err(|_| syn::Error::new(lit.span(), "`max` must be a whole number of retries, e.g. `max = 3`"))?;
+        if max > MAX_RETRIES {
+            return Err(syn::Error::new(lit.span(), format!("`max = {max}` is too many retries; at most {MAX_RETRIES} are allowed")));
+        }
+        if retry.max.replace(max).is_some() {
+            return Err(duplicate(key.span, "max"));
+        }
+    } else if lookahead.peek(kw::backoff) {
+        let key = input.parse::<kw::backoff>()?;
+        input.parse::<Token![=]>()?;
+        let lit: LitStr = input.parse()?;
+        let backoff = match lit.value().as_str() {
+            "exponential" => "Exponential",
+            "linear" => "Linear",
+            "fixed" => "Fixed",
+            other => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("unknown backoff `{other}`; expected \"exponential\", \"linear\" or \"fixed\""),
+                ))
+            }
+        };
+        if retry.backoff.replace(backoff).is_some() {
+            return Err(duplicate(key.span, "backoff"));
+        }
+    } else if lookahead.peek(kw::initial) {
+        let key = input.parse::<kw::initial>()?;
+        input.parse::<Token![=]>()?;
+        let (ms, span) = parse_duration(input, "initial")?;
+        if initial.replace((ms, span)).is_some() {
+            return Err(duplicate(key.span, "initial"));
+        }
+    } else if lookahead.peek(kw::max_delay) {
+        let key = input.parse::<kw::max_delay>()?;
+        input.parse::<Token![=]>()?;
+        let (ms, _) = parse_duration(input, "max_delay")?;
+        if max_delay.replace(ms).is_some() {
+            return Err(duplicate(key.span, "max_delay"));
+        }
+    } else if input.peek(syn::Ident) {
+        let ident: syn::Ident = input.parse()?;
+        return Err(syn::Error::new(
+            ident.span(),
+            format!("unknown `retry` argument `{ident}`; expected `max`, `backoff`, `initial` or `max_delay`"),
+        ));
+    } else {
+        return Err(lookahead.error());
+    }
+    Ok(())
+}
+
+fn parse_duration(input: ParseStream<'_>, name: &str) -> syn::Result<(u64, Span)> {
+    let hint = format!("`{name}` must be a duration string such as \"200ms\" or \"2s\"");
+    let lit: LitStr = input.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
+    let duration = humantime::parse_duration(&lit.value()).map_err(|e| syn::Error::new(lit.span(), format!("{hint}: {e}")))?;
+    let ms = u64::try_from(duration.as_millis()).map_err(|_| syn::Error::new(lit.span(), format!("`{name}` is too long")))?;
+    Ok((ms, lit.span()))
+}
+
+fn skip_to_comma(input: ParseStream<'_>) {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        if input.parse::<TokenTree>().is_err() {
+            break;
+        }
+    }
+}
+
+/// Mirrors `kafka_events::names::check_topic_name`.
+fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("`{name}` is a reserved name"));
+    }
+    if name.len() > 249 {
+        return Err(format!("the topic name is {} characters long; the limit is 249", name.len()));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("`{name}` contains `{bad}`; use only ASCII letters, digits, `.`, `_` and `-`"));
+    }
+    Ok(())
+}

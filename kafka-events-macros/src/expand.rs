@@ -1,0 +1,146 @@
+//! The expansion: the user's fn unchanged, a bound probe on the event type, one
+//! `inventory::submit!` — all inside `const _: () = { ... };`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, ReturnType};
+
+use crate::attr::{Dlq, HandlerArgs};
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            let error = syn::Error::new(Span::call_site(), "`#[kafka_handler]` goes on an `async fn`").to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    let (args, mut errors) = match syn::parse2::<HandlerArgs>(args) {
+        Ok(mut args) => {
+            let errors = std::mem::take(&mut args.errors);
+            (Some(args), errors)
+        }
+        Err(error) => (None, vec![error]),
+    };
+    if let Some(args) = &args {
+        if args.topic.is_none() {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "`#[kafka_handler]` requires a topic, e.g. `#[kafka_handler(topic = \"orders.created\")]`",
+            ));
+        }
+    }
+    let event_type = check_signature(&function, &mut errors);
+    match (args, event_type) {
+        (Some(args), Some(event_type)) if errors.is_empty() => register(&function, &args, event_type),
+        _ => {
+            let errors = errors.into_iter().map(|e| e.to_compile_error());
+            quote! { #function #(#errors)* }
+        }
+    }
+}
+
+/// Checks the fn's shape; returns the event type when there is one.
+fn check_signature<'a>(function: &'a ItemFn, errors: &mut Vec<syn::Error>) -> Option<&'a syn::Type> {
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(sig.fn_token.span, "`#[kafka_handler]` requires an `async fn`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(syn::Error::new(
+            sig.generics.span(),
+            "`#[kafka_handler]` functions cannot be generic; take a concrete event type",
+        ));
+    }
+    if let ReturnType::Default = sig.output {
+        errors.push(syn::Error::new(
+            sig.paren_token.span.close(),
+            "`#[kafka_handler]` functions must return `Result<(), E>` where `E: Into<HandlerError>`",
+        ));
+    }
+    let mut inputs = sig.inputs.iter();
+    let event_type = match inputs.next() {
+        Some(FnArg::Typed(arg)) => Some(&*arg.ty),
+        Some(FnArg::Receiver(receiver)) => {
+            errors.push(syn::Error::new(receiver.span(), "`#[kafka_handler]` cannot be a method; use a free `async fn`"));
+            None
+        }
+        None => {
+            errors.push(syn::Error::new(
+                sig.paren_token.span.join(),
+                "`#[kafka_handler]` functions take the event as their first argument, e.g. `async fn on_order(event: OrderCreated, ctx: MessageContext)`",
+            ));
+            None
+        }
+    };
+    inputs.next();
+    if let Some(extra) = inputs.next() {
+        errors.push(syn::Error::new(
+            extra.span(),
+            "`#[kafka_handler]` functions take at most two arguments: the event and a `MessageContext`",
+        ));
+    }
+    event_type
+}
+
+fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> TokenStream {
+    let name = &function.sig.ident;
+    let name_str = name.to_string();
+    let topic = args.topic.as_ref().map(ToTokens::to_token_stream).unwrap_or_default();
+    let call = if function.sig.inputs.len() == 2 {
+        quote! { #name(event, ctx) }
+    } else {
+        quote! { { let _ = ctx; #name(event) } }
+    };
+    let retry = args.retry.as_ref().map(|retry| {
+        let some_u32 = |v: Option<u32>| v.map_or_else(|| quote!(::core::option::Option::None), |v| quote!(::core::option::Option::Some(#v)));
+        let some_u64 = |v: Option<u64>| v.map_or_else(|| quote!(::core::option::Option::None), |v| quote!(::core::option::Option::Some(#v)));
+        let max = some_u32(retry.max);
+        let initial = some_u64(retry.initial_ms);
+        let max_delay = some_u64(retry.max_delay_ms);
+        let backoff = retry.backoff.map_or_else(
+            || quote!(::core::option::Option::None),
+            |b| {
+                let variant = syn::Ident::new(b, Span::call_site());
+                quote!(::core::option::Option::Some(::kafka_events::__private::Backoff::#variant))
+            },
+        );
+        quote! {
+            .retry(::kafka_events::__private::RetrySpec {
+                max: #max, backoff: #backoff, initial_ms: #initial, max_delay_ms: #max_delay,
+            })
+        }
+    });
+    let dlq = args.dlq.as_ref().map(|dlq| match dlq {
+        Dlq::Default => quote!(.dlq(::kafka_events::__private::DlqSpec::Default)),
+        Dlq::Topic(topic) => quote!(.dlq(::kafka_events::__private::DlqSpec::Topic(#topic))),
+    });
+    let probe = quote_spanned! {event_type.span()=>
+        const _: () = ::kafka_events::__private::assert_event::<#event_type>();
+    };
+    quote! {
+        #function
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, clippy::all)]
+        const _: () = {
+            #probe
+            const __kafka_events_invoke: ::kafka_events::__private::InvokeFn = |payload, ctx| {
+                ::kafka_events::__private::invoke::<#event_type, _, _, _>(payload, ctx, |event, ctx| #call)
+            };
+            ::kafka_events::__private::inventory::submit! {
+                ::kafka_events::__private::HandlerRegistration::new(
+                    #name_str,
+                    ::core::module_path!(),
+                    ::core::file!(),
+                    ::core::line!(),
+                    #topic,
+                    __kafka_events_invoke,
+                )
+                #retry
+                #dlq
+            }
+        };
+    }
+}

@@ -1,0 +1,24 @@
+//! The `#[kafka_handler]` attribute of [kafka-events](https://docs.rs/kafka-events). Use it
+//! through `kafka_events::kafka_handler`; this crate only parses, checks and registers.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod attr;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Registers an `async fn` as the handler of a Kafka topic.
+///
+/// ```text
+/// #[kafka_handler(topic = "orders.created")]
+/// #[kafka_handler(topic = "orders.created", retry(max = 5, backoff = "exponential", initial = "200ms", max_delay = "30s"), dlq)]
+/// #[kafka_handler(topic = "orders.created", dlq = "orders.failed")]
+/// ```
+///
+/// The fn takes the event (any `T: Deserialize + Validate`) and optionally a `MessageContext`,
+/// and returns `Result<(), E>` with `E: Into<HandlerError>`. See the `kafka_events` crate docs.
+#[proc_macro_attribute]
+pub fn kafka_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(args.into(), item.into()).into()
+}

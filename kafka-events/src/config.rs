@@ -1,0 +1,539 @@
+//! Configuration: builders, `from_env`, and validation that lists every problem at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::names::{check_topic_name, DEFAULT_DLQ_SUFFIX};
+use crate::retry::{Backoff, RetryPolicy};
+
+/// Which defaults apply and how strict validation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Profile {
+    /// Local work: without `KAFKA_BROKERS` an embedded broker (librdkafka's mock cluster) is
+    /// started in-process; topics are provisioned at start-up.
+    Development,
+    /// Production: `KAFKA_BROKERS` and `SERVICE_NAME` are required; topics are not created unless
+    /// asked for.
+    Production,
+}
+
+/// Runtime configuration. Build it with [`Config::development`], [`Config::production`] or
+/// [`Config::from_env`], adjust it with the `with_*` methods; [`Config::validate`] (called by
+/// [`runtime::start`](crate::runtime::start)) reports every problem at once.
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `KAFKA_EVENTS_PROFILE` | `development` or `production` | `development` |
+/// | `KAFKA_BROKERS` | comma-separated `host:port` list | embedded broker (development only) |
+/// | `SERVICE_NAME` | names the consumer group `${SERVICE_NAME}-main` | `kafka-events-dev` (development only) |
+/// | `KAFKA_CLIENT_ID` | librdkafka `client.id` | `SERVICE_NAME` |
+/// | `KAFKA_TOPIC_PREFIX` | prepended to every handler and publisher topic | empty |
+/// | `KAFKA_DLQ_SUFFIX` | suffix of dead-letter topics | `.dlq` |
+/// | `KAFKA_PROVISION_TOPICS` | create missing handler and DLQ topics at start-up | `true` in development, `false` in production |
+/// | `KAFKA_TOPIC_PARTITIONS` | partitions of provisioned topics | `3` |
+/// | `KAFKA_TOPIC_REPLICATION_FACTOR` | replication factor of provisioned topics | `1` in development, `3` in production |
+/// | `KAFKA_AUTO_OFFSET_RESET` | where a new group starts: `earliest` or `latest` | `earliest` |
+/// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
+/// | `KAFKA_PARTITION_BUFFER` | messages buffered per partition before it is paused | `256` |
+/// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
+/// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s` |
+/// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
+#[derive(Clone)]
+pub struct Config {
+    profile: Profile,
+    brokers: Option<String>,
+    client_id: Option<String>,
+    service_name: Option<String>,
+    topic_prefix: String,
+    dlq_suffix: String,
+    provision_topics: bool,
+    topic_partitions: i32,
+    topic_replication: i32,
+    auto_offset_reset: String,
+    commit_interval: Duration,
+    partition_buffer: usize,
+    shutdown_timeout: Duration,
+    default_retry: RetryPolicy,
+    handlers: Option<Vec<String>>,
+    consumer_properties: BTreeMap<String, String>,
+    producer_properties: BTreeMap<String, String>,
+    /// Problems found while reading values (e.g. an env var that is not a number), reported by
+    /// `validate` together with the rest.
+    read_problems: Vec<ConfigProblem>,
+}
+
+const DEV_SERVICE_NAME: &str = "kafka-events-dev";
+
+impl Config {
+    /// Defaults for local work. Without brokers the runtime starts an embedded broker.
+    pub fn development(service_name: impl Into<String>) -> Self {
+        Self {
+            profile: Profile::Development,
+            brokers: None,
+            client_id: None,
+            service_name: Some(service_name.into()),
+            topic_prefix: String::new(),
+            dlq_suffix: DEFAULT_DLQ_SUFFIX.into(),
+            provision_topics: true,
+            topic_partitions: 3,
+            topic_replication: 1,
+            auto_offset_reset: "earliest".into(),
+            commit_interval: Duration::from_secs(1),
+            partition_buffer: 256,
+            shutdown_timeout: Duration::from_secs(30),
+            default_retry: RetryPolicy::default(),
+            handlers: None,
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+            read_problems: Vec::new(),
+        }
+    }
+
+    /// Defaults for production against `brokers` (comma-separated `host:port`).
+    pub fn production(service_name: impl Into<String>, brokers: impl Into<String>) -> Self {
+        Self {
+            profile: Profile::Production,
+            brokers: Some(brokers.into()),
+            provision_topics: false,
+            topic_replication: 3,
+            ..Self::development(service_name)
+        }
+    }
+
+    /// Reads the variables listed on [`Config`] from the process environment. Values that cannot
+    /// be read are reported by [`validate`](Self::validate) together with every other problem;
+    /// this function fails only through that validation.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Self::from_vars(std::env::vars());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Like [`from_env`](Self::from_env), from any list of variables, without validating.
+    pub fn from_vars<K: AsRef<str>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_string(), v.into()))
+            .filter(|(k, _)| k.starts_with("KAFKA_") || k == "SERVICE_NAME")
+            .collect();
+        let get = |key: &str| vars.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let mut problems = Vec::new();
+
+        let profile = match get("KAFKA_EVENTS_PROFILE").as_deref() {
+            None | Some("development") | Some("dev") => Profile::Development,
+            Some("production") | Some("prod") => Profile::Production,
+            Some(other) => {
+                problems.push(ConfigProblem::new("KAFKA_EVENTS_PROFILE", format!("`{other}` is not `development` or `production`")));
+                Profile::Development
+            }
+        };
+        let service = get("SERVICE_NAME");
+        let mut config = match profile {
+            Profile::Development => Self::development(service.clone().unwrap_or_else(|| DEV_SERVICE_NAME.into())),
+            Profile::Production => Self::production(service.clone().unwrap_or_default(), String::new()),
+        };
+        if profile == Profile::Production && service.is_none() {
+            config.service_name = None;
+        }
+        config.brokers = get("KAFKA_BROKERS");
+        config.client_id = get("KAFKA_CLIENT_ID");
+        if let Some(v) = get("KAFKA_TOPIC_PREFIX") {
+            config.topic_prefix = v;
+        }
+        if let Some(v) = get("KAFKA_DLQ_SUFFIX") {
+            config.dlq_suffix = v;
+        }
+        if let Some(v) = get("KAFKA_AUTO_OFFSET_RESET") {
+            config.auto_offset_reset = v;
+        }
+        if let Some(v) = get("KAFKA_EVENTS_HANDLERS") {
+            config.handlers = Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+        }
+        let mut read = |key: &str, parse: &mut dyn FnMut(&str) -> Result<(), String>| {
+            if let Some(value) = get(key) {
+                if let Err(reason) = parse(&value) {
+                    problems.push(ConfigProblem::new(key, reason));
+                }
+            }
+        };
+        read("KAFKA_PROVISION_TOPICS", &mut |v| parse_bool(v).map(|b| config.provision_topics = b));
+        read("KAFKA_TOPIC_PARTITIONS", &mut |v| parse_num(v).map(|n| config.topic_partitions = n));
+        read("KAFKA_TOPIC_REPLICATION_FACTOR", &mut |v| parse_num(v).map(|n| config.topic_replication = n));
+        read("KAFKA_COMMIT_INTERVAL", &mut |v| parse_duration(v).map(|d| config.commit_interval = d));
+        read("KAFKA_PARTITION_BUFFER", &mut |v| parse_num(v).map(|n| config.partition_buffer = n));
+        read("KAFKA_SHUTDOWN_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.shutdown_timeout = d));
+        read("KAFKA_RETRY_MAX", &mut |v| parse_num(v).map(|n| config.default_retry.max = n));
+        read("KAFKA_RETRY_INITIAL", &mut |v| parse_duration(v).map(|d| config.default_retry.initial = d));
+        read("KAFKA_RETRY_MAX_DELAY", &mut |v| parse_duration(v).map(|d| config.default_retry.max_delay = d));
+        read("KAFKA_RETRY_BACKOFF", &mut |v| {
+            Backoff::parse(v)
+                .map(|b| config.default_retry.backoff = b)
+                .ok_or_else(|| format!("`{v}` is not `exponential`, `linear` or `fixed`"))
+        });
+        config.read_problems = problems;
+        config
+    }
+
+    /// Checks every setting and returns all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = self.read_problems.clone();
+        let mut problem = |key: &str, reason: String| problems.push(ConfigProblem::new(key, reason));
+        match &self.brokers {
+            None if self.profile == Profile::Production => {
+                problem("KAFKA_BROKERS", "required in the production profile (comma-separated `host:port`)".into())
+            }
+            None => {}
+            Some(brokers) => {
+                for broker in brokers.split(',').map(str::trim) {
+                    let valid = broker
+                        .rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+                    if !valid {
+                        problem("KAFKA_BROKERS", format!("`{broker}` is not `host:port`"));
+                    }
+                }
+            }
+        }
+        match self.service_name.as_deref() {
+            None | Some("") => problem("SERVICE_NAME", "required: it names the consumer groups (`${SERVICE_NAME}-main`)".into()),
+            Some(name) => {
+                if let Err(reason) = check_topic_name(name) {
+                    problem("SERVICE_NAME", reason.replace("topic name", "service name"));
+                }
+            }
+        }
+        if self.client_id.as_deref() == Some("") {
+            problem("KAFKA_CLIENT_ID", "must not be empty".into());
+        }
+        if !self.topic_prefix.is_empty() {
+            if let Err(reason) = check_topic_name(&self.topic_prefix) {
+                problem("KAFKA_TOPIC_PREFIX", reason.replace("topic name", "prefix"));
+            }
+        }
+        if let Err(reason) = check_topic_name(&self.dlq_suffix) {
+            problem("KAFKA_DLQ_SUFFIX", reason.replace("topic name", "suffix"));
+        }
+        if self.topic_partitions < 1 {
+            problem("KAFKA_TOPIC_PARTITIONS", format!("must be at least 1, got {}", self.topic_partitions));
+        }
+        if self.topic_replication < 1 && self.topic_replication != -1 {
+            problem("KAFKA_TOPIC_REPLICATION_FACTOR", format!("must be at least 1 (or -1 for the broker default), got {}", self.topic_replication));
+        }
+        if !matches!(self.auto_offset_reset.as_str(), "earliest" | "latest") {
+            problem("KAFKA_AUTO_OFFSET_RESET", format!("`{}` is not `earliest` or `latest`", self.auto_offset_reset));
+        }
+        if self.commit_interval.is_zero() || self.commit_interval > Duration::from_secs(3600) {
+            problem("KAFKA_COMMIT_INTERVAL", format!("must be between 1ms and 1h, got {}", humantime::format_duration(self.commit_interval)));
+        }
+        if self.partition_buffer == 0 {
+            problem("KAFKA_PARTITION_BUFFER", "must be at least 1".into());
+        }
+        for reason in self.default_retry.problems() {
+            problem("KAFKA_RETRY_*", reason);
+        }
+        if self.handlers.as_ref().is_some_and(|h| h.is_empty()) {
+            problem("KAFKA_EVENTS_HANDLERS", "names no handler".into());
+        }
+        for (key, value) in &self.consumer_properties {
+            if key == "enable.auto.commit" && value != "false" {
+                problem("consumer property `enable.auto.commit`", "auto-commit would commit messages that were received but not processed; the runtime commits finished offsets itself".into());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Sets the brokers (comma-separated `host:port`).
+    pub fn with_brokers(mut self, brokers: impl Into<String>) -> Self {
+        self.brokers = Some(brokers.into());
+        self
+    }
+    /// Sets the librdkafka `client.id`.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+    /// Prepends `prefix` to every handler and publisher topic (e.g. `staging.`).
+    pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = prefix.into();
+        self
+    }
+    /// Sets the dead-letter topic suffix (default `.dlq`).
+    pub fn with_dlq_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.dlq_suffix = suffix.into();
+        self
+    }
+    /// Whether missing handler and DLQ topics are created at start-up.
+    pub fn with_topic_provisioning(mut self, provision: bool) -> Self {
+        self.provision_topics = provision;
+        self
+    }
+    /// Partitions and replication factor of provisioned topics.
+    pub fn with_topic_layout(mut self, partitions: i32, replication_factor: i32) -> Self {
+        self.topic_partitions = partitions;
+        self.topic_replication = replication_factor;
+        self
+    }
+    /// Where a new consumer group starts: `earliest` or `latest`.
+    pub fn with_auto_offset_reset(mut self, reset: impl Into<String>) -> Self {
+        self.auto_offset_reset = reset.into();
+        self
+    }
+    /// How often finished offsets are committed.
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+    /// How many messages are buffered per partition before the partition is paused.
+    pub fn with_partition_buffer(mut self, messages: usize) -> Self {
+        self.partition_buffer = messages;
+        self
+    }
+    /// How long shutdown waits for in-flight messages.
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+    /// Retry policy of handlers without `retry(...)`, and defaults for unset `retry` fields.
+    pub fn with_default_retry(mut self, policy: RetryPolicy) -> Self {
+        self.default_retry = policy;
+        self
+    }
+    /// Runs only the named handlers (fn name or `module::path::fn_name`).
+    pub fn with_handlers<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.handlers = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+    /// Passes a librdkafka property to the consumers (applied last, so it overrides the runtime's).
+    pub fn with_consumer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.consumer_properties.insert(key.into(), value.into());
+        self
+    }
+    /// Passes a librdkafka property to the producer and the admin client.
+    pub fn with_producer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.producer_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+    /// The configured brokers; `None` means the embedded broker.
+    pub fn brokers(&self) -> Option<&str> {
+        self.brokers.as_deref()
+    }
+    /// The service name.
+    pub fn service_name(&self) -> &str {
+        self.service_name.as_deref().unwrap_or_default()
+    }
+    /// The client id (the service name unless set).
+    pub fn client_id(&self) -> &str {
+        self.client_id.as_deref().unwrap_or(self.service_name())
+    }
+    /// The real name of logical topic `topic` (the prefix applied).
+    pub fn topic_name(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
+    }
+    /// The dead-letter suffix.
+    pub fn dlq_suffix(&self) -> &str {
+        &self.dlq_suffix
+    }
+    /// Whether topics are provisioned at start-up.
+    pub fn provision_topics(&self) -> bool {
+        self.provision_topics
+    }
+    /// Partitions of provisioned topics.
+    pub fn topic_partitions(&self) -> i32 {
+        self.topic_partitions
+    }
+    /// Replication factor of provisioned topics.
+    pub fn topic_replication(&self) -> i32 {
+        self.topic_replication
+    }
+    /// Where a new group starts.
+    pub fn auto_offset_reset(&self) -> &str {
+        &self.auto_offset_reset
+    }
+    /// The commit interval.
+    pub fn commit_interval(&self) -> Duration {
+        self.commit_interval
+    }
+    /// Messages buffered per partition.
+    pub fn partition_buffer(&self) -> usize {
+        self.partition_buffer
+    }
+    /// The shutdown timeout.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+    /// The default retry policy.
+    pub fn default_retry(&self) -> &RetryPolicy {
+        &self.default_retry
+    }
+    /// The handler selection, if any.
+    pub fn handler_filter(&self) -> Option<&[String]> {
+        self.handlers.as_deref()
+    }
+    pub(crate) fn consumer_properties(&self) -> &BTreeMap<String, String> {
+        &self.consumer_properties
+    }
+    pub(crate) fn producer_properties(&self) -> &BTreeMap<String, String> {
+        &self.producer_properties
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |props: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            props
+                .iter()
+                .map(|(k, v)| {
+                    let secret = ["password", "secret", "token", "key"].iter().any(|s| k.contains(s));
+                    (k.clone(), if secret { "[redacted]".into() } else { v.clone() })
+                })
+                .collect()
+        };
+        f.debug_struct("Config")
+            .field("profile", &self.profile)
+            .field("brokers", &self.brokers)
+            .field("service_name", &self.service_name)
+            .field("client_id", &self.client_id())
+            .field("topic_prefix", &self.topic_prefix)
+            .field("dlq_suffix", &self.dlq_suffix)
+            .field("provision_topics", &self.provision_topics)
+            .field("topic_partitions", &self.topic_partitions)
+            .field("topic_replication", &self.topic_replication)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("commit_interval", &self.commit_interval)
+            .field("partition_buffer", &self.partition_buffer)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("default_retry", &self.default_retry)
+            .field("handlers", &self.handlers)
+            .field("consumer_properties", &redact(&self.consumer_properties))
+            .field("producer_properties", &redact(&self.producer_properties))
+            .finish()
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("`{value}` is not a boolean (true/false)")),
+    }
+}
+
+fn parse_num<N: std::str::FromStr>(value: &str) -> Result<N, String> {
+    value.parse().map_err(|_| format!("`{value}` is not a valid number"))
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("`{value}` is not a duration like `500ms` or `2s`: {e}"))
+}
+
+/// One configuration problem: which setting, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The environment variable (or setting) at fault.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
+impl ConfigProblem {
+    fn new(key: &str, reason: impl Into<String>) -> Self {
+        Self { key: key.into(), reason: reason.into() }
+    }
+}
+
+/// The configuration is invalid; every problem is listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Every problem found.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem{}):", self.problems.len(), if self.problems.len() == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  - {}: {}", p.key, p.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_variable_is_named_in_one_error() {
+        let config = Config::from_vars([
+            ("KAFKA_EVENTS_PROFILE", "production"),
+            ("KAFKA_TOPIC_PARTITIONS", "three"),
+            ("KAFKA_COMMIT_INTERVAL", "soon"),
+            ("KAFKA_RETRY_BACKOFF", "random"),
+            ("KAFKA_AUTO_OFFSET_RESET", "middle"),
+            ("KAFKA_PROVISION_TOPICS", "maybe"),
+        ]);
+        let err = config.validate().unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "KAFKA_PROVISION_TOPICS",
+                "KAFKA_TOPIC_PARTITIONS",
+                "KAFKA_COMMIT_INTERVAL",
+                "KAFKA_RETRY_BACKOFF",
+                "KAFKA_BROKERS",
+                "SERVICE_NAME",
+                "KAFKA_AUTO_OFFSET_RESET"
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("invalid configuration (7 problems):"), "{err}");
+    }
+
+    #[test]
+    fn development_from_env_defaults() {
+        let config = Config::from_vars([("SERVICE_NAME", "orders"), ("KAFKA_BROKERS", "127.0.0.1:9092,kafka-2:9093")]);
+        config.validate().unwrap();
+        assert_eq!(config.profile(), Profile::Development);
+        assert_eq!(config.client_id(), "orders");
+        assert_eq!(config.brokers(), Some("127.0.0.1:9092,kafka-2:9093"));
+        assert!(config.provision_topics());
+        let embedded = Config::from_vars(Vec::<(String, String)>::new());
+        embedded.validate().unwrap();
+        assert_eq!(embedded.brokers(), None);
+        assert_eq!(embedded.service_name(), "kafka-events-dev");
+    }
+
+    #[test]
+    fn bad_brokers_and_auto_commit_are_refused() {
+        let err = Config::development("svc")
+            .with_brokers("localhost,:9092,host:99999")
+            .with_consumer_property("enable.auto.commit", "true")
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        assert!(err.to_string().contains("`localhost` is not `host:port`"));
+        assert!(err.to_string().contains("auto-commit would commit"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let config = Config::development("svc").with_producer_property("sasl.password", "hunter2");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("[redacted]"));
+    }
+}

@@ -1,0 +1,189 @@
+//! The one producer and the one admin client of a process, and topic provisioning.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::Config;
+use crate::embedded::EmbeddedBroker;
+use crate::error::Error;
+
+/// Routes librdkafka's logs and client errors into `tracing`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_to_tracing(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", fac, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
+/// The Kafka connection of a process: where the brokers are, one idempotent producer, one admin
+/// client, and the embedded broker when no brokers are configured.
+pub(crate) struct Connection {
+    bootstrap_servers: String,
+    pub(crate) producer: FutureProducer<TracingContext>,
+    admin: AdminClient<TracingContext>,
+    provisioned: Mutex<HashSet<String>>,
+    // Declared last: dropped after the clients that talk to it.
+    embedded: Option<EmbeddedBroker>,
+}
+
+impl Connection {
+    pub(crate) fn open(config: &Config) -> Result<Self, Error> {
+        let embedded = match config.brokers() {
+            Some(_) => None,
+            None => Some(EmbeddedBroker::start().map_err(|e| Error::kafka("starting the embedded broker", e))?),
+        };
+        let bootstrap_servers = match (&embedded, config.brokers()) {
+            (Some(broker), _) => broker.bootstrap_servers().to_string(),
+            (None, Some(brokers)) => brokers.to_string(),
+            (None, None) => unreachable!("an embedded broker is started when no brokers are configured"),
+        };
+        if embedded.is_some() {
+            tracing::info!(bootstrap = %bootstrap_servers, "no KAFKA_BROKERS: started the embedded broker (in-memory, development only)");
+        }
+        let producer: FutureProducer<TracingContext> = producer_config(config, &bootstrap_servers)
+            .create_with_context(TracingContext)
+            .map_err(|e| Error::kafka("creating the producer", e))?;
+        let admin: AdminClient<TracingContext> = producer_config(config, &bootstrap_servers)
+            .create_with_context(TracingContext)
+            .map_err(|e| Error::kafka("creating the admin client", e))?;
+        Ok(Self { bootstrap_servers, producer, admin, provisioned: Mutex::new(HashSet::new()), embedded })
+    }
+
+    pub(crate) fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// The settings every client of this process shares (brokers, client id).
+    pub(crate) fn base_config(&self, config: &Config) -> ClientConfig {
+        base_config(config, &self.bootstrap_servers)
+    }
+
+    /// Creates the missing `topics` (when provisioning is on), then checks every one of them
+    /// exists. Topics already checked are cached and never asked about again.
+    pub(crate) async fn ensure_topics(&self, config: &Config, topics: &[String]) -> Result<(), Error> {
+        let missing: Vec<String> = {
+            let done = self.provisioned.lock().unwrap_or_else(|p| p.into_inner());
+            topics.iter().filter(|t| !done.contains(*t)).cloned().collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if config.provision_topics() {
+            self.create_topics(config, &missing).await?;
+        }
+        self.await_metadata(config, &missing).await?;
+        self.provisioned.lock().unwrap_or_else(|p| p.into_inner()).extend(missing);
+        Ok(())
+    }
+
+    async fn create_topics(&self, config: &Config, topics: &[String]) -> Result<(), Error> {
+        let partitions = config.topic_partitions();
+        if let Some(broker) = &self.embedded {
+            for topic in topics {
+                broker
+                    .create_topic(topic, partitions)
+                    .map_err(|e| Error::Provisioning(vec![format!("`{topic}`: {e}")]))?;
+            }
+            return Ok(());
+        }
+        let replication = config.topic_replication();
+        let new_topics: Vec<NewTopic<'_>> =
+            topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = self
+            .admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| Error::kafka("creating topics", e))?;
+        let mut problems = Vec::new();
+        for result in results {
+            match result {
+                Ok(topic) => tracing::info!(topic, partitions, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => problems.push(format!("`{topic}`: {code}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Provisioning(problems))
+        }
+    }
+
+    /// Waits (up to 15 s) until the cluster's metadata lists every topic with partitions.
+    async fn await_metadata(&self, config: &Config, topics: &[String]) -> Result<(), Error> {
+        let producer = self.producer.clone();
+        let wanted = topics.to_vec();
+        let provisioning = config.provision_topics();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let metadata = producer.client().fetch_metadata(None, Duration::from_secs(5));
+                let missing: Vec<&String> = match &metadata {
+                    Ok(metadata) => wanted
+                        .iter()
+                        .filter(|w| !metadata.topics().iter().any(|t| t.name() == w.as_str() && t.error().is_none() && !t.partitions().is_empty()))
+                        .collect(),
+                    Err(_) => wanted.iter().collect(),
+                };
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    let hint = if provisioning {
+                        "was created but never showed up in the cluster metadata"
+                    } else {
+                        "does not exist; create it, or set KAFKA_PROVISION_TOPICS=true"
+                    };
+                    let mut problems: Vec<String> = missing.iter().map(|t| format!("topic `{t}` {hint}")).collect();
+                    if let Err(e) = metadata {
+                        problems.push(format!("the brokers did not answer a metadata request: {e}"));
+                    }
+                    return Err(Error::Provisioning(problems));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .await
+        .map_err(|e| Error::Provisioning(vec![format!("metadata check panicked: {e}")]))?
+    }
+}
+
+fn base_config(config: &Config, bootstrap_servers: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap_servers).set("client.id", config.client_id());
+    client
+}
+
+fn producer_config(config: &Config, bootstrap_servers: &str) -> ClientConfig {
+    let mut client = base_config(config, bootstrap_servers);
+    client.set("enable.idempotence", "true").set("acks", "all");
+    for (key, value) in config.producer_properties() {
+        client.set(key, value);
+    }
+    client
+}

@@ -1,0 +1,93 @@
+//! The main group's consumer context: rebalance hooks and logging.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use super::lanes::{Lanes, Tp};
+use crate::connection::log_to_tracing;
+use crate::health::Status;
+
+pub(crate) struct GroupContext {
+    pub(crate) group: String,
+    pub(crate) lanes: Arc<Mutex<Lanes>>,
+    pub(crate) status: Arc<Status>,
+    pub(crate) drain_timeout: Duration,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_to_tracing(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", group = %self.group, %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    /// Revocation: each revoked lane finishes the message in hand (bounded by the drain timeout),
+    /// then the finished prefix is committed while the partitions are still ours. This runs on the
+    /// consumer's own thread, so waiting here delays nothing but this group's poll; lanes of
+    /// partitions that stay keep running.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else { return };
+        let partitions = partitions_of(revoked);
+        tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
+        let offsets = {
+            let mut lanes = lock(&self.lanes);
+            let offsets = lanes.revoke(&partitions, self.drain_timeout);
+            self.status.set_assigned(lanes.len());
+            offsets
+        };
+        if offsets.is_empty() {
+            return;
+        }
+        if consumer.assignment_lost() {
+            tracing::warn!(group = %self.group, "assignment lost: finished offsets of revoked partitions cannot be committed; they will be redelivered");
+            return;
+        }
+        if let Err(error) = commit(consumer, &offsets) {
+            tracing::warn!(group = %self.group, %error, "commit on revocation failed; the next owner re-reads from the last committed offset");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let partitions = partitions_of(assigned);
+                tracing::info!(group = %self.group, partitions = ?partitions, "partitions assigned");
+                let mut lanes = lock(&self.lanes);
+                for tp in partitions {
+                    lanes.assign(tp);
+                }
+                self.status.set_assigned(lanes.len());
+                // A partition paused under an earlier assignment must not stay paused.
+                if let Err(error) = consumer.resume(assigned) {
+                    tracing::debug!(%error, "resume of newly assigned partitions");
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::error!(group = %self.group, %error, "rebalance failed"),
+        }
+    }
+}
+
+pub(crate) fn partitions_of(list: &TopicPartitionList) -> Vec<Tp> {
+    list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+}
+
+pub(crate) fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, offsets: &[(Tp, i64)]) -> Result<(), KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))?;
+    }
+    consumer.commit(&list, CommitMode::Sync)
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,194 @@
+//! A consumer group member: one OS thread polls the group's consumer, dispatches messages to
+//! per-partition lanes, pauses and resumes partitions, and commits finished offsets.
+//!
+//! The poll loop runs on its own thread (not a tokio task) so that rebalance callbacks may wait
+//! for in-flight messages without stalling the async runtime, whatever its flavour.
+
+mod context;
+mod lanes;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::TopicPartitionList;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::health::Status;
+use crate::processor::Processor;
+use crate::registry::Topology;
+use context::{commit, lock, GroupContext};
+use lanes::{Lanes, Route, Tp};
+
+/// A running group member. Dropping it does not stop it: call [`GroupMember::stop`].
+pub(crate) struct GroupMember {
+    group: String,
+    stop: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Everything a member needs.
+pub(crate) struct MemberSpec {
+    pub group: String,
+    pub client: ClientConfig,
+    pub topology: Arc<Topology>,
+    pub processor: Arc<Processor>,
+    pub status: Arc<Status>,
+}
+
+impl GroupMember {
+    /// Creates the consumer, subscribes to every topic of the topology and starts polling.
+    pub(crate) fn start(spec: MemberSpec, config: &Config) -> Result<Self, Error> {
+        let mut client = spec.client;
+        client
+            .set("group.id", &spec.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", config.auto_offset_reset())
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.partition.eof", "false");
+        for (key, value) in config.consumer_properties() {
+            client.set(key, value);
+        }
+        let lanes = Arc::new(Mutex::new(Lanes::new(
+            spec.topology.clone(),
+            spec.processor,
+            tokio::runtime::Handle::current(),
+            config.partition_buffer(),
+        )));
+        let context = GroupContext {
+            group: spec.group.clone(),
+            lanes: lanes.clone(),
+            status: spec.status.clone(),
+            drain_timeout: config.shutdown_timeout(),
+        };
+        let consumer: BaseConsumer<GroupContext> = client
+            .create_with_context(context)
+            .map_err(|e| Error::kafka(format!("creating the consumer of group `{}`", spec.group), e))?;
+        let topics = spec.topology.topics();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| Error::kafka(format!("subscribing group `{}` to {topics:?}", spec.group), e))?;
+        tracing::info!(group = %spec.group, topics = ?topics, "subscribed");
+
+        let stop = CancellationToken::new();
+        let poll = PollLoop {
+            consumer,
+            lanes,
+            stop: stop.clone(),
+            commit_interval: config.commit_interval(),
+            drain_timeout: config.shutdown_timeout(),
+            group: spec.group.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("kafka-events-{}", spec.group))
+            .spawn(move || poll.run())
+            .map_err(|e| Error::Consumer { group: spec.group.clone(), reason: format!("cannot start its thread: {e}") })?;
+        Ok(Self { group: spec.group, stop, thread: Some(thread) })
+    }
+
+    /// Signals the member to stop: stop fetching, finish in-flight messages, commit, leave the
+    /// group. Returns at once; [`GroupMember::join`] waits.
+    pub(crate) fn signal_stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for the member's thread to end.
+    pub(crate) async fn join(mut self) -> Result<(), Error> {
+        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let group = self.group.clone();
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| Error::Consumer { group: group.clone(), reason: e.to_string() })?
+            .map_err(|_| Error::Consumer { group, reason: "its poll thread panicked".into() })
+    }
+
+    /// Whether the member's thread has ended.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+struct PollLoop {
+    consumer: BaseConsumer<GroupContext>,
+    lanes: Arc<Mutex<Lanes>>,
+    stop: CancellationToken,
+    commit_interval: Duration,
+    drain_timeout: Duration,
+    group: String,
+}
+
+impl PollLoop {
+    fn run(self) {
+        let mut last_commit = Instant::now();
+        while !self.stop.is_cancelled() {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                None => {}
+                Some(Ok(message)) => {
+                    let message = message.detach();
+                    let route = lock(&self.lanes).route(message);
+                    match route {
+                        Route::Buffered => {}
+                        Route::Pause(tp) => self.set_paused(&[tp], true),
+                        Route::Unowned => tracing::debug!(group = %self.group, "dropped a message of a partition no longer assigned"),
+                    }
+                }
+                Some(Err(error)) => tracing::warn!(group = %self.group, %error, "consumer error"),
+            }
+            let resume = lock(&self.lanes).refill();
+            if !resume.is_empty() {
+                self.set_paused(&resume, false);
+            }
+            if last_commit.elapsed() >= self.commit_interval {
+                self.commit_finished();
+                last_commit = Instant::now();
+            }
+        }
+        self.shut_down();
+    }
+
+    fn set_paused(&self, partitions: &[Tp], pause: bool) {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            list.add_partition(topic, *partition);
+        }
+        let result = if pause { self.consumer.pause(&list) } else { self.consumer.resume(&list) };
+        if let Err(error) = result {
+            tracing::warn!(group = %self.group, %error, pause, "pause/resume failed");
+        }
+    }
+
+    fn commit_finished(&self) {
+        let offsets = lock(&self.lanes).committable();
+        if offsets.is_empty() {
+            return;
+        }
+        match commit(&self.consumer, &offsets) {
+            Ok(()) => lock(&self.lanes).committed(&offsets),
+            Err(error) => tracing::warn!(group = %self.group, %error, "commit failed; trying again at the next interval"),
+        }
+    }
+
+    /// Finish in-flight work, commit, leave the group (dropping the consumer closes it).
+    fn shut_down(self) {
+        tracing::info!(group = %self.group, "stopping: finishing in-flight messages");
+        let offsets = {
+            let mut lanes = lock(&self.lanes);
+            let partitions = lanes.partitions();
+            lanes.revoke(&partitions, self.drain_timeout)
+        };
+        if !offsets.is_empty() {
+            if let Err(error) = commit(&self.consumer, &offsets) {
+                tracing::warn!(group = %self.group, %error, "final commit failed; uncommitted messages will be redelivered");
+            }
+        }
+        let group = self.group.clone();
+        drop(self);
+        tracing::info!(group = %group, "left the group");
+    }
+}
+

@@ -1,0 +1,47 @@
+//! The runtime's top-level error.
+
+use rdkafka::error::KafkaError;
+
+use crate::config::ConfigError;
+use crate::registry::TopologyError;
+
+/// Why the runtime could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid; every problem is listed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The handlers do not form a valid topology; every problem is listed with its site.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// A Kafka client could not be created or a broker operation failed.
+    #[error("kafka {context}: {source}")]
+    Kafka {
+        /// What the runtime was doing.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// Topics could not be provisioned.
+    #[error("could not provision topics:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Provisioning(Vec<String>),
+    /// Installing the signal handlers failed.
+    #[error("could not listen for shutdown signals: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The consumer thread ended abnormally.
+    #[error("the consumer of group `{group}` stopped unexpectedly: {reason}")]
+    Consumer {
+        /// The consumer group.
+        group: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn kafka(context: impl Into<String>, source: KafkaError) -> Self {
+        Self::Kafka { context: context.into(), source }
+    }
+}

@@ -1,0 +1,288 @@
+//! What a handler is: its registration, the context it receives and the error it returns.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::retry::RetrySpec;
+
+/// A boxed handler future.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
+
+/// Decodes and validates a payload, then returns the handler's future.
+#[doc(hidden)]
+pub type InvokeFn = fn(Option<&[u8]>, MessageContext) -> Result<HandlerFuture, InputError>;
+
+/// Where a handler's dead letters go.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DlqSpec {
+    /// No `dlq`: a message whose retries are exhausted stalls its partition.
+    Disabled,
+    /// `dlq`: `<topic><dlq suffix>`.
+    Default,
+    /// `dlq = "topic"`.
+    Topic(&'static str),
+}
+
+/// One `#[kafka_handler]`, as registered by the attribute. Built in `const` context by the
+/// generated code; read by the runtime through [`crate::registry`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct HandlerRegistration {
+    pub(crate) name: &'static str,
+    pub(crate) module_path: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+    pub(crate) topic: &'static str,
+    pub(crate) retry: Option<RetrySpec>,
+    pub(crate) dlq: DlqSpec,
+    pub(crate) invoke: InvokeFn,
+}
+
+impl HandlerRegistration {
+    /// A registration without `retry(...)` and without `dlq`.
+    pub const fn new(
+        name: &'static str,
+        module_path: &'static str,
+        file: &'static str,
+        line: u32,
+        topic: &'static str,
+        invoke: InvokeFn,
+    ) -> Self {
+        Self { name, module_path, file, line, topic, retry: None, dlq: DlqSpec::Disabled, invoke }
+    }
+
+    /// Sets the retry policy written in the attribute.
+    pub const fn retry(mut self, retry: RetrySpec) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Sets where dead letters go.
+    pub const fn dlq(mut self, dlq: DlqSpec) -> Self {
+        self.dlq = dlq;
+        self
+    }
+
+    /// `module::path::fn_name`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}::{}", self.module_path, self.name)
+    }
+
+    /// Where the handler is declared: `module::path::fn_name (src/file.rs:12)`.
+    pub fn site(&self) -> String {
+        format!("{} ({}:{})", self.qualified_name(), self.file, self.line)
+    }
+}
+
+/// Everything about the message being handled except its payload.
+#[derive(Debug, Clone)]
+pub struct MessageContext {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
+    pub(crate) attempt: u32,
+}
+
+impl MessageContext {
+    /// The topic the message was consumed from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// Its partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    /// Its offset in that partition.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+    /// Its timestamp in milliseconds since the epoch, when the broker gave one.
+    pub fn timestamp_millis(&self) -> Option<i64> {
+        self.timestamp
+    }
+    /// Its key, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    /// Its key as UTF-8, if it has one and it is valid UTF-8.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key().and_then(|k| std::str::from_utf8(k).ok())
+    }
+    /// Every header in wire order; a header may have no value.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+    /// The value of the last header called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref())
+    }
+    /// The value of the last header called `name`, as UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+    /// Which attempt this is: 1 for the first delivery, 2 for the first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// Why a message failed, as written to `x-dlq-error-kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The payload is not valid JSON for the handler's type (or is missing). Never retried.
+    Decode,
+    /// The payload decoded but failed `Validate`. Never retried.
+    Validation,
+    /// The handler returned a permanent error. Never retried.
+    Permanent,
+    /// The handler kept returning retryable errors (or panicking) until its retries ran out.
+    RetriesExhausted,
+}
+
+impl ErrorKind {
+    /// The stable name written to `x-dlq-error-kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decode => "decode",
+            Self::Validation => "validation",
+            Self::Permanent => "permanent",
+            Self::RetriesExhausted => "retries-exhausted",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A payload that could not be turned into the handler's input. Always permanent.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) reason: String,
+}
+
+impl InputError {
+    pub(crate) fn decode(reason: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Decode, reason: reason.into() }
+    }
+    pub(crate) fn validation(reason: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Validation, reason: reason.into() }
+    }
+}
+
+/// The error a handler returns. It carries what should happen next: try again, or give up.
+///
+/// `?` converts any `std::error::Error + Send + Sync + 'static` into a **retryable** error, on the
+/// grounds that most errors a handler meets (I/O, timeouts, a database that is down) pass.
+/// Return [`HandlerError::permanent`] for errors that no retry can fix (a business rule said no).
+///
+/// ```
+/// use kafka_events::HandlerError;
+///
+/// fn check(amount: f64) -> Result<(), HandlerError> {
+///     if amount > 10_000.0 {
+///         return Err(HandlerError::permanent(format!("amount {amount} is over the limit")));
+///     }
+///     let _n: u32 = "42".parse()?; // a ParseIntError would be retryable
+///     Ok(())
+/// }
+/// assert!(check(20_000.0).unwrap_err().is_permanent());
+/// ```
+pub struct HandlerError {
+    retryable: bool,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl HandlerError {
+    /// An error worth trying again (the handler is invoked again after a backoff).
+    pub fn retryable(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self { retryable: true, source: error.into() }
+    }
+
+    /// An error no retry can fix: the message goes to the dead-letter topic at once.
+    pub fn permanent(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self { retryable: false, source: error.into() }
+    }
+
+    /// Whether the handler should be invoked again.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// Whether the message should be dead-lettered at once.
+    pub fn is_permanent(&self) -> bool {
+        !self.retryable
+    }
+
+    /// The underlying error.
+    pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("retryable", &self.retryable)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl<E> From<E> for HandlerError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        Self::retryable(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn question_mark_is_retryable_and_permanent_is_not() {
+        fn io() -> Result<(), HandlerError> {
+            Err(std::io::Error::other("disk"))?
+        }
+        let err = io().unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(err.to_string(), "disk");
+        assert!(HandlerError::permanent("no").is_permanent());
+    }
+
+    #[test]
+    fn context_reads_headers() {
+        let ctx = MessageContext {
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+            timestamp: None,
+            key: Some(b"k".to_vec()),
+            headers: vec![("a".into(), Some(b"1".to_vec())), ("a".into(), Some(b"2".to_vec())), ("n".into(), None)],
+            attempt: 1,
+        };
+        assert_eq!(ctx.header_str("a"), Some("2"));
+        assert_eq!(ctx.header("n"), None);
+        assert_eq!(ctx.key_str(), Some("k"));
+        assert_eq!(ctx.headers().count(), 3);
+    }
+}

@@ -1,0 +1,97 @@
+//! # kafka-events
+//!
+//! Typed Kafka event handlers declared with an attribute, driven by one shared processor that
+//! decodes (serde), validates (validator), runs the handler, and then commits, retries or
+//! dead-letters — with offsets committed only once an outcome is durable.
+//!
+//! ```no_run
+//! use kafka_events::prelude::*;
+//! use serde::Deserialize;
+//! use validator::Validate;
+//!
+//! #[derive(Debug, Deserialize, Validate)]
+//! struct OrderCreated {
+//!     #[validate(length(min = 1))]
+//!     id: String,
+//!     #[validate(range(min = 0.01))]
+//!     amount: f64,
+//! }
+//!
+//! #[kafka_handler(topic = "orders.created", retry(max = 3), dlq)]
+//! async fn on_order(event: OrderCreated, ctx: MessageContext) -> Result<(), HandlerError> {
+//!     println!("order {} for {} at offset {}", event.id, event.amount, ctx.offset());
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), kafka_events::Error> {
+//!     kafka_events::runtime::start(Config::from_env()?).await
+//! }
+//! ```
+//!
+//! ## What happens to a message
+//!
+//! | result | outcome |
+//! |---|---|
+//! | handler returns `Ok(())` | offset finished |
+//! | payload is not valid JSON for the type, or a tombstone | dead-lettered at once (`x-dlq-error-kind: decode`) |
+//! | payload fails `Validate` | dead-lettered at once (`validation`) |
+//! | [`HandlerError::permanent`] | dead-lettered at once (`permanent`) |
+//! | [`HandlerError::retryable`], any `?`-converted error, or a panic | retried in place with backoff up to `retry(max = N)`, then dead-lettered (`retries-exhausted`) |
+//! | a final failure in a handler **without** `dlq` | the partition stalls at that message: it is retried every `max_delay`, nothing after it is processed, [`Runtime::health`](runtime::Runtime::health) reports it; nothing is dropped |
+//!
+//! An offset is committed only after its message was handled or its dead letter acknowledged by
+//! the broker; commits happen every `KAFKA_COMMIT_INTERVAL`, when partitions are revoked, and on
+//! shutdown. Delivery is at-least-once: after a crash, messages processed since the last commit
+//! are processed again.
+//!
+//! ## Misuse is a compile error
+//!
+//! ```compile_fail
+//! use kafka_events::prelude::*;
+//! # #[derive(serde::Deserialize, validator::Validate)] struct E {}
+//! // error: `#[kafka_handler]` requires an `async fn`
+//! #[kafka_handler(topic = "orders")]
+//! fn not_async(event: E) -> Result<(), HandlerError> { Ok(()) }
+//! ```
+//! The fix: write `async fn not_async(...)`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod connection;
+mod consumer;
+mod dlq;
+pub mod embedded;
+mod error;
+pub mod handler;
+pub mod health;
+pub mod names;
+mod processor;
+pub mod publisher;
+pub mod registry;
+pub mod retry;
+pub mod runtime;
+
+pub use config::{Config, ConfigError, Profile};
+pub use error::Error;
+pub use handler::{ErrorKind, HandlerError, MessageContext};
+pub use kafka_events_macros::kafka_handler;
+pub use processor::Event;
+pub use publisher::{Delivery, PublishError, PublishOptions, Publisher};
+pub use retry::{Backoff, RetryPolicy};
+pub use runtime::Runtime;
+
+/// The names a handler module needs: `use kafka_events::prelude::*;`.
+pub mod prelude {
+    pub use crate::{kafka_handler, Config, HandlerError, MessageContext};
+}
+
+/// Used by the code `#[kafka_handler]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn};
+    pub use crate::processor::{assert_event, invoke};
+    pub use crate::retry::{Backoff, RetrySpec};
+    pub use inventory;
+}

@@ -1,0 +1,100 @@
+//! Names on the wire: topic suffixes, consumer group ids and header names.
+//!
+//! Other systems read these names (dashboards, replay tools, the TypeScript services this crate
+//! replaces), so they are stable and live in this one module.
+
+/// Header names written and read by the runtime.
+pub mod header {
+    /// Unique id of a message.
+    pub const MESSAGE_ID: &str = "x-message-id";
+    /// Correlation id carried from a handler's input to its output.
+    pub const CORRELATION_ID: &str = "x-correlation-id";
+    /// Attempt number of a retried message (1 is the first retry).
+    pub const RETRY_ATTEMPT: &str = "x-retry-attempt";
+    /// When a retried message becomes due (RFC 3339).
+    pub const RETRY_AT: &str = "x-retry-at";
+    /// Delay of a retried message in milliseconds.
+    pub const RETRY_DELAY: &str = "x-retry-delay";
+    /// Topic the message was first consumed from.
+    pub const ORIGINAL_TOPIC: &str = "x-original-topic";
+    /// Partition the message was first consumed from.
+    pub const ORIGINAL_PARTITION: &str = "x-original-partition";
+    /// Offset the message had in its original partition.
+    pub const ORIGINAL_OFFSET: &str = "x-original-offset";
+    /// Human-readable reason a message was dead-lettered.
+    pub const DLQ_REASON: &str = "x-dlq-reason";
+    /// Machine-readable kind of failure of a dead-lettered message (see [`ErrorKind`](crate::ErrorKind)).
+    pub const DLQ_ERROR_KIND: &str = "x-dlq-error-kind";
+    /// When a message was dead-lettered (RFC 3339, milliseconds).
+    pub const DLQ_TIMESTAMP: &str = "x-dlq-timestamp";
+    /// How many times the handler was invoked before the message was dead-lettered.
+    pub const RETRY_ATTEMPTS: &str = "x-retry-attempts";
+    /// Name of the handler that dead-lettered the message (`module::path::fn_name`).
+    pub const DLQ_HANDLER: &str = "x-dlq-handler";
+
+    /// Every header the runtime adds to a dead-lettered or retried message. A replay strips them.
+    pub const DIAGNOSTIC: &[&str] = &[
+        RETRY_ATTEMPT,
+        RETRY_AT,
+        RETRY_DELAY,
+        ORIGINAL_TOPIC,
+        ORIGINAL_PARTITION,
+        ORIGINAL_OFFSET,
+        DLQ_REASON,
+        DLQ_ERROR_KIND,
+        DLQ_TIMESTAMP,
+        RETRY_ATTEMPTS,
+        DLQ_HANDLER,
+    ];
+}
+
+/// Default suffix of dead-letter topics.
+pub const DEFAULT_DLQ_SUFFIX: &str = ".dlq";
+
+/// Id of the main consumer group of a service: `${SERVICE_NAME}-main`.
+pub fn main_group(service: &str) -> String {
+    format!("{service}-main")
+}
+
+/// Checks a Kafka topic name the way the broker does: 1 to 249 characters of `[a-zA-Z0-9._-]`,
+/// and neither `.` nor `..`.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name `{name}` is reserved"));
+    }
+    if name.len() > 249 {
+        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name `{name}` contains `{bad}`; only ASCII letters, digits, `.`, `_` and `-` are allowed"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(check_topic_name("orders.created").is_ok());
+        assert!(check_topic_name("a-b_c.9").is_ok());
+        assert!(check_topic_name("").unwrap_err().contains("empty"));
+        assert!(check_topic_name("..").unwrap_err().contains("reserved"));
+        assert!(check_topic_name("orders created").unwrap_err().contains("` `"));
+        assert!(check_topic_name(&"x".repeat(250)).unwrap_err().contains("249"));
+    }
+
+    #[test]
+    fn group_names() {
+        assert_eq!(main_group("orders"), "orders-main");
+    }
+}

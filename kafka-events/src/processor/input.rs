@@ -1,0 +1,122 @@
+//! The typed step of the pipeline: decode (serde) → validate (validator) → the handler's future.
+//! Generated code calls [`invoke`] with the handler's payload type; everything after it is untyped.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use validator::Validate;
+
+use crate::handler::{HandlerError, HandlerFuture, InputError, MessageContext};
+
+/// A type a handler can take as its event: JSON-decodable and validatable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the event of a `#[kafka_handler]`",
+    label = "this type must implement `serde::Deserialize` and `validator::Validate`",
+    note = "add `#[derive(serde::Deserialize, validator::Validate)]` to `{Self}`"
+)]
+pub trait Event: DeserializeOwned + Validate + Send + 'static {}
+
+impl<T: DeserializeOwned + Validate + Send + 'static> Event for T {}
+
+/// Decodes `payload` as `T`, validates it and calls `handler`. Decode and validation failures are
+/// returned as [`InputError`]s: the processor dead-letters them without invoking the handler.
+#[doc(hidden)]
+pub fn invoke<T, F, Fut, E>(payload: Option<&[u8]>, ctx: MessageContext, handler: F) -> Result<HandlerFuture, InputError>
+where
+    T: Event,
+    F: FnOnce(T, MessageContext) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<HandlerError>,
+{
+    let payload = payload.ok_or_else(|| InputError::decode("message has no value (tombstone)"))?;
+    let event: T = serde_json::from_slice(payload).map_err(|e| InputError::decode(format!("invalid JSON for `{}`: {e}", short_type_name::<T>())))?;
+    event
+        .validate()
+        .map_err(|e| InputError::validation(format!("`{}` failed validation: {}", short_type_name::<T>(), describe(&e))))?;
+    let future = handler(event, ctx);
+    Ok(Box::pin(async move { future.await.map_err(Into::into) }))
+}
+
+/// Probes, in generated code, that the payload type can be an event; rustc points at the type.
+#[doc(hidden)]
+pub const fn assert_event<T: Event>() {}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// `amount: range (min = 0.01; got 0.0)`, one clause per failed rule, fields sorted.
+fn describe(errors: &validator::ValidationErrors) -> String {
+    let mut fields: Vec<_> = errors.field_errors().into_iter().collect();
+    if fields.is_empty() {
+        return one_line(&errors.to_string());
+    }
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut clauses = Vec::new();
+    for (field, field_errors) in fields {
+        for error in field_errors {
+            let clause = match &error.message {
+                Some(message) => message.to_string(),
+                None => {
+                    let mut params: Vec<String> = error
+                        .params
+                        .iter()
+                        .filter(|(k, _)| *k != "value")
+                        .map(|(k, v)| format!("{k} = {v}"))
+                        .collect();
+                    params.sort();
+                    if let Some(value) = error.params.get("value") {
+                        params.push(format!("got {value}"));
+                    }
+                    if params.is_empty() {
+                        error.code.to_string()
+                    } else {
+                        format!("{} ({})", error.code, params.join("; "))
+                    }
+                }
+            };
+            clauses.push(format!("{field}: {clause}"));
+        }
+    }
+    clauses.join(", ")
+}
+
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Validate)]
+    struct Order {
+        #[validate(length(min = 1))]
+        id: String,
+    }
+
+    fn ctx() -> MessageContext {
+        MessageContext { topic: "t".into(), partition: 0, offset: 0, timestamp: None, key: None, headers: vec![], attempt: 1 }
+    }
+
+    fn call(payload: Option<&[u8]>) -> Result<HandlerFuture, InputError> {
+        invoke::<Order, _, _, HandlerError>(payload, ctx(), |order, _| async move {
+            assert!(!order.id.is_empty());
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn decode_and_validation_errors_are_classified() {
+        let err = call(Some(b"{not json")).err().unwrap();
+        assert_eq!(err.kind, crate::ErrorKind::Decode);
+        assert!(err.reason.starts_with("invalid JSON for `Order`"), "{}", err.reason);
+        let err = call(Some(br#"{"id":""}"#)).err().unwrap();
+        assert_eq!(err.kind, crate::ErrorKind::Validation);
+        assert_eq!(err.reason, "`Order` failed validation: id: length (min = 1; got \"\")");
+        let err = call(None).err().unwrap();
+        assert!(err.reason.contains("tombstone"));
+        assert!(call(Some(br#"{"id":"a"}"#)).is_ok());
+    }
+}

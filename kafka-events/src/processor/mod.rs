@@ -1,0 +1,196 @@
+//! The one processor every handler shares: decode → validate → handler → outcome, then the
+//! outcome's side effect (retry wait, dead-letter publish, stall) until the message is finished.
+
+mod input;
+pub(crate) mod offsets;
+mod outcome;
+
+pub use input::Event;
+#[doc(hidden)]
+pub use input::{assert_event, invoke};
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::connection::TracingContext;
+use crate::dlq::{dead_letter_headers, DeadLetter};
+use crate::handler::MessageContext;
+use crate::health::Status;
+use crate::registry::BoundHandler;
+use outcome::{decide, Failure, Outcome};
+
+/// How processing of one message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// The outcome is durable: the offset may be committed.
+    Finished,
+    /// Shutdown or revocation interrupted it; the offset stays unfinished and will be redelivered.
+    Interrupted,
+}
+
+/// Runs messages through their handler and routes the outcome.
+pub(crate) struct Processor {
+    producer: FutureProducer<TracingContext>,
+    status: Arc<Status>,
+}
+
+impl Processor {
+    pub(crate) fn new(producer: FutureProducer<TracingContext>, status: Arc<Status>) -> Self {
+        Self { producer, status }
+    }
+
+    /// Processes `message` with `handler` until its outcome is durable or `cancel` fires.
+    pub(crate) async fn process(&self, handler: &BoundHandler, message: &OwnedMessage, cancel: &CancellationToken) -> Finish {
+        let name = handler.name();
+        let span = tracing::info_span!(
+            "message",
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            handler = %name,
+        );
+        self.process_inner(handler, &name, message, cancel).instrument(span).await
+    }
+
+    async fn process_inner(&self, handler: &BoundHandler, name: &str, message: &OwnedMessage, cancel: &CancellationToken) -> Finish {
+        let mut attempt = 1u32;
+        loop {
+            let result = attempt_once(handler, message, attempt).await;
+            match decide(result, attempt, &handler.retry, handler.dlq_topic.is_some()) {
+                Outcome::Done => {
+                    tracing::debug!(attempt, "handled");
+                    self.status.clear_stall(message.topic(), message.partition());
+                    return Finish::Finished;
+                }
+                Outcome::Retry { delay } => {
+                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, "handler failed; retrying in place");
+                    if !wait(delay, cancel).await {
+                        return Finish::Interrupted;
+                    }
+                }
+                Outcome::DeadLetter { kind, reason } => {
+                    let Some(dlq) = handler.dlq_topic.as_deref() else {
+                        unreachable!("decide() dead-letters only when a DLQ is configured")
+                    };
+                    let letter = DeadLetter { kind, reason: &reason, attempts: attempt, handler: name };
+                    let finish = self.dead_letter(dlq, message, &letter, cancel).await;
+                    if finish == Finish::Finished {
+                        self.status.clear_stall(message.topic(), message.partition());
+                    }
+                    return finish;
+                }
+                Outcome::Stall { kind, reason, delay } => {
+                    tracing::error!(
+                        attempt,
+                        error_kind = kind.as_str(),
+                        %reason,
+                        "message failed and the handler has no `dlq`: partition held at this offset; trying again in {}",
+                        humantime::format_duration(delay)
+                    );
+                    self.status.stall(message.topic(), message.partition(), message.offset(), kind, &reason);
+                    if !wait(delay, cancel).await {
+                        return Finish::Interrupted;
+                    }
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Publishes the dead-letter copy of `message` and waits for the broker's acknowledgement,
+    /// trying again with backoff while the broker refuses; only cancellation stops it.
+    async fn dead_letter(&self, dlq: &str, message: &OwnedMessage, letter: &DeadLetter<'_>, cancel: &CancellationToken) -> Finish {
+        let headers = dead_letter_headers(message, letter);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq).headers(headers.clone());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            let sent = tokio::select! {
+                sent = self.producer.send(record, Duration::from_secs(30)) => sent,
+                () = cancel.cancelled() => return Finish::Interrupted,
+            };
+            match sent {
+                Ok(delivery) => {
+                    tracing::warn!(
+                        dlq,
+                        dlq_partition = delivery.partition,
+                        dlq_offset = delivery.offset,
+                        error_kind = letter.kind.as_str(),
+                        reason = letter.reason,
+                        "dead-lettered"
+                    );
+                    return Finish::Finished;
+                }
+                Err((error, _)) => {
+                    tracing::error!(dlq, %error, "dead-letter publish failed; the offset stays unfinished, trying again");
+                    if !wait(backoff, cancel).await {
+                        return Finish::Interrupted;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: decode, validate, run the handler, catch a panic.
+async fn attempt_once(handler: &BoundHandler, message: &OwnedMessage, attempt: u32) -> Result<(), Failure> {
+    let ctx = context(message, attempt);
+    let invoke = handler.registration.invoke;
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(message.payload(), ctx))) {
+        Ok(Ok(future)) => future,
+        Ok(Err(input)) => return Err(Failure::Input(input)),
+        Err(panic) => return Err(Failure::Panic(panic_message(&*panic))),
+    };
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(Failure::Handler(error)),
+        Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+    }
+}
+
+fn context(message: &OwnedMessage, attempt: u32) -> MessageContext {
+    MessageContext {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default(),
+        attempt,
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Sleeps for `delay`; false when cancelled first.
+async fn wait(delay: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = cancel.cancelled() => false,
+    }
+}
+

@@ -1,0 +1,110 @@
+//! What happens to a message after an attempt: the one decision every handler shares.
+
+use std::time::Duration;
+
+use crate::handler::{ErrorKind, HandlerError, InputError};
+use crate::retry::RetryPolicy;
+
+/// How an attempt failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Decode or validation failed; the handler was not invoked.
+    Input(InputError),
+    /// The handler returned an error.
+    Handler(HandlerError),
+    /// The handler panicked.
+    Panic(String),
+}
+
+impl Failure {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Input(e) => e.reason.clone(),
+            Self::Handler(e) => e.to_string(),
+            Self::Panic(msg) => format!("handler panicked: {msg}"),
+        }
+    }
+}
+
+/// What the processor does next with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Handled: the offset is finished.
+    Done,
+    /// Try again after `delay` (in place: the partition waits; retry topics slot in here).
+    Retry { delay: Duration },
+    /// Publish to the dead-letter topic; the offset is finished once the broker acknowledges it.
+    DeadLetter { kind: ErrorKind, reason: String },
+    /// No dead-letter topic: hold the partition at this message, report it, and try again after
+    /// `delay`. Nothing is dropped.
+    Stall { kind: ErrorKind, reason: String, delay: Duration },
+}
+
+/// Decides the outcome of attempt number `attempt` (1-based).
+pub(crate) fn decide(result: Result<(), Failure>, attempt: u32, policy: &RetryPolicy, has_dlq: bool) -> Outcome {
+    let failure = match result {
+        Ok(()) => return Outcome::Done,
+        Err(failure) => failure,
+    };
+    let reason = failure.describe();
+    let kind = match &failure {
+        Failure::Input(e) => e.kind,
+        Failure::Handler(e) if e.is_permanent() => ErrorKind::Permanent,
+        Failure::Handler(_) | Failure::Panic(_) => {
+            if attempt <= policy.max {
+                return Outcome::Retry { delay: policy.delay(attempt) };
+            }
+            ErrorKind::RetriesExhausted
+        }
+    };
+    let reason = match kind {
+        ErrorKind::RetriesExhausted => format!("retries exhausted after {attempt} attempts: {reason}"),
+        _ => reason,
+    };
+    if has_dlq {
+        Outcome::DeadLetter { kind, reason }
+    } else {
+        Outcome::Stall { kind, reason, delay: policy.max_delay.max(Duration::from_secs(1)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::Backoff;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { max: 2, backoff: Backoff::Exponential, initial: Duration::from_millis(10), max_delay: Duration::from_secs(5) }
+    }
+
+    #[test]
+    fn retryable_failures_retry_then_dead_letter() {
+        let fail = || Err(Failure::Handler(HandlerError::retryable("db down")));
+        assert_eq!(decide(fail(), 1, &policy(), true), Outcome::Retry { delay: Duration::from_millis(10) });
+        assert_eq!(decide(fail(), 2, &policy(), true), Outcome::Retry { delay: Duration::from_millis(20) });
+        assert_eq!(
+            decide(fail(), 3, &policy(), true),
+            Outcome::DeadLetter { kind: ErrorKind::RetriesExhausted, reason: "retries exhausted after 3 attempts: db down".into() }
+        );
+    }
+
+    #[test]
+    fn panics_are_retryable() {
+        assert!(matches!(decide(Err(Failure::Panic("boom".into())), 1, &policy(), true), Outcome::Retry { .. }));
+    }
+
+    #[test]
+    fn input_and_permanent_errors_are_never_retried() {
+        let decode = Err(Failure::Input(InputError::decode("bad json")));
+        assert_eq!(decide(decode, 1, &policy(), true), Outcome::DeadLetter { kind: ErrorKind::Decode, reason: "bad json".into() });
+        let permanent = Err(Failure::Handler(HandlerError::permanent("rejected")));
+        assert_eq!(decide(permanent, 1, &policy(), true), Outcome::DeadLetter { kind: ErrorKind::Permanent, reason: "rejected".into() });
+    }
+
+    #[test]
+    fn without_dlq_the_partition_stalls() {
+        let out = decide(Err(Failure::Handler(HandlerError::permanent("no"))), 1, &policy(), false);
+        assert_eq!(out, Outcome::Stall { kind: ErrorKind::Permanent, reason: "no".into(), delay: Duration::from_secs(5) });
+        assert_eq!(decide(Ok(()), 9, &policy(), false), Outcome::Done);
+    }
+}

@@ -1,0 +1,122 @@
+//! Publishing events: typed JSON, keys, headers; delivery errors are returned, never swallowed.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::connection::TracingContext;
+
+/// Publishes events through the runtime's one idempotent producer. Cheap to clone.
+///
+/// Topic names are logical: the configured prefix is applied, as for handlers.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer<TracingContext>,
+    config: Config,
+}
+
+/// Options of one published message.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    key: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+    partition: Option<i32>,
+}
+
+impl PublishOptions {
+    /// No key, no headers, partition chosen by the partitioner.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the key (messages with one key go to one partition, in order).
+    pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.key = Some(key.as_ref().to_vec());
+        self
+    }
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
+        self.headers.push((name.into(), value.as_ref().to_vec()));
+        self
+    }
+    /// Sends to this partition instead of the partitioner's choice.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+}
+
+/// Where a message was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The topic (prefix applied).
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+}
+
+/// A message could not be published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The event could not be serialized to JSON.
+    #[error("could not encode the event as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The broker did not acknowledge the message.
+    #[error("delivery to `{topic}` failed: {source}")]
+    Delivery {
+        /// The topic.
+        topic: String,
+        /// The producer's error.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+impl Publisher {
+    pub(crate) fn new(producer: FutureProducer<TracingContext>, config: Config) -> Self {
+        Self { producer, config }
+    }
+
+    /// Publishes `event` as JSON to `topic` and waits for the broker's acknowledgement.
+    pub async fn publish<T: Serialize + ?Sized>(&self, topic: &str, event: &T) -> Result<Delivery, PublishError> {
+        self.publish_with(topic, event, PublishOptions::new()).await
+    }
+
+    /// Like [`publish`](Self::publish), with a key, headers or a partition.
+    pub async fn publish_with<T: Serialize + ?Sized>(&self, topic: &str, event: &T, options: PublishOptions) -> Result<Delivery, PublishError> {
+        let payload = serde_json::to_vec(event)?;
+        self.publish_bytes(topic, &payload, options).await
+    }
+
+    /// Publishes raw bytes (not necessarily JSON) to `topic`.
+    pub async fn publish_bytes(&self, topic: &str, payload: &[u8], options: PublishOptions) -> Result<Delivery, PublishError> {
+        let topic = self.config.topic_name(topic);
+        let mut headers = OwnedHeaders::new_with_capacity(options.headers.len());
+        for (name, value) in &options.headers {
+            headers = headers.insert(Header { key: name, value: Some(value) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).payload(payload).headers(headers);
+        if let Some(key) = &options.key {
+            record = record.key(key);
+        }
+        if let Some(partition) = options.partition {
+            record = record.partition(partition);
+        }
+        match self.producer.send(record, Duration::from_secs(30)).await {
+            Ok(delivery) => Ok(Delivery { topic, partition: delivery.partition, offset: delivery.offset }),
+            Err((source, _)) => Err(PublishError::Delivery { topic, source }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,211 @@
+//! Discovery of every `#[kafka_handler]` in the program and validation of the topology they form.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::Config;
+use crate::handler::{DlqSpec, HandlerRegistration};
+use crate::names::check_topic_name;
+use crate::retry::RetryPolicy;
+
+inventory::collect!(HandlerRegistration);
+
+/// Every registered handler, sorted by topic then by qualified name (inventory's order is
+/// unspecified, so the runtime never depends on it).
+pub fn registered() -> Vec<&'static HandlerRegistration> {
+    let mut all: Vec<&'static HandlerRegistration> = inventory::iter::<HandlerRegistration>.into_iter().collect();
+    all.sort_by(|a, b| (a.topic, a.module_path, a.name).cmp(&(b.topic, b.module_path, b.name)));
+    all
+}
+
+/// A handler bound to the configuration: its real topic names and its effective retry policy.
+#[derive(Debug, Clone)]
+pub struct BoundHandler {
+    pub(crate) registration: &'static HandlerRegistration,
+    /// The topic it consumes (with the configured prefix).
+    pub topic: String,
+    /// Where its dead letters go, if anywhere.
+    pub dlq_topic: Option<String>,
+    /// Its effective retry policy.
+    pub retry: RetryPolicy,
+}
+
+impl BoundHandler {
+    /// `module::path::fn_name`.
+    pub fn name(&self) -> String {
+        self.registration.qualified_name()
+    }
+}
+
+/// The validated set of handlers one runtime drives, keyed by topic.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    handlers: BTreeMap<String, BoundHandler>,
+}
+
+impl Topology {
+    /// Discovers every registered handler and validates them against `config`.
+    pub fn discover(config: &Config) -> Result<Self, TopologyError> {
+        Self::build(&registered(), config)
+    }
+
+    /// Validates `registrations` against `config`, listing every problem at once.
+    pub(crate) fn build(registrations: &[&'static HandlerRegistration], config: &Config) -> Result<Self, TopologyError> {
+        let mut problems = Vec::new();
+        let selected: Vec<&'static HandlerRegistration> = match config.handler_filter() {
+            None => registrations.to_vec(),
+            Some(filter) => {
+                for wanted in filter {
+                    if !registrations.iter().any(|r| selects(wanted, r)) {
+                        let known: Vec<String> = registrations.iter().map(|r| r.qualified_name()).collect();
+                        problems.push(format!(
+                            "handler `{wanted}` is selected in the configuration but not registered (registered: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ));
+                    }
+                }
+                registrations.iter().copied().filter(|r| filter.iter().any(|w| selects(w, r))).collect()
+            }
+        };
+        if selected.is_empty() && problems.is_empty() {
+            problems.push(
+                "no handlers to run: annotate an `async fn` with `#[kafka_handler(topic = \"...\")]` in this binary".into(),
+            );
+        }
+
+        let mut by_topic: BTreeMap<String, BoundHandler> = BTreeMap::new();
+        for registration in selected {
+            let topic = config.topic_name(registration.topic);
+            if let Err(reason) = check_topic_name(&topic) {
+                problems.push(format!("{}: invalid topic: {reason}", registration.site()));
+            }
+            let dlq_topic = match registration.dlq {
+                DlqSpec::Disabled => None,
+                DlqSpec::Default => Some(format!("{topic}{}", config.dlq_suffix())),
+                DlqSpec::Topic(custom) => Some(config.topic_name(custom)),
+            };
+            if let Some(dlq) = &dlq_topic {
+                if let Err(reason) = check_topic_name(dlq) {
+                    problems.push(format!("{}: invalid dead-letter topic: {reason}", registration.site()));
+                } else if *dlq == topic {
+                    problems.push(format!("{}: dead-letter topic `{dlq}` is the handler's own topic", registration.site()));
+                }
+            }
+            let retry = match &registration.retry {
+                Some(spec) => spec.resolve(config.default_retry()),
+                None => *config.default_retry(),
+            };
+            for problem in retry.problems() {
+                problems.push(format!("{}: {problem}", registration.site()));
+            }
+            if let Some(existing) = by_topic.get(&topic) {
+                problems.push(format!(
+                    "two handlers consume topic `{topic}`: {} and {}; a topic has exactly one handler",
+                    existing.registration.site(),
+                    registration.site()
+                ));
+                continue;
+            }
+            by_topic.insert(topic.clone(), BoundHandler { registration, topic, dlq_topic, retry });
+        }
+        if problems.is_empty() {
+            Ok(Self { handlers: by_topic })
+        } else {
+            Err(TopologyError { problems })
+        }
+    }
+
+    /// The handler of `topic`.
+    pub fn handler(&self, topic: &str) -> Option<&BoundHandler> {
+        self.handlers.get(topic)
+    }
+
+    /// Every handler, sorted by topic.
+    pub fn handlers(&self) -> impl Iterator<Item = &BoundHandler> {
+        self.handlers.values()
+    }
+
+    /// Every topic the main group subscribes to, sorted.
+    pub fn topics(&self) -> Vec<&str> {
+        self.handlers.keys().map(String::as_str).collect()
+    }
+}
+
+fn selects(wanted: &str, registration: &HandlerRegistration) -> bool {
+    wanted == registration.name || wanted == registration.qualified_name()
+}
+
+/// The handlers in this program do not form a valid topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyError {
+    /// Every problem found, each naming the handler's site (module path, file and line).
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid handler topology ({} problem{}):", self.problems.len(), if self.problems.len() == 1 { "" } else { "s" })?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::{InputError, MessageContext};
+    use crate::retry::RetrySpec;
+
+    fn never(_: Option<&[u8]>, _: MessageContext) -> Result<crate::handler::HandlerFuture, InputError> {
+        Err(InputError::decode("unused"))
+    }
+
+    static A: HandlerRegistration = HandlerRegistration::new("a", "app::orders", "src/orders.rs", 10, "orders", never);
+    static B: HandlerRegistration = HandlerRegistration::new("b", "app::billing", "src/billing.rs", 20, "orders", never);
+    static C: HandlerRegistration = HandlerRegistration::new("c", "app::c", "src/c.rs", 30, "bad topic", never)
+        .retry(RetrySpec { max: Some(500), backoff: None, initial_ms: None, max_delay_ms: None });
+    static D: HandlerRegistration =
+        HandlerRegistration::new("d", "app::d", "src/d.rs", 40, "payments", never).dlq(DlqSpec::Default);
+
+    #[test]
+    fn every_problem_is_named_with_its_site() {
+        let err = Topology::build(&[&A, &B, &C], &Config::development("svc")).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("two handlers consume topic `orders`: app::orders::a (src/orders.rs:10) and app::billing::b (src/billing.rs:20)"), "{text}");
+        assert!(text.contains("app::c::c (src/c.rs:30): invalid topic"), "{text}");
+        assert!(text.contains("app::c::c (src/c.rs:30): retry `max = 500` exceeds"), "{text}");
+    }
+
+    #[test]
+    fn prefix_and_dlq_names() {
+        let config = Config::development("svc").with_topic_prefix("staging.");
+        let topology = Topology::build(&[&A, &D], &config).unwrap();
+        assert_eq!(topology.topics(), ["staging.orders", "staging.payments"]);
+        let d = topology.handler("staging.payments").unwrap();
+        assert_eq!(d.dlq_topic.as_deref(), Some("staging.payments.dlq"));
+        assert_eq!(d.retry, RetryPolicy::default());
+        assert!(topology.handler("staging.orders").unwrap().dlq_topic.is_none());
+    }
+
+    #[test]
+    fn handler_filter_selects_and_reports_unknown_names() {
+        let config = Config::development("svc").with_handlers(["b", "nope"]);
+        let err = Topology::build(&[&A, &B], &config).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(err.problems[0].contains("handler `nope` is selected"), "{err}");
+        let config = Config::development("svc").with_handlers(["app::billing::b"]);
+        let topology = Topology::build(&[&A, &B], &config).unwrap();
+        assert_eq!(topology.handler("orders").unwrap().name(), "app::billing::b");
+    }
+
+    #[test]
+    fn empty_topology_is_an_error() {
+        let err = Topology::build(&[], &Config::development("svc")).unwrap_err();
+        assert!(err.to_string().contains("no handlers to run"), "{err}");
+    }
+}

@@ -1,0 +1,155 @@
+//! Starting and stopping: discovery, validation, connection, the main group, shutdown.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::consumer::{GroupMember, MemberSpec};
+use crate::error::Error;
+use crate::health::{Health, Status};
+use crate::names::main_group;
+use crate::processor::Processor;
+use crate::publisher::Publisher;
+use crate::registry::Topology;
+
+/// Starts every handler and runs until SIGINT or SIGTERM, then shuts down gracefully.
+///
+/// Fails at start-up, before touching the network, when the configuration or the handler
+/// topology is invalid, listing every problem.
+pub async fn start(config: Config) -> Result<(), Error> {
+    launch(config).await?.run_until_signal().await
+}
+
+/// Starts every handler and returns at once with a [`Runtime`] handle; the caller decides when
+/// to [`shut down`](Runtime::shutdown).
+pub async fn launch(config: Config) -> Result<Runtime, Error> {
+    config.validate()?;
+    let topology = Arc::new(Topology::discover(&config)?);
+    for handler in topology.handlers() {
+        tracing::info!(
+            handler = %handler.name(),
+            topic = %handler.topic,
+            dlq = handler.dlq_topic.as_deref().unwrap_or("none (stall on exhausted retries)"),
+            retries = handler.retry.max,
+            "handler registered"
+        );
+    }
+    let connection = Arc::new(Connection::open(&config)?);
+    let topics: Vec<String> = topology
+        .handlers()
+        .flat_map(|h| std::iter::once(h.topic.clone()).chain(h.dlq_topic.clone()))
+        .collect();
+    connection.ensure_topics(&config, &topics).await?;
+
+    let status = Arc::new(Status::default());
+    let processor = Arc::new(Processor::new(connection.producer.clone(), status.clone()));
+    let group = main_group(config.service_name());
+    let member = GroupMember::start(
+        MemberSpec {
+            group,
+            client: connection.base_config(&config),
+            topology: topology.clone(),
+            processor,
+            status: status.clone(),
+        },
+        &config,
+    )?;
+    Ok(Runtime { config, connection, topology, status, member: Some(member) })
+}
+
+/// A running runtime. Stop it with [`Runtime::shutdown`]; dropping it without shutting down
+/// leaves the consumer running until the process exits.
+pub struct Runtime {
+    config: Config,
+    connection: Arc<Connection>,
+    topology: Arc<Topology>,
+    status: Arc<Status>,
+    member: Option<GroupMember>,
+}
+
+impl Runtime {
+    /// A publisher sharing the runtime's producer.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.connection.producer.clone(), self.config.clone())
+    }
+
+    /// The current health: stalled partitions, assignment.
+    pub fn health(&self) -> Health {
+        self.status.snapshot()
+    }
+
+    /// The `bootstrap.servers` in use (the embedded broker's address when no brokers are set).
+    pub fn bootstrap_servers(&self) -> &str {
+        self.connection.bootstrap_servers()
+    }
+
+    /// The handlers this runtime drives.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Waits for SIGINT (Ctrl-C) or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) -> Result<(), Error> {
+        wait_for_signal().await?;
+        tracing::info!("shutdown signal received");
+        self.shutdown().await
+    }
+
+    /// Graceful shutdown: stop fetching, let in-flight messages finish (up to the shutdown
+    /// timeout), commit what finished, leave the group, flush the producer.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        let result = match self.member.take() {
+            Some(member) => {
+                member.signal_stop();
+                member.join().await
+            }
+            None => Ok(()),
+        };
+        let producer = self.connection.producer.clone();
+        let timeout = self.config.shutdown_timeout();
+        let flushed = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout)).await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "producer flush did not complete"),
+            Err(error) => tracing::warn!(%error, "producer flush panicked"),
+        }
+        tracing::info!("stopped");
+        result
+    }
+
+    /// Whether the consumer thread has ended (it only ends on shutdown or a fatal error).
+    pub fn is_stopped(&self) -> bool {
+        self.member.as_ref().is_none_or(GroupMember::is_finished)
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("bootstrap_servers", &self.bootstrap_servers())
+            .field("topics", &self.topology.topics())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn wait_for_signal() -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map_err(Error::Signal),
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(Error::Signal)
+    }
+}
+
