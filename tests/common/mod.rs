@@ -1,0 +1,227 @@
+//! Helpers shared by the integration tests: broker address, unique names, a raw producer and
+//! reader, committed offsets, and a recorder that handlers write to and tests await.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_events::Config;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+/// The broker under test: `KAFKA_BROKERS` (set by `scripts/test.sh`, which starts Tansu).
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: run the suite with `scripts/test.sh` (it starts a broker), or point KAFKA_BROKERS at a Kafka cluster",
+    )
+}
+
+/// A name no other test run uses: `__<test>_<pid>_<nanos>`.
+pub fn unique(test: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("__{test}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// A development config against the test broker, with its own topic prefix and service name,
+/// running only `handlers`.
+pub fn config(run: &str, handlers: &[&str]) -> Config {
+    Config::development(format!("{run}-svc"))
+        .with_brokers(brokers())
+        .with_topic_prefix(format!("{run}."))
+        .with_handlers(handlers.iter().copied())
+        .with_commit_interval(Duration::from_millis(200))
+        .with_shutdown_timeout(Duration::from_secs(10))
+        .with_consumer_property("session.timeout.ms", "6000")
+        .with_consumer_property("heartbeat.interval.ms", "500")
+}
+
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// A producer that writes one record per batch. Tansu (0.6, memory engine) returns nothing to a
+/// fetch that starts inside a record batch, so a consumer resuming from a committed offset in the
+/// middle of a batch would wait forever; tests that restart consumers use this producer.
+pub fn unbatched_producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("batch.num.messages", "1")
+        .create()
+        .expect("producer")
+}
+
+/// Produces one message and waits for its acknowledgement.
+pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)], partition: Option<i32>) -> (i32, i64) {
+    let mut owned = OwnedHeaders::new();
+    for (k, v) in headers {
+        owned = owned.insert(Header { key: k, value: Some(*v) });
+    }
+    let mut record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    let delivery = producer.send(record, Duration::from_secs(30)).await.expect("produce");
+    (delivery.partition, delivery.offset)
+}
+
+/// Reads every message of `topic` from the beginning until `count` have arrived (or 60 s pass).
+pub fn read_topic(topic: &str, count: usize) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut messages = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while messages.len() < count && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            messages.push(m.detach());
+        }
+    }
+    messages
+}
+
+/// High watermarks (end offsets) of every partition of `topic`.
+pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("client");
+    (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1)
+        .collect()
+}
+
+/// Offsets committed by `group` for every partition of `topic` (-1 when none).
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("client");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
+    (0..partitions)
+        .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// The value of header `name`, as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+pub fn key(message: &OwnedMessage) -> String {
+    message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default()
+}
+
+/// What handlers did, per topic: every invocation in order, with its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub id: String,
+    pub attempt: u32,
+    pub partition: i32,
+    pub offset: i64,
+    pub succeeded: bool,
+}
+
+type Calls = HashMap<String, Vec<Call>>;
+
+fn recorder() -> &'static (Mutex<Calls>, watch::Sender<u64>) {
+    static RECORDER: OnceLock<(Mutex<Calls>, watch::Sender<u64>)> = OnceLock::new();
+    RECORDER.get_or_init(|| (Mutex::new(HashMap::new()), watch::channel(0).0))
+}
+
+/// Records one handler invocation (called from handlers).
+pub fn record(topic: &str, call: Call) {
+    let (calls, changed) = recorder();
+    calls.lock().unwrap().entry(topic.to_string()).or_default().push(call);
+    changed.send_modify(|n| *n += 1);
+}
+
+/// Every invocation recorded for `topic`.
+pub fn calls(topic: &str) -> Vec<Call> {
+    recorder().0.lock().unwrap().get(topic).cloned().unwrap_or_default()
+}
+
+/// Waits until `done(calls of topic)` holds; panics after `timeout` with what was seen.
+pub async fn wait_for(topic: &str, timeout: Duration, done: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+    let mut changed = recorder().1.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = calls(topic);
+        if done(&seen) {
+            return seen;
+        }
+        if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+            panic!("timed out after {timeout:?} waiting on `{topic}`; {} calls recorded", seen.len());
+        }
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (no error if it exists).
+pub async fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin");
+    let results = admin
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for result in results {
+        if let Err((name, code)) = result {
+            assert_eq!(code, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists, "creating {name}");
+        }
+    }
+}
+
+/// Produces many `(key, payload)` messages to `topic` at once (pipelined), then waits for every
+/// acknowledgement; returns `(partition, offset)` of each, in order.
+pub async fn produce_many(producer: &FutureProducer, topic: &str, messages: &[(String, Vec<u8>)]) -> Vec<(i32, i64)> {
+    let mut pending = Vec::with_capacity(messages.len());
+    for (key, payload) in messages {
+        let record = FutureRecord::to(topic).key(key.as_str()).payload(payload.as_slice());
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+    }
+    let mut acks = Vec::with_capacity(pending.len());
+    for delivery in pending {
+        let delivery = delivery.await.expect("delivery future").map_err(|(e, _)| e).expect("produce");
+        acks.push((delivery.partition, delivery.offset));
+    }
+    acks
+}
+
+/// Kills the child process when dropped, so a failing test leaves no consumer behind.
+pub struct ChildGuard(pub Option<std::process::Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
