@@ -93,6 +93,12 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
     } else {
         quote! { { let _ = ctx; #name(event) } }
     };
+    let output_span = match &function.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => function.sig.span(),
+    };
+    // Spanned on the declared return type: a wrong error type is reported there, once.
+    let into_result = quote_spanned! {output_span=> ::kafka_events::__private::HandlerOutput::into_handler_result };
     let retry = args.retry.as_ref().map(|retry| {
         let some_u32 = |v: Option<u32>| v.map_or_else(|| quote!(::core::option::Option::None), |v| quote!(::core::option::Option::Some(#v)));
         let some_u64 = |v: Option<u64>| v.map_or_else(|| quote!(::core::option::Option::None), |v| quote!(::core::option::Option::Some(#v)));
@@ -116,8 +122,10 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         Dlq::Default => quote!(.dlq(::kafka_events::__private::DlqSpec::Default)),
         Dlq::Topic(topic) => quote!(.dlq(::kafka_events::__private::DlqSpec::Topic(#topic))),
     });
-    let probe = quote_spanned! {event_type.span()=>
-        const _: () = ::kafka_events::__private::assert_event::<#event_type>();
+    // The `T: Event` bound of `invoke` is the probe: spanned on the user's type, so rustc points
+    // there and shows `Event`'s `on_unimplemented` note.
+    let invoke = quote_spanned! {event_type.span()=>
+        ::kafka_events::__private::invoke::<#event_type, _, _>
     };
     quote! {
         #function
@@ -125,9 +133,8 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
-            #probe
             const __kafka_events_invoke: ::kafka_events::__private::InvokeFn = |payload, ctx| {
-                ::kafka_events::__private::invoke::<#event_type, _, _, _>(payload, ctx, |event, ctx| #call)
+                #invoke(payload, ctx, |event, ctx| async move { #into_result(#call.await) })
             };
             ::kafka_events::__private::inventory::submit! {
                 ::kafka_events::__private::HandlerRegistration::new(

@@ -91,7 +91,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn};
-    pub use crate::processor::{assert_event, invoke};
+    pub use crate::processor::{invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetrySpec};
     pub use inventory;
 }

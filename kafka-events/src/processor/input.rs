@@ -18,28 +18,39 @@ pub trait Event: DeserializeOwned + Validate + Send + 'static {}
 
 impl<T: DeserializeOwned + Validate + Send + 'static> Event for T {}
 
+/// What a handler may return: `Result<(), E>` with `E: Into<HandlerError>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the return type of a `#[kafka_handler]`",
+    label = "return `Result<(), E>` where `E: Into<HandlerError>`",
+    note = "`HandlerError` and every `std::error::Error + Send + Sync + 'static` type convert into `HandlerError`"
+)]
+pub trait HandlerOutput {
+    /// The outcome as the processor sees it.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl<E: Into<HandlerError>> HandlerOutput for Result<(), E> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(Into::into)
+    }
+}
+
 /// Decodes `payload` as `T`, validates it and calls `handler`. Decode and validation failures are
 /// returned as [`InputError`]s: the processor dead-letters them without invoking the handler.
 #[doc(hidden)]
-pub fn invoke<T, F, Fut, E>(payload: Option<&[u8]>, ctx: MessageContext, handler: F) -> Result<HandlerFuture, InputError>
+pub fn invoke<T, F, Fut>(payload: Option<&[u8]>, ctx: MessageContext, handler: F) -> Result<HandlerFuture, InputError>
 where
     T: Event,
     F: FnOnce(T, MessageContext) -> Fut,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Into<HandlerError>,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
     let payload = payload.ok_or_else(|| InputError::decode("message has no value (tombstone)"))?;
     let event: T = serde_json::from_slice(payload).map_err(|e| InputError::decode(format!("invalid JSON for `{}`: {e}", short_type_name::<T>())))?;
     event
         .validate()
         .map_err(|e| InputError::validation(format!("`{}` failed validation: {}", short_type_name::<T>(), describe(&e))))?;
-    let future = handler(event, ctx);
-    Ok(Box::pin(async move { future.await.map_err(Into::into) }))
+    Ok(Box::pin(handler(event, ctx)))
 }
-
-/// Probes, in generated code, that the payload type can be an event; rustc points at the type.
-#[doc(hidden)]
-pub const fn assert_event<T: Event>() {}
 
 fn short_type_name<T>() -> &'static str {
     let full = std::any::type_name::<T>();
@@ -101,7 +112,7 @@ mod tests {
     }
 
     fn call(payload: Option<&[u8]>) -> Result<HandlerFuture, InputError> {
-        invoke::<Order, _, _, HandlerError>(payload, ctx(), |order, _| async move {
+        invoke::<Order, _, _>(payload, ctx(), |order, _| async move {
             assert!(!order.id.is_empty());
             Ok(())
         })

@@ -7,7 +7,7 @@ mod outcome;
 
 pub use input::Event;
 #[doc(hidden)]
-pub use input::{assert_event, invoke};
+pub use input::{invoke, HandlerOutput};
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
