@@ -36,7 +36,7 @@ pub enum Profile {
 /// | `KAFKA_TOPIC_REPLICATION_FACTOR` | replication factor of provisioned topics | `1` in development, `3` in production |
 /// | `KAFKA_AUTO_OFFSET_RESET` | where a new group starts: `earliest` or `latest` | `earliest` |
 /// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
-/// | `KAFKA_PARTITION_BUFFER` | messages buffered per partition before it is paused | `256` |
+/// | `KAFKA_PARTITION_BUFFER` | messages buffered per partition before it is paused (resumed at half) | `5000` |
 /// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
 /// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
@@ -81,7 +81,7 @@ impl Config {
             topic_replication: 1,
             auto_offset_reset: "earliest".into(),
             commit_interval: Duration::from_secs(1),
-            partition_buffer: 256,
+            partition_buffer: 5000,
             shutdown_timeout: Duration::from_secs(30),
             default_retry: RetryPolicy::default(),
             handlers: None,

@@ -93,10 +93,13 @@ impl Lanes {
         }
     }
 
-    /// Moves parked messages into lanes that have room; returns the partitions to resume.
+    /// Moves parked messages into lanes whose buffer has drained to half full; returns the
+    /// partitions to resume. The half-full threshold keeps a busy partition from flapping
+    /// between paused and resumed on every message (each resume restarts fetching).
     pub(crate) fn refill(&mut self) -> Vec<Tp> {
         let mut resume = Vec::new();
-        for (tp, lane) in self.lanes.iter_mut().filter(|(_, l)| l.paused) {
+        let low_water = self.buffer.div_ceil(2);
+        for (tp, lane) in self.lanes.iter_mut().filter(|(_, l)| l.paused && l.buffer.capacity() >= low_water) {
             while let Some(message) = lane.parked.pop_front() {
                 if let Err(message) = hand_over(lane, message) {
                     lane.parked.push_front(message);
