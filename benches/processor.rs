@@ -68,11 +68,12 @@ async fn main() {
         Some(broker) => {
             broker.create_topic(&topic, PARTITIONS).unwrap();
             broker.create_topic(&format!("{topic}.dlq"), PARTITIONS).unwrap();
+            broker.create_topic(&format!("{topic}.retry"), PARTITIONS).unwrap();
         }
         None => {
             let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
-            let dlq = format!("{topic}.dlq");
-            let topics = [NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(1)), NewTopic::new(&dlq, PARTITIONS, TopicReplication::Fixed(1))];
+            let (dlq, retry) = (format!("{topic}.dlq"), format!("{topic}.retry"));
+            let topics = [&topic, &dlq, &retry].map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)));
             admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
         }
     }

@@ -24,7 +24,7 @@ fn order(id: &str, amount: f64) -> Vec<u8> {
 }
 
 fn call(event: &Order, ctx: &MessageContext, succeeded: bool) -> Call {
-    Call { id: event.id.clone(), attempt: ctx.attempt(), partition: ctx.partition(), offset: ctx.offset(), succeeded }
+    Call { id: event.id.clone(), attempt: ctx.attempt(), partition: ctx.partition(), offset: ctx.offset(), succeeded, at: std::time::Instant::now() }
 }
 
 // ---------------------------------------------------------------- 1,000 events, 3 partitions
@@ -63,7 +63,7 @@ async fn thousand_events_are_each_handled_once_and_committed() {
 
 // ---------------------------------------------------------------- dead letters
 
-#[kafka_handler(topic = "strict", retry(max = 2, initial = "20ms"), dlq)]
+#[kafka_handler(topic = "strict", retry(max = 2, initial = "20ms", mode = "in_place"), dlq)]
 async fn strict_orders(event: Order, ctx: MessageContext) -> Result<(), HandlerError> {
     let outcome = if event.id.starts_with("reject") {
         Err(HandlerError::permanent(format!("order {} is rejected", event.id)))
@@ -141,7 +141,7 @@ async fn bad_input_and_failures_are_dead_lettered_with_diagnostics() {
 
 // ---------------------------------------------------------------- retry in place, panics
 
-#[kafka_handler(topic = "flaky", retry(max = 3, initial = "20ms"))]
+#[kafka_handler(topic = "flaky", retry(max = 3, initial = "20ms", mode = "in_place"))]
 async fn flaky_orders(event: Order, ctx: MessageContext) -> Result<(), HandlerError> {
     let succeed = ctx.attempt() >= 3;
     record(ctx.topic(), call(&event, &ctx, succeed));
@@ -178,7 +178,7 @@ async fn a_handler_failing_twice_is_invoked_three_times_and_committed() {
 
 // ---------------------------------------------------------------- no dlq: the partition stalls
 
-#[kafka_handler(topic = "stall", retry(max = 1, initial = "10ms", max_delay = "1s"))]
+#[kafka_handler(topic = "stall", retry(max = 1, initial = "10ms", max_delay = "1s", mode = "in_place"))]
 async fn stalling_orders(event: Order, ctx: MessageContext) -> Result<(), HandlerError> {
     let poison = event.id == "poison";
     record(ctx.topic(), call(&event, &ctx, !poison));

@@ -76,3 +76,18 @@ async fn invalid_configuration_lists_every_problem() {
 fn line_of(needle: &str) -> usize {
     include_str!("startup.rs").lines().position(|l| l.contains(needle)).expect("needle") + 1
 }
+
+#[tokio::test]
+async fn group_ids_that_embed_a_timestamp_or_a_uuid_are_refused() {
+    for service in ["orders-1700000000123", "orders-0b5c5a1e-8f3d-4c2a-9e61-7d2f4a6b8c90"] {
+        let error = kafka_events::runtime::launch(Config::development(service).with_brokers("127.0.0.1:1").with_handlers(["refunds"]))
+            .await
+            .expect_err("dynamic group id");
+        let text = error.to_string();
+        assert!(text.contains("SERVICE_NAME: group id"), "{text}");
+        assert!(text.contains("group ids must be static"), "{text}");
+    }
+    let missing = Config::from_vars([("KAFKA_EVENTS_PROFILE", "production"), ("KAFKA_BROKERS", "127.0.0.1:1")]);
+    let error = kafka_events::runtime::launch(missing).await.expect_err("production without SERVICE_NAME");
+    assert!(error.to_string().contains("SERVICE_NAME: required"), "{error}");
+}

@@ -13,6 +13,8 @@ mod kw {
     syn::custom_keyword!(backoff);
     syn::custom_keyword!(initial);
     syn::custom_keyword!(max_delay);
+    syn::custom_keyword!(jitter);
+    syn::custom_keyword!(mode);
 }
 
 /// Upper bound on `retry(max = N)`; keep in step with `kafka_events::retry::MAX_RETRIES`.
@@ -31,6 +33,8 @@ pub(crate) struct RetryArgs {
     pub backoff: Option<&'static str>,
     pub initial_ms: Option<u64>,
     pub max_delay_ms: Option<u64>,
+    pub jitter: Option<f64>,
+    pub mode: Option<&'static str>,
 }
 
 pub(crate) enum Dlq {
@@ -187,11 +191,37 @@ fn parse_retry_one(
         if max_delay.replace(ms).is_some() {
             return Err(duplicate(key.span, "max_delay"));
         }
+    } else if lookahead.peek(kw::jitter) {
+        let key = input.parse::<kw::jitter>()?;
+        input.parse::<Token![=]>()?;
+        let hint = "`jitter` must be a fraction between 0.0 and 1.0, e.g. `jitter = 0.1`";
+        let lit: syn::LitFloat = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+        let jitter: f64 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
+        if !(0.0..=1.0).contains(&jitter) {
+            return Err(syn::Error::new(lit.span(), hint));
+        }
+        if retry.jitter.replace(jitter).is_some() {
+            return Err(duplicate(key.span, "jitter"));
+        }
+    } else if lookahead.peek(kw::mode) {
+        let key = input.parse::<kw::mode>()?;
+        input.parse::<Token![=]>()?;
+        let lit: LitStr = input.parse()?;
+        let mode = match lit.value().as_str() {
+            "topic" => "Topic",
+            "in_place" => "InPlace",
+            other => {
+                return Err(syn::Error::new(lit.span(), format!("unknown retry mode `{other}`; expected \"topic\" or \"in_place\"")))
+            }
+        };
+        if retry.mode.replace(mode).is_some() {
+            return Err(duplicate(key.span, "mode"));
+        }
     } else if input.peek(syn::Ident) {
         let ident: syn::Ident = input.parse()?;
         return Err(syn::Error::new(
             ident.span(),
-            format!("unknown `retry` argument `{ident}`; expected `max`, `backoff`, `initial` or `max_delay`"),
+            format!("unknown `retry` argument `{ident}`; expected `max`, `backoff`, `initial`, `max_delay`, `jitter` or `mode`"),
         ));
     } else {
         return Err(lookahead.error());

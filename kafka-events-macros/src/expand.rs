@@ -112,9 +112,17 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                 quote!(::core::option::Option::Some(::kafka_events::__private::Backoff::#variant))
             },
         );
+        let jitter = retry.jitter.map_or_else(|| quote!(::core::option::Option::None), |j| quote!(::core::option::Option::Some(#j)));
+        let mode = retry.mode.map_or_else(
+            || quote!(::core::option::Option::None),
+            |m| {
+                let variant = syn::Ident::new(m, Span::call_site());
+                quote!(::core::option::Option::Some(::kafka_events::__private::RetryMode::#variant))
+            },
+        );
         quote! {
             .retry(::kafka_events::__private::RetrySpec {
-                max: #max, backoff: #backoff, initial_ms: #initial, max_delay_ms: #max_delay,
+                max: #max, backoff: #backoff, initial_ms: #initial, max_delay_ms: #max_delay, jitter: #jitter, mode: #mode,
             })
         }
     });

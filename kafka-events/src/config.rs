@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::names::{check_topic_name, DEFAULT_DLQ_SUFFIX};
-use crate::retry::{Backoff, RetryPolicy};
+use crate::names::{check_group_id, check_topic_name, main_group, DEFAULT_DLQ_SUFFIX, DEFAULT_RETRY_SUFFIX};
+use crate::retry::{Backoff, RetryMode, RetryPolicy};
 
 /// Which defaults apply and how strict validation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,7 @@ pub enum Profile {
 /// | `KAFKA_CLIENT_ID` | librdkafka `client.id` | `SERVICE_NAME` |
 /// | `KAFKA_TOPIC_PREFIX` | prepended to every handler and publisher topic | empty |
 /// | `KAFKA_DLQ_SUFFIX` | suffix of dead-letter topics | `.dlq` |
+/// | `KAFKA_RETRY_SUFFIX` | suffix of retry topics | `.retry` |
 /// | `KAFKA_PROVISION_TOPICS` | create missing handler and DLQ topics at start-up | `true` in development, `false` in production |
 /// | `KAFKA_TOPIC_PARTITIONS` | partitions of provisioned topics | `3` |
 /// | `KAFKA_TOPIC_REPLICATION_FACTOR` | replication factor of provisioned topics | `1` in development, `3` in production |
@@ -38,7 +39,7 @@ pub enum Profile {
 /// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
 /// | `KAFKA_PARTITION_BUFFER` | messages buffered per partition before it is paused (resumed at half) | `5000` |
 /// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
-/// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s` |
+/// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY`, `KAFKA_RETRY_JITTER`, `KAFKA_RETRY_MODE` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s`, `0.1`, `topic` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
 #[derive(Clone)]
 pub struct Config {
@@ -48,6 +49,7 @@ pub struct Config {
     service_name: Option<String>,
     topic_prefix: String,
     dlq_suffix: String,
+    retry_suffix: String,
     provision_topics: bool,
     topic_partitions: i32,
     topic_replication: i32,
@@ -76,6 +78,7 @@ impl Config {
             service_name: Some(service_name.into()),
             topic_prefix: String::new(),
             dlq_suffix: DEFAULT_DLQ_SUFFIX.into(),
+            retry_suffix: DEFAULT_RETRY_SUFFIX.into(),
             provision_topics: true,
             topic_partitions: 3,
             topic_replication: 1,
@@ -145,6 +148,9 @@ impl Config {
         if let Some(v) = get("KAFKA_DLQ_SUFFIX") {
             config.dlq_suffix = v;
         }
+        if let Some(v) = get("KAFKA_RETRY_SUFFIX") {
+            config.retry_suffix = v;
+        }
         if let Some(v) = get("KAFKA_AUTO_OFFSET_RESET") {
             config.auto_offset_reset = v;
         }
@@ -171,6 +177,12 @@ impl Config {
             Backoff::parse(v)
                 .map(|b| config.default_retry.backoff = b)
                 .ok_or_else(|| format!("`{v}` is not `exponential`, `linear` or `fixed`"))
+        });
+        read("KAFKA_RETRY_JITTER", &mut |v| parse_num(v).map(|j| config.default_retry.jitter = j));
+        read("KAFKA_RETRY_MODE", &mut |v| {
+            RetryMode::parse(v)
+                .map(|m| config.default_retry.mode = m)
+                .ok_or_else(|| format!("`{v}` is not `topic` or `in_place`"))
         });
         config.read_problems = problems;
         config
@@ -201,6 +213,8 @@ impl Config {
             Some(name) => {
                 if let Err(reason) = check_topic_name(name) {
                     problem("SERVICE_NAME", reason.replace("topic name", "service name"));
+                } else if let Err(reason) = check_group_id(&main_group(name)) {
+                    problem("SERVICE_NAME", reason);
                 }
             }
         }
@@ -214,6 +228,11 @@ impl Config {
         }
         if let Err(reason) = check_topic_name(&self.dlq_suffix) {
             problem("KAFKA_DLQ_SUFFIX", reason.replace("topic name", "suffix"));
+        }
+        if let Err(reason) = check_topic_name(&self.retry_suffix) {
+            problem("KAFKA_RETRY_SUFFIX", reason.replace("topic name", "suffix"));
+        } else if self.retry_suffix == self.dlq_suffix {
+            problem("KAFKA_RETRY_SUFFIX", format!("`{}` is also the dead-letter suffix", self.retry_suffix));
         }
         if self.topic_partitions < 1 {
             problem("KAFKA_TOPIC_PARTITIONS", format!("must be at least 1, got {}", self.topic_partitions));
@@ -266,6 +285,11 @@ impl Config {
     /// Sets the dead-letter topic suffix (default `.dlq`).
     pub fn with_dlq_suffix(mut self, suffix: impl Into<String>) -> Self {
         self.dlq_suffix = suffix.into();
+        self
+    }
+    /// Sets the retry topic suffix (default `.retry`).
+    pub fn with_retry_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.retry_suffix = suffix.into();
         self
     }
     /// Whether missing handler and DLQ topics are created at start-up.
@@ -344,6 +368,10 @@ impl Config {
     pub fn dlq_suffix(&self) -> &str {
         &self.dlq_suffix
     }
+    /// The retry suffix.
+    pub fn retry_suffix(&self) -> &str {
+        &self.retry_suffix
+    }
     /// Whether topics are provisioned at start-up.
     pub fn provision_topics(&self) -> bool {
         self.provision_topics
@@ -406,6 +434,7 @@ impl fmt::Debug for Config {
             .field("client_id", &self.client_id())
             .field("topic_prefix", &self.topic_prefix)
             .field("dlq_suffix", &self.dlq_suffix)
+            .field("retry_suffix", &self.retry_suffix)
             .field("provision_topics", &self.provision_topics)
             .field("topic_partitions", &self.topic_partitions)
             .field("topic_replication", &self.topic_replication)
@@ -527,6 +556,18 @@ mod tests {
         assert_eq!(err.problems.len(), 4, "{err}");
         assert!(err.to_string().contains("`localhost` is not `host:port`"));
         assert!(err.to_string().contains("auto-commit would commit"));
+    }
+
+    #[test]
+    fn service_names_that_make_dynamic_group_ids_are_refused() {
+        for service in ["dlq-reprocess-1700000000000", "orders-6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"] {
+            let err = Config::development(service).validate().unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "SERVICE_NAME");
+            assert!(err.problems[0].reason.contains("group ids must be static"), "{err}");
+        }
+        let err = Config::from_vars([("KAFKA_EVENTS_PROFILE", "production"), ("KAFKA_BROKERS", "k:9092")]).validate().unwrap_err();
+        assert_eq!(err.problems[0].key, "SERVICE_NAME", "production requires SERVICE_NAME: {err}");
     }
 
     #[test]

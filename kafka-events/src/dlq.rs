@@ -2,9 +2,10 @@
 
 use std::time::SystemTime;
 
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{OwnedHeaders, OwnedMessage};
 
 use crate::handler::ErrorKind;
+use crate::headers::{origin, republished_headers};
 use crate::names::header;
 
 /// Why and where a message is dead-lettered.
@@ -17,39 +18,33 @@ pub(crate) struct DeadLetter<'a> {
 }
 
 /// The headers of the dead-letter copy of `message`: its own headers (minus any diagnostic
-/// headers from an earlier trip through the DLQ) followed by the diagnostic headers.
+/// headers from an earlier trip through a retry or dead-letter topic) followed by the diagnostic
+/// headers. The original coordinates survive a trip through the retry topic.
 pub(crate) fn dead_letter_headers(message: &OwnedMessage, letter: &DeadLetter<'_>) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = message.headers() {
-        for h in original.iter() {
-            if !header::DIAGNOSTIC.contains(&h.key) {
-                headers = headers.insert(Header { key: h.key, value: h.value });
-            }
-        }
-    }
-    let partition = message.partition().to_string();
-    let offset = message.offset().to_string();
+    let origin = origin(message);
+    let partition = origin.partition.to_string();
+    let offset = origin.offset.to_string();
     let attempts = letter.attempts.to_string();
     let timestamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let diagnostics: [(&str, &str); 8] = [
-        (header::ORIGINAL_TOPIC, message.topic()),
-        (header::ORIGINAL_PARTITION, &partition),
-        (header::ORIGINAL_OFFSET, &offset),
-        (header::DLQ_REASON, letter.reason),
-        (header::DLQ_ERROR_KIND, letter.kind.as_str()),
-        (header::DLQ_TIMESTAMP, &timestamp),
-        (header::RETRY_ATTEMPTS, &attempts),
-        (header::DLQ_HANDLER, letter.handler),
-    ];
-    for (key, value) in diagnostics {
-        headers = headers.insert(Header { key, value: Some(value) });
-    }
-    headers
+    republished_headers(
+        message,
+        &[
+            (header::ORIGINAL_TOPIC, &origin.topic),
+            (header::ORIGINAL_PARTITION, &partition),
+            (header::ORIGINAL_OFFSET, &offset),
+            (header::DLQ_REASON, letter.reason),
+            (header::DLQ_ERROR_KIND, letter.kind.as_str()),
+            (header::DLQ_TIMESTAMP, &timestamp),
+            (header::RETRY_ATTEMPTS, &attempts),
+            (header::DLQ_HANDLER, letter.handler),
+        ],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::message::{Header, Headers};
     use rdkafka::Timestamp;
 
     #[test]
@@ -73,5 +68,24 @@ mod tests {
         assert_eq!(get(header::DLQ_ERROR_KIND), ["decode"]);
         assert_eq!(get(header::RETRY_ATTEMPTS), ["1"]);
         assert_eq!(get(header::DLQ_TIMESTAMP).len(), 1);
+    }
+
+    #[test]
+    fn a_message_from_the_retry_topic_keeps_its_origin() {
+        let retried = OwnedHeaders::new()
+            .insert(Header { key: header::ORIGINAL_TOPIC, value: Some("orders") })
+            .insert(Header { key: header::ORIGINAL_PARTITION, value: Some("1") })
+            .insert(Header { key: header::ORIGINAL_OFFSET, value: Some("7") })
+            .insert(Header { key: header::RETRY_ATTEMPT, value: Some("2") });
+        let message = OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 99, Some(retried));
+        let letter = DeadLetter { kind: ErrorKind::RetriesExhausted, reason: "x", attempts: 3, handler: "h" };
+        let headers = dead_letter_headers(&message, &letter);
+        let values: Vec<(String, String)> = headers
+            .iter()
+            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+            .collect();
+        assert!(values.contains(&(header::ORIGINAL_TOPIC.into(), "orders".into())));
+        assert!(values.contains(&(header::ORIGINAL_OFFSET.into(), "7".into())));
+        assert!(!values.iter().any(|(k, _)| k == header::RETRY_ATTEMPT), "retry headers are not carried into the DLQ");
     }
 }

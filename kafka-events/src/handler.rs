@@ -77,6 +77,10 @@ impl HandlerRegistration {
 }
 
 /// Everything about the message being handled except its payload.
+///
+/// Topic, partition and offset are where the message was first consumed: a message retried
+/// through the retry topic reports its original coordinates (from its `x-original-*` headers),
+/// so they identify the event across attempts.
 #[derive(Debug, Clone)]
 pub struct MessageContext {
     pub(crate) topic: String,

@@ -23,14 +23,27 @@ pub struct StalledPartition {
     pub since: SystemTime,
 }
 
+/// One consumer group's membership, as this process sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupHealth {
+    /// Partitions currently assigned to this process.
+    pub assigned_partitions: usize,
+    /// How many times partitions were assigned to it.
+    pub assignments: u64,
+    /// How many times partitions were revoked from it (a member kicked out of its group for
+    /// exceeding `max.poll.interval.ms` shows up here).
+    pub revocations: u64,
+}
+
 /// A snapshot of the runtime's health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Health {
     /// Partitions held at a failing message (see [`StalledPartition`]).
     pub stalled: Vec<StalledPartition>,
-    /// Partitions currently assigned to this process by the main group.
-    pub assigned_partitions: usize,
+    /// Every consumer group of this process (`-main`, `-retry`), by group id.
+    pub groups: BTreeMap<String, GroupHealth>,
 }
 
 impl Health {
@@ -44,7 +57,7 @@ impl Health {
 #[derive(Debug, Default)]
 pub(crate) struct Status {
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
-    assigned: Mutex<usize>,
+    groups: Mutex<BTreeMap<String, GroupHealth>>,
 }
 
 impl Status {
@@ -67,14 +80,23 @@ impl Status {
         }
     }
 
-    pub(crate) fn set_assigned(&self, count: usize) {
-        *self.assigned.lock().unwrap_or_else(|p| p.into_inner()) = count;
+    /// Records a rebalance of `group`: `assigned` partitions now, after an assignment
+    /// (`revoked == false`) or a revocation.
+    pub(crate) fn rebalanced(&self, group: &str, assigned: usize, revoked: bool) {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = groups.entry(group.to_string()).or_default();
+        entry.assigned_partitions = assigned;
+        if revoked {
+            entry.revocations += 1;
+        } else {
+            entry.assignments += 1;
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Health {
         Health {
             stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(),
-            assigned_partitions: *self.assigned.lock().unwrap_or_else(|p| p.into_inner()),
+            groups: self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

@@ -37,7 +37,7 @@
 //! | payload is not valid JSON for the type, or a tombstone | dead-lettered at once (`x-dlq-error-kind: decode`) |
 //! | payload fails `Validate` | dead-lettered at once (`validation`) |
 //! | [`HandlerError::permanent`] | dead-lettered at once (`permanent`) |
-//! | [`HandlerError::retryable`], any `?`-converted error, or a panic | retried in place with backoff up to `retry(max = N)`, then dead-lettered (`retries-exhausted`) |
+//! | [`HandlerError::retryable`], any `?`-converted error, or a panic | retried with backoff up to `retry(max = N)` — through `<topic>.retry` and the `${SERVICE_NAME}-retry` group (default, `mode = "topic"`) or in place (`mode = "in_place"`) — then dead-lettered (`retries-exhausted`) |
 //! | a final failure in a handler **without** `dlq` | the partition stalls at that message: it is retried every `max_delay`, nothing after it is processed, [`Runtime::health`](runtime::Runtime::health) reports it; nothing is dropped |
 //!
 //! An offset is committed only after its message was handled or its dead letter acknowledged by
@@ -65,6 +65,7 @@ mod dlq;
 pub mod embedded;
 mod error;
 pub mod handler;
+mod headers;
 pub mod health;
 pub mod names;
 mod processor;
@@ -79,7 +80,7 @@ pub use handler::{ErrorKind, HandlerError, MessageContext};
 pub use kafka_events_macros::kafka_handler;
 pub use processor::Event;
 pub use publisher::{Delivery, PublishError, PublishOptions, Publisher};
-pub use retry::{Backoff, RetryPolicy};
+pub use retry::{Backoff, RetryMode, RetryPolicy};
 pub use runtime::Runtime;
 
 /// The names a handler module needs: `use kafka_events::prelude::*;`.
@@ -92,6 +93,6 @@ pub mod prelude {
 pub mod __private {
     pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn};
     pub use crate::processor::{invoke, HandlerOutput};
-    pub use crate::retry::{Backoff, RetrySpec};
+    pub use crate::retry::{Backoff, RetryMode, RetrySpec};
     pub use inventory;
 }

@@ -31,6 +31,8 @@ pub mod header {
     pub const RETRY_ATTEMPTS: &str = "x-retry-attempts";
     /// Name of the handler that dead-lettered the message (`module::path::fn_name`).
     pub const DLQ_HANDLER: &str = "x-dlq-handler";
+    /// The error that sent a message to the retry topic.
+    pub const RETRY_ERROR: &str = "x-retry-error";
 
     /// Every header the runtime adds to a dead-lettered or retried message. A replay strips them.
     pub const DIAGNOSTIC: &[&str] = &[
@@ -45,15 +47,66 @@ pub mod header {
         DLQ_TIMESTAMP,
         RETRY_ATTEMPTS,
         DLQ_HANDLER,
+        RETRY_ERROR,
     ];
 }
 
 /// Default suffix of dead-letter topics.
 pub const DEFAULT_DLQ_SUFFIX: &str = ".dlq";
 
+/// Default suffix of retry topics.
+pub const DEFAULT_RETRY_SUFFIX: &str = ".retry";
+
 /// Id of the main consumer group of a service: `${SERVICE_NAME}-main`.
 pub fn main_group(service: &str) -> String {
     format!("{service}-main")
+}
+
+/// Id of the group that consumes the retry topics: `${SERVICE_NAME}-retry`.
+pub fn retry_group(service: &str) -> String {
+    format!("{service}-retry")
+}
+
+/// Id of the group of one-off operations such as DLQ replay: `${SERVICE_NAME}-admin`.
+pub fn admin_group(service: &str) -> String {
+    format!("{service}-admin")
+}
+
+/// Refuses a group id that cannot be static: one embedding a timestamp (a run of 10 or more
+/// digits) or a random id (a UUID or 32 hex digits). Such ids give every start or every instance
+/// a group of its own, so instances stop sharing work and offsets are lost between restarts.
+pub fn check_group_id(id: &str) -> Result<(), String> {
+    let digits = longest_run(id, |c| c.is_ascii_digit());
+    if digits >= 10 {
+        return Err(format!(
+            "group id `{id}` embeds what looks like a timestamp ({digits} digits in a row); group ids must be static so every instance shares the group and its offsets"
+        ));
+    }
+    if looks_like_uuid(id) || longest_run(id, |c| c.is_ascii_hexdigit()) >= 32 {
+        return Err(format!(
+            "group id `{id}` embeds what looks like a random id (a UUID); group ids must be static so every instance shares the group and its offsets"
+        ));
+    }
+    Ok(())
+}
+
+fn longest_run(text: &str, class: impl Fn(char) -> bool) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for c in text.chars() {
+        run = if class(c) { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+fn looks_like_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(36).any(|w| {
+        w.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+    })
 }
 
 /// Checks a Kafka topic name the way the broker does: 1 to 249 characters of `[a-zA-Z0-9._-]`,
@@ -96,5 +149,18 @@ mod tests {
     #[test]
     fn group_names() {
         assert_eq!(main_group("orders"), "orders-main");
+        assert_eq!(retry_group("orders"), "orders-retry");
+        assert_eq!(admin_group("orders"), "orders-admin");
+    }
+
+    #[test]
+    fn dynamic_group_ids_are_refused() {
+        assert!(check_group_id("orders-main").is_ok());
+        assert!(check_group_id("orders-v2-main").is_ok());
+        assert!(check_group_id("billing-2024-main").is_ok(), "a year is not a timestamp");
+        assert!(check_group_id("dlq-reprocess-1700000000000").unwrap_err().contains("timestamp"));
+        assert!(check_group_id("svc-1700000000-main").unwrap_err().contains("timestamp"));
+        assert!(check_group_id("svc-3f2b8c1e-9d4a-4b7e-8f60-2a1c5e7d9b01-main").unwrap_err().contains("random id"));
+        assert!(check_group_id("svc-3f2b8c1e9d4a4b7e8f602a1c5e7d9b01").unwrap_err().contains("random id"));
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use crate::config::Config;
 use crate::handler::{DlqSpec, HandlerRegistration};
 use crate::names::check_topic_name;
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryMode, RetryPolicy};
 
 inventory::collect!(HandlerRegistration);
 
@@ -26,6 +26,8 @@ pub struct BoundHandler {
     pub topic: String,
     /// Where its dead letters go, if anywhere.
     pub dlq_topic: Option<String>,
+    /// Where its failed messages wait for their next attempt, when it retries through a topic.
+    pub retry_topic: Option<String>,
     /// Its effective retry policy.
     pub retry: RetryPolicy,
 }
@@ -76,9 +78,13 @@ impl Topology {
         let mut by_topic: BTreeMap<String, BoundHandler> = BTreeMap::new();
         for registration in selected {
             let topic = config.topic_name(registration.topic);
-            if let Err(reason) = check_topic_name(&topic) {
-                problems.push(format!("{}: invalid topic: {reason}", registration.site()));
-            }
+            let topic_valid = match check_topic_name(&topic) {
+                Ok(()) => true,
+                Err(reason) => {
+                    problems.push(format!("{}: invalid topic: {reason}", registration.site()));
+                    false
+                }
+            };
             let dlq_topic = match registration.dlq {
                 DlqSpec::Disabled => None,
                 DlqSpec::Default => Some(format!("{topic}{}", config.dlq_suffix())),
@@ -106,7 +112,13 @@ impl Topology {
                 ));
                 continue;
             }
-            by_topic.insert(topic.clone(), BoundHandler { registration, topic, dlq_topic, retry });
+            let retry_topic = (retry.mode == RetryMode::Topic && retry.max > 0).then(|| format!("{topic}{}", config.retry_suffix()));
+            if let Some(retry_topic) = retry_topic.as_ref().filter(|_| topic_valid) {
+                if let Err(reason) = check_topic_name(retry_topic) {
+                    problems.push(format!("{}: invalid retry topic: {reason}", registration.site()));
+                }
+            }
+            by_topic.insert(topic.clone(), BoundHandler { registration, topic, dlq_topic, retry_topic, retry });
         }
         if problems.is_empty() {
             Ok(Self { handlers: by_topic })
@@ -118,6 +130,24 @@ impl Topology {
     /// The handler of `topic`.
     pub fn handler(&self, topic: &str) -> Option<&BoundHandler> {
         self.handlers.get(topic)
+    }
+
+    /// The handler that consumes `topic`, as its main topic or as its retry topic.
+    pub fn handler_for(&self, topic: &str) -> Option<&BoundHandler> {
+        self.handlers.get(topic).or_else(|| self.handlers.values().find(|h| h.retry_topic.as_deref() == Some(topic)))
+    }
+
+    /// Every retry topic (the `${SERVICE_NAME}-retry` group subscribes to them), sorted.
+    pub fn retry_topics(&self) -> Vec<&str> {
+        self.handlers.values().filter_map(|h| h.retry_topic.as_deref()).collect()
+    }
+
+    /// Every topic the runtime needs: handler, retry and dead-letter topics.
+    pub fn all_topics(&self) -> Vec<String> {
+        self.handlers
+            .values()
+            .flat_map(|h| std::iter::once(h.topic.clone()).chain(h.retry_topic.clone()).chain(h.dlq_topic.clone()))
+            .collect()
     }
 
     /// Every handler, sorted by topic.
@@ -167,7 +197,7 @@ mod tests {
     static A: HandlerRegistration = HandlerRegistration::new("a", "app::orders", "src/orders.rs", 10, "orders", never);
     static B: HandlerRegistration = HandlerRegistration::new("b", "app::billing", "src/billing.rs", 20, "orders", never);
     static C: HandlerRegistration = HandlerRegistration::new("c", "app::c", "src/c.rs", 30, "bad topic", never)
-        .retry(RetrySpec { max: Some(500), backoff: None, initial_ms: None, max_delay_ms: None });
+        .retry(RetrySpec { max: Some(500), backoff: None, initial_ms: None, max_delay_ms: None, jitter: None, mode: None });
     static D: HandlerRegistration =
         HandlerRegistration::new("d", "app::d", "src/d.rs", 40, "payments", never).dlq(DlqSpec::Default);
 
@@ -189,7 +219,13 @@ mod tests {
         let d = topology.handler("staging.payments").unwrap();
         assert_eq!(d.dlq_topic.as_deref(), Some("staging.payments.dlq"));
         assert_eq!(d.retry, RetryPolicy::default());
+        assert_eq!(d.retry_topic.as_deref(), Some("staging.payments.retry"));
         assert!(topology.handler("staging.orders").unwrap().dlq_topic.is_none());
+        assert_eq!(topology.handler_for("staging.payments.retry").unwrap().topic, "staging.payments");
+        assert_eq!(topology.retry_topics(), ["staging.orders.retry", "staging.payments.retry"]);
+        let in_place = Config::development("svc").with_default_retry(RetryPolicy { mode: RetryMode::InPlace, ..RetryPolicy::default() });
+        let topology = Topology::build(&[&A], &in_place).unwrap();
+        assert!(topology.retry_topics().is_empty(), "in-place handlers have no retry topic");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::connection::Connection;
 use crate::consumer::{GroupMember, MemberSpec};
 use crate::error::Error;
 use crate::health::{Health, Status};
-use crate::names::main_group;
+use crate::names::{main_group, retry_group};
 use crate::processor::Processor;
 use crate::publisher::Publisher;
 use crate::registry::Topology;
@@ -35,26 +35,34 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         );
     }
     let connection = Arc::new(Connection::open(&config)?);
-    let topics: Vec<String> = topology
-        .handlers()
-        .flat_map(|h| std::iter::once(h.topic.clone()).chain(h.dlq_topic.clone()))
-        .collect();
-    connection.ensure_topics(&config, &topics).await?;
+    connection.ensure_topics(&config, &topology.all_topics()).await?;
 
     let status = Arc::new(Status::default());
     let processor = Arc::new(Processor::new(connection.producer.clone(), status.clone()));
-    let group = main_group(config.service_name());
-    let member = GroupMember::start(
-        MemberSpec {
-            group,
-            client: connection.base_config(&config),
-            topology: topology.clone(),
-            processor,
-            status: status.clone(),
-        },
-        &config,
-    )?;
-    Ok(Runtime { config, connection, topology, status, member: Some(member) })
+    let spec = |group: String, topics: Vec<String>| MemberSpec {
+        group,
+        topics,
+        client: connection.base_config(&config),
+        topology: topology.clone(),
+        processor: processor.clone(),
+        status: status.clone(),
+    };
+    let main_topics = topology.topics().into_iter().map(String::from).collect();
+    let mut members = vec![GroupMember::start(spec(main_group(config.service_name()), main_topics), &config)?];
+    let retry_topics: Vec<String> = topology.retry_topics().into_iter().map(String::from).collect();
+    if !retry_topics.is_empty() {
+        match GroupMember::start(spec(retry_group(config.service_name()), retry_topics), &config) {
+            Ok(member) => members.push(member),
+            Err(error) => {
+                for member in members {
+                    member.signal_stop();
+                    let _ = member.join().await;
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(Runtime { config, connection, topology, status, members })
 }
 
 /// A running runtime. Stop it with [`Runtime::shutdown`]; dropping it without shutting down
@@ -64,7 +72,7 @@ pub struct Runtime {
     connection: Arc<Connection>,
     topology: Arc<Topology>,
     status: Arc<Status>,
-    member: Option<GroupMember>,
+    members: Vec<GroupMember>,
 }
 
 impl Runtime {
@@ -103,13 +111,17 @@ impl Runtime {
     /// Graceful shutdown: stop fetching, let in-flight messages finish (up to the shutdown
     /// timeout), commit what finished, leave the group, flush the producer.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        let result = match self.member.take() {
-            Some(member) => {
-                member.signal_stop();
-                member.join().await
+        // Both groups stop fetching at once, then each drains and commits.
+        let members = std::mem::take(&mut self.members);
+        for member in &members {
+            member.signal_stop();
+        }
+        let mut result = Ok(());
+        for member in members {
+            if let Err(error) = member.join().await {
+                result = Err(error);
             }
-            None => Ok(()),
-        };
+        }
         let producer = self.connection.producer.clone();
         let timeout = self.config.shutdown_timeout();
         let flushed = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout)).await;
@@ -122,9 +134,9 @@ impl Runtime {
         result
     }
 
-    /// Whether the consumer thread has ended (it only ends on shutdown or a fatal error).
+    /// Whether every consumer thread has ended (they only end on shutdown or a fatal error).
     pub fn is_stopped(&self) -> bool {
-        self.member.as_ref().is_none_or(GroupMember::is_finished)
+        self.members.iter().all(GroupMember::is_finished)
     }
 }
 

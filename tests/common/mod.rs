@@ -20,15 +20,26 @@ pub fn brokers() -> String {
     )
 }
 
-/// A name no other test run uses: `__<test>_<pid>_<nanos>`.
+/// A name no other test run uses: `__<test>_<letters>`. Letters, not digits: the runtime refuses
+/// group ids that embed a timestamp, and the group ids derive from this name.
 pub fn unique(test: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("__{test}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
+    let mut n = nanos ^ (u128::from(std::process::id()) << 64);
+    let mut letters = String::new();
+    while n > 0 {
+        letters.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+    }
+    format!("__{test}_{letters}")
 }
 
 /// A development config against the test broker, with its own topic prefix and service name,
 /// running only `handlers`.
 pub fn config(run: &str, handlers: &[&str]) -> Config {
+    // `RUST_LOG=kafka_events=debug scripts/test.sh …` shows the runtime's logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    }
     Config::development(format!("{run}-svc"))
         .with_brokers(brokers())
         .with_topic_prefix(format!("{run}."))
@@ -145,6 +156,8 @@ pub struct Call {
     pub partition: i32,
     pub offset: i64,
     pub succeeded: bool,
+    /// When the handler was invoked.
+    pub at: std::time::Instant,
 }
 
 type Calls = HashMap<String, Vec<Call>>;

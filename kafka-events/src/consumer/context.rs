@@ -40,7 +40,7 @@ impl ConsumerContext for GroupContext {
         let offsets = {
             let mut lanes = lock(&self.lanes);
             let offsets = lanes.revoke(&partitions, self.drain_timeout);
-            self.status.set_assigned(lanes.len());
+            self.status.rebalanced(&self.group, lanes.len(), true);
             offsets
         };
         if offsets.is_empty() {
@@ -64,7 +64,7 @@ impl ConsumerContext for GroupContext {
                 for tp in partitions {
                     lanes.assign(tp);
                 }
-                self.status.set_assigned(lanes.len());
+                self.status.rebalanced(&self.group, lanes.len(), false);
                 // A partition paused under an earlier assignment must not stay paused.
                 if let Err(error) = consumer.resume(assigned) {
                     tracing::debug!(%error, "resume of newly assigned partitions");

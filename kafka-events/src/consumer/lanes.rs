@@ -61,7 +61,7 @@ impl Lanes {
         if self.lanes.contains_key(&tp) {
             return;
         }
-        let Some(handler) = self.topology.handler(&tp.0).cloned() else {
+        let Some(handler) = self.topology.handler_for(&tp.0).cloned() else {
             tracing::error!(topic = %tp.0, "assigned a partition of a topic without handler");
             return;
         };

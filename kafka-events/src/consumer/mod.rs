@@ -34,6 +34,8 @@ pub(crate) struct GroupMember {
 /// Everything a member needs.
 pub(crate) struct MemberSpec {
     pub group: String,
+    /// The topics it subscribes to.
+    pub topics: Vec<String>,
     pub client: ClientConfig,
     pub topology: Arc<Topology>,
     pub processor: Arc<Processor>,
@@ -69,7 +71,7 @@ impl GroupMember {
         let consumer: BaseConsumer<GroupContext> = client
             .create_with_context(context)
             .map_err(|e| Error::kafka(format!("creating the consumer of group `{}`", spec.group), e))?;
-        let topics = spec.topology.topics();
+        let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
             .map_err(|e| Error::kafka(format!("subscribing group `{}` to {topics:?}", spec.group), e))?;
@@ -168,7 +170,10 @@ impl PollLoop {
             return;
         }
         match commit(&self.consumer, &offsets) {
-            Ok(()) => lock(&self.lanes).committed(&offsets),
+            Ok(()) => {
+                tracing::debug!(group = %self.group, ?offsets, "committed");
+                lock(&self.lanes).committed(&offsets)
+            }
             Err(error) => tracing::warn!(group = %self.group, %error, "commit failed; trying again at the next interval"),
         }
     }

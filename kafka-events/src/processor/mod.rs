@@ -9,12 +9,14 @@ pub use input::Event;
 #[doc(hidden)]
 pub use input::{invoke, HandlerOutput};
 
+mod retry;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -60,7 +62,20 @@ impl Processor {
     }
 
     async fn process_inner(&self, handler: &BoundHandler, name: &str, message: &OwnedMessage, cancel: &CancellationToken) -> Finish {
+        let from_retry_topic = handler.retry_topic.as_deref() == Some(message.topic());
         let mut attempt = 1u32;
+        if from_retry_topic {
+            // A retried message: wait until it is due (the lane waits, not the handler; the poll
+            // thread keeps polling and pauses this partition once its buffer is full).
+            let (retry, due) = retry::schedule_of(message);
+            attempt = retry + 1;
+            if let Some(due) = due {
+                let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+                if !wait.is_zero() && !self::wait(wait, cancel).await {
+                    return Finish::Interrupted;
+                }
+            }
+        }
         loop {
             let result = attempt_once(handler, message, attempt).await;
             match decide(result, attempt, &handler.retry, handler.dlq_topic.is_some()) {
@@ -69,8 +84,13 @@ impl Processor {
                     self.status.clear_stall(message.topic(), message.partition());
                     return Finish::Finished;
                 }
-                Outcome::Retry { delay } => {
-                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, "handler failed; retrying in place");
+                Outcome::Retry { delay, reason } => {
+                    if let Some(retry_topic) = handler.retry_topic.as_deref() {
+                        tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, retry_topic, "handler failed; sent to the retry topic");
+                        let headers = retry::retry_headers(message, attempt, delay, &reason);
+                        return self.publish_durably(retry_topic, message, headers, "retry", cancel).await;
+                    }
+                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "handler failed; retrying in place");
                     if !wait(delay, cancel).await {
                         return Finish::Interrupted;
                     }
@@ -80,7 +100,8 @@ impl Processor {
                         unreachable!("decide() dead-letters only when a DLQ is configured")
                     };
                     let letter = DeadLetter { kind, reason: &reason, attempts: attempt, handler: name };
-                    let finish = self.dead_letter(dlq, message, &letter, cancel).await;
+                    tracing::warn!(dlq, error_kind = kind.as_str(), %reason, attempts = attempt, "dead-lettering");
+                    let finish = self.publish_durably(dlq, message, dead_letter_headers(message, &letter), "dead-letter", cancel).await;
                     if finish == Finish::Finished {
                         self.status.clear_stall(message.topic(), message.partition());
                     }
@@ -104,13 +125,13 @@ impl Processor {
         }
     }
 
-    /// Publishes the dead-letter copy of `message` and waits for the broker's acknowledgement,
-    /// trying again with backoff while the broker refuses; only cancellation stops it.
-    async fn dead_letter(&self, dlq: &str, message: &OwnedMessage, letter: &DeadLetter<'_>, cancel: &CancellationToken) -> Finish {
-        let headers = dead_letter_headers(message, letter);
+    /// Republishes `message` (key and value unchanged) to `topic` with `headers` and waits for the
+    /// broker's acknowledgement, trying again with backoff while the broker refuses; only
+    /// cancellation stops it (the offset then stays unfinished and the message is redelivered).
+    async fn publish_durably(&self, topic: &str, message: &OwnedMessage, headers: OwnedHeaders, what: &str, cancel: &CancellationToken) -> Finish {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq).headers(headers.clone());
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers.clone());
             if let Some(key) = message.key() {
                 record = record.key(key);
             }
@@ -123,18 +144,11 @@ impl Processor {
             };
             match sent {
                 Ok(delivery) => {
-                    tracing::warn!(
-                        dlq,
-                        dlq_partition = delivery.partition,
-                        dlq_offset = delivery.offset,
-                        error_kind = letter.kind.as_str(),
-                        reason = letter.reason,
-                        "dead-lettered"
-                    );
+                    tracing::debug!(topic, partition = delivery.partition, offset = delivery.offset, "{what} published");
                     return Finish::Finished;
                 }
                 Err((error, _)) => {
-                    tracing::error!(dlq, %error, "dead-letter publish failed; the offset stays unfinished, trying again");
+                    tracing::error!(topic, %error, "{what} publish failed; the offset stays unfinished, trying again");
                     if !wait(backoff, cancel).await {
                         return Finish::Interrupted;
                     }
@@ -162,10 +176,11 @@ async fn attempt_once(handler: &BoundHandler, message: &OwnedMessage, attempt: u
 }
 
 fn context(message: &OwnedMessage, attempt: u32) -> MessageContext {
+    let origin = crate::headers::origin(message);
     MessageContext {
-        topic: message.topic().to_string(),
-        partition: message.partition(),
-        offset: message.offset(),
+        topic: origin.topic,
+        partition: origin.partition,
+        offset: origin.offset,
         timestamp: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         headers: message

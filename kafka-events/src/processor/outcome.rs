@@ -31,8 +31,8 @@ impl Failure {
 pub(crate) enum Outcome {
     /// Handled: the offset is finished.
     Done,
-    /// Try again after `delay` (in place: the partition waits; retry topics slot in here).
-    Retry { delay: Duration },
+    /// Try again after `delay`: through the retry topic, or in place (the partition waits).
+    Retry { delay: Duration, reason: String },
     /// Publish to the dead-letter topic; the offset is finished once the broker acknowledges it.
     DeadLetter { kind: ErrorKind, reason: String },
     /// No dead-letter topic: hold the partition at this message, report it, and try again after
@@ -52,7 +52,7 @@ pub(crate) fn decide(result: Result<(), Failure>, attempt: u32, policy: &RetryPo
         Failure::Handler(e) if e.is_permanent() => ErrorKind::Permanent,
         Failure::Handler(_) | Failure::Panic(_) => {
             if attempt <= policy.max {
-                return Outcome::Retry { delay: policy.delay(attempt) };
+                return Outcome::Retry { delay: policy.jittered_delay(attempt), reason };
             }
             ErrorKind::RetriesExhausted
         }
@@ -71,17 +71,18 @@ pub(crate) fn decide(result: Result<(), Failure>, attempt: u32, policy: &RetryPo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::Backoff;
+    use crate::retry::{Backoff, RetryMode};
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max: 2, backoff: Backoff::Exponential, initial: Duration::from_millis(10), max_delay: Duration::from_secs(5) }
+        RetryPolicy { max: 2, backoff: Backoff::Exponential, initial: Duration::from_millis(10), max_delay: Duration::from_secs(5), jitter: 0.0, mode: RetryMode::Topic }
     }
 
     #[test]
     fn retryable_failures_retry_then_dead_letter() {
         let fail = || Err(Failure::Handler(HandlerError::retryable("db down")));
-        assert_eq!(decide(fail(), 1, &policy(), true), Outcome::Retry { delay: Duration::from_millis(10) });
-        assert_eq!(decide(fail(), 2, &policy(), true), Outcome::Retry { delay: Duration::from_millis(20) });
+        let retry = |ms| Outcome::Retry { delay: Duration::from_millis(ms), reason: "db down".into() };
+        assert_eq!(decide(fail(), 1, &policy(), true), retry(10));
+        assert_eq!(decide(fail(), 2, &policy(), true), retry(20));
         assert_eq!(
             decide(fail(), 3, &policy(), true),
             Outcome::DeadLetter { kind: ErrorKind::RetriesExhausted, reason: "retries exhausted after 3 attempts: db down".into() }

@@ -1,0 +1,48 @@
+//! Reading and writing the runtime's headers on the records it republishes.
+
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+
+use crate::names::header;
+
+/// Where a message was first consumed from: its `x-original-*` headers when it went through a
+/// retry topic already, else its own coordinates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+pub(crate) fn origin(message: &OwnedMessage) -> Origin {
+    let from_headers = (|| {
+        Some(Origin {
+            topic: header_str(message, header::ORIGINAL_TOPIC)?.to_string(),
+            partition: header_str(message, header::ORIGINAL_PARTITION)?.parse().ok()?,
+            offset: header_str(message, header::ORIGINAL_OFFSET)?.parse().ok()?,
+        })
+    })();
+    from_headers.unwrap_or_else(|| Origin { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() })
+}
+
+/// The value of the last header called `name`, if it is UTF-8.
+pub(crate) fn header_str<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    let headers = message.headers()?;
+    headers.iter().filter(|h| h.key == name).last().and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// The message's own headers, without any the runtime added on an earlier trip, followed by
+/// `added`.
+pub(crate) fn republished_headers(message: &OwnedMessage, added: &[(&str, &str)]) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = message.headers() {
+        for h in original.iter() {
+            if !header::DIAGNOSTIC.contains(&h.key) {
+                headers = headers.insert(Header { key: h.key, value: h.value });
+            }
+        }
+    }
+    for (key, value) in added {
+        headers = headers.insert(Header { key, value: Some(*value) });
+    }
+    headers
+}
