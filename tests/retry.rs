@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{calls, committed_offsets, config, end_offsets, header, key, produce, produce_many, producer, read_topic, record, unbatched_producer, unique, wait_for, Call};
+use common::{calls, committed_offsets, config, end_offsets, header, key, produce, produce_many, producer, read_topic, record, topic_config, unbatched_producer, unique, wait_for, Call};
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -165,4 +165,7 @@ async fn exhausted_retries_land_in_the_dlq_with_their_origin_and_attempt_count()
         m
     });
     assert!(per_id.values().all(|&n| n == 3), "{per_id:?}");
+    // Provisioned with the seeds' retention: 90 days for dead letters, 7 days for retries.
+    assert_eq!(topic_config(&format!("{topic}.dlq"), "retention.ms").await.as_deref(), Some("7776000000"));
+    assert_eq!(topic_config(&format!("{topic}.retry"), "retention.ms").await.as_deref(), Some("604800000"));
 }

@@ -35,6 +35,7 @@ pub enum Profile {
 /// | `KAFKA_PROVISION_TOPICS` | create missing handler and DLQ topics at start-up | `true` in development, `false` in production |
 /// | `KAFKA_TOPIC_PARTITIONS` | partitions of provisioned topics | `3` |
 /// | `KAFKA_TOPIC_REPLICATION_FACTOR` | replication factor of provisioned topics | `1` in development, `3` in production |
+/// | `KAFKA_TOPIC_RETENTION`, `KAFKA_RETRY_RETENTION`, `KAFKA_DLQ_RETENTION` | `retention.ms` of created handler, retry and dead-letter topics | broker default, `7days`, `90days` |
 /// | `KAFKA_AUTO_OFFSET_RESET` | where a new group starts: `earliest` or `latest` | `earliest` |
 /// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
 /// | `KAFKA_PARTITION_BUFFER` | messages buffered per partition before it is paused (resumed at half) | `5000` |
@@ -53,6 +54,9 @@ pub struct Config {
     provision_topics: bool,
     topic_partitions: i32,
     topic_replication: i32,
+    topic_retention: Option<Duration>,
+    retry_retention: Option<Duration>,
+    dlq_retention: Option<Duration>,
     auto_offset_reset: String,
     commit_interval: Duration,
     partition_buffer: usize,
@@ -82,6 +86,9 @@ impl Config {
             provision_topics: true,
             topic_partitions: 3,
             topic_replication: 1,
+            topic_retention: None,
+            retry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            dlq_retention: Some(Duration::from_secs(90 * 24 * 3600)),
             auto_offset_reset: "earliest".into(),
             commit_interval: Duration::from_secs(1),
             partition_buffer: 5000,
@@ -167,6 +174,9 @@ impl Config {
         read("KAFKA_PROVISION_TOPICS", &mut |v| parse_bool(v).map(|b| config.provision_topics = b));
         read("KAFKA_TOPIC_PARTITIONS", &mut |v| parse_num(v).map(|n| config.topic_partitions = n));
         read("KAFKA_TOPIC_REPLICATION_FACTOR", &mut |v| parse_num(v).map(|n| config.topic_replication = n));
+        read("KAFKA_TOPIC_RETENTION", &mut |v| parse_duration(v).map(|d| config.topic_retention = Some(d)));
+        read("KAFKA_RETRY_RETENTION", &mut |v| parse_duration(v).map(|d| config.retry_retention = Some(d)));
+        read("KAFKA_DLQ_RETENTION", &mut |v| parse_duration(v).map(|d| config.dlq_retention = Some(d)));
         read("KAFKA_COMMIT_INTERVAL", &mut |v| parse_duration(v).map(|d| config.commit_interval = d));
         read("KAFKA_PARTITION_BUFFER", &mut |v| parse_num(v).map(|n| config.partition_buffer = n));
         read("KAFKA_SHUTDOWN_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.shutdown_timeout = d));
@@ -303,6 +313,13 @@ impl Config {
         self.topic_replication = replication_factor;
         self
     }
+    /// `retention.ms` of created handler, retry and dead-letter topics (`None`: broker default).
+    pub fn with_retention(mut self, topic: Option<Duration>, retry: Option<Duration>, dlq: Option<Duration>) -> Self {
+        self.topic_retention = topic;
+        self.retry_retention = retry;
+        self.dlq_retention = dlq;
+        self
+    }
     /// Where a new consumer group starts: `earliest` or `latest`.
     pub fn with_auto_offset_reset(mut self, reset: impl Into<String>) -> Self {
         self.auto_offset_reset = reset.into();
@@ -384,6 +401,10 @@ impl Config {
     pub fn topic_replication(&self) -> i32 {
         self.topic_replication
     }
+    /// Retention of created handler, retry and dead-letter topics.
+    pub fn retention(&self) -> (Option<Duration>, Option<Duration>, Option<Duration>) {
+        (self.topic_retention, self.retry_retention, self.dlq_retention)
+    }
     /// Where a new group starts.
     pub fn auto_offset_reset(&self) -> &str {
         &self.auto_offset_reset
@@ -438,6 +459,7 @@ impl fmt::Debug for Config {
             .field("provision_topics", &self.provision_topics)
             .field("topic_partitions", &self.topic_partitions)
             .field("topic_replication", &self.topic_replication)
+            .field("retention", &self.retention())
             .field("auto_offset_reset", &self.auto_offset_reset)
             .field("commit_interval", &self.commit_interval)
             .field("partition_buffer", &self.partition_buffer)

@@ -14,6 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::Config;
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
+use crate::registry::TopicKind;
 
 /// Routes librdkafka's logs and client errors into `tracing`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,10 +85,10 @@ impl Connection {
 
     /// Creates the missing `topics` (when provisioning is on), then checks every one of them
     /// exists. Topics already checked are cached and never asked about again.
-    pub(crate) async fn ensure_topics(&self, config: &Config, topics: &[String]) -> Result<(), Error> {
-        let missing: Vec<String> = {
+    pub(crate) async fn ensure_topics(&self, config: &Config, topics: &[(String, TopicKind)]) -> Result<(), Error> {
+        let missing: Vec<(String, TopicKind)> = {
             let done = self.provisioned.lock().unwrap_or_else(|p| p.into_inner());
-            topics.iter().filter(|t| !done.contains(*t)).cloned().collect()
+            topics.iter().filter(|(t, _)| !done.contains(t)).cloned().collect()
         };
         if missing.is_empty() {
             return Ok(());
@@ -95,15 +96,17 @@ impl Connection {
         if config.provision_topics() {
             self.create_topics(config, &missing).await?;
         }
+        let missing: Vec<String> = missing.into_iter().map(|(t, _)| t).collect();
         self.await_metadata(config, &missing).await?;
         self.provisioned.lock().unwrap_or_else(|p| p.into_inner()).extend(missing);
         Ok(())
     }
 
-    async fn create_topics(&self, config: &Config, topics: &[String]) -> Result<(), Error> {
+    async fn create_topics(&self, config: &Config, topics: &[(String, TopicKind)]) -> Result<(), Error> {
         let partitions = config.topic_partitions();
         if let Some(broker) = &self.embedded {
-            for topic in topics {
+            // The mock cluster takes no topic configs: retention does not apply in memory.
+            for (topic, _) in topics {
                 broker
                     .create_topic(topic, partitions)
                     .map_err(|e| Error::Provisioning(vec![format!("`{topic}`: {e}")]))?;
@@ -111,8 +114,29 @@ impl Connection {
             return Ok(());
         }
         let replication = config.topic_replication();
-        let new_topics: Vec<NewTopic<'_>> =
-            topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+        let (topic_retention, retry_retention, dlq_retention) = config.retention();
+        let retention_ms: Vec<Option<String>> = topics
+            .iter()
+            .map(|(_, kind)| {
+                let retention = match kind {
+                    TopicKind::Handler => topic_retention,
+                    TopicKind::Retry => retry_retention,
+                    TopicKind::DeadLetter => dlq_retention,
+                };
+                retention.map(|r| r.as_millis().to_string())
+            })
+            .collect();
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .zip(&retention_ms)
+            .map(|((t, _), retention)| {
+                let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+                match retention {
+                    Some(ms) => topic.set("retention.ms", ms),
+                    None => topic,
+                }
+            })
+            .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = self
             .admin

@@ -142,12 +142,20 @@ impl Topology {
         self.handlers.values().filter_map(|h| h.retry_topic.as_deref()).collect()
     }
 
-    /// Every topic the runtime needs: handler, retry and dead-letter topics.
-    pub fn all_topics(&self) -> Vec<String> {
-        self.handlers
+    /// Every topic the runtime needs — handler, retry and dead-letter topics — with its kind.
+    pub fn all_topics(&self) -> Vec<(String, TopicKind)> {
+        let mut topics: Vec<(String, TopicKind)> = self
+            .handlers
             .values()
-            .flat_map(|h| std::iter::once(h.topic.clone()).chain(h.retry_topic.clone()).chain(h.dlq_topic.clone()))
-            .collect()
+            .flat_map(|h| {
+                std::iter::once((h.topic.clone(), TopicKind::Handler))
+                    .chain(h.retry_topic.clone().map(|t| (t, TopicKind::Retry)))
+                    .chain(h.dlq_topic.clone().map(|t| (t, TopicKind::DeadLetter)))
+            })
+            .collect();
+        topics.sort();
+        topics.dedup_by(|a, b| a.0 == b.0);
+        topics
     }
 
     /// Every handler, sorted by topic.
@@ -159,6 +167,17 @@ impl Topology {
     pub fn topics(&self) -> Vec<&str> {
         self.handlers.keys().map(String::as_str).collect()
     }
+}
+
+/// What a topic is for; decides its retention when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TopicKind {
+    /// A handler's own topic.
+    Handler,
+    /// A retry topic.
+    Retry,
+    /// A dead-letter topic.
+    DeadLetter,
 }
 
 fn selects(wanted: &str, registration: &HandlerRegistration) -> bool {

@@ -238,3 +238,14 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// The value of config `name` of `topic`, as the broker describes it.
+pub async fn topic_config(topic: &str, name: &str) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin");
+    let results = admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await.expect("describe configs");
+    let resource = results.into_iter().next()?.expect("describe topic");
+    resource.get(name).and_then(|entry| entry.value.clone())
+}
