@@ -6,12 +6,13 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{committed_offsets, config, create_topic, end_offsets, produce_many, unbatched_producer, unique, ChildGuard};
+use common::{
+    append_line, committed_offsets, config, create_topic, end_offsets, handled_lines, produce_many, spawn_child, terminate, unbatched_producer, unique,
+    wait_lines, ChildGuard,
+};
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -24,14 +25,11 @@ struct Tick {
     id: String,
 }
 
-/// Appends `id partition offset` to the file named by `CRASH_OUT`, after a little work.
+/// Records `id partition offset` in the file named by `CRASH_OUT`, after a little work.
 #[kafka_handler(topic = "crash", dlq)]
 async fn crash_record(event: Tick, ctx: MessageContext) -> Result<(), HandlerError> {
     tokio::time::sleep(Duration::from_millis(2)).await;
-    let path = std::env::var("CRASH_OUT").map_err(HandlerError::permanent)?;
-    let line = format!("{} {} {}\n", event.id, ctx.partition(), ctx.offset());
-    // One write of a short line to an O_APPEND file: lanes running at once never interleave.
-    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(line.as_bytes())?;
+    append_line("CRASH_OUT", &event.id, ctx.partition(), ctx.offset())?;
     Ok(())
 }
 
@@ -44,49 +42,11 @@ async fn crash_child() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .try_init();
-    let mut config = config(&run, &["crash_record"]);
-    if let Ok(debug) = std::env::var("CRASH_DEBUG") {
-        config = config.with_consumer_property("debug", debug);
-    }
-    kafka_events::runtime::start(config).await.expect("runtime");
+    kafka_events::runtime::start(config(&run, &["crash_record"])).await.expect("runtime");
 }
 
-fn spawn_child(run: &str, out: &Path) -> Child {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("CRASH_RUN", run)
-        .env("CRASH_OUT", out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-/// Complete lines written so far: `(id, partition, offset)`.
-fn handled(path: &Path) -> Vec<(String, i32, i64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .map(|line| {
-            let mut parts = line.split(' ');
-            let id = parts.next().unwrap().to_string();
-            (id, parts.next().unwrap().parse().unwrap(), parts.next().unwrap().parse().unwrap())
-        })
-        .collect()
-}
-
-/// Waits (checking every 20 ms, up to 120 s) until `done` holds for the files' contents.
-async fn wait_files(paths: &[&PathBuf], what: &str, done: impl Fn(&[(String, i32, i64)]) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let all: Vec<_> = paths.iter().flat_map(|p| handled(p)).collect();
-        if done(&all) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; {} lines so far", all.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+fn spawn(run: &str, out: &Path) -> std::process::Child {
+    spawn_child("crash_child", &[("CRASH_RUN", run), ("CRASH_OUT", out.to_str().unwrap())])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,28 +62,25 @@ async fn a_killed_consumer_loses_nothing_and_sigterm_drains() {
     let first_out = dir.join(format!("{run}-first.log"));
     let second_out = dir.join(format!("{run}-second.log"));
 
-    let mut first = ChildGuard(Some(spawn_child(&run, &first_out)));
-    wait_files(&[&first_out], "the first consumer to handle 400 events", |lines| lines.len() >= 400).await;
+    let mut first = ChildGuard(Some(spawn(&run, &first_out)));
+    wait_lines(&[&first_out], "the first consumer to handle 400 events", |lines| lines.len() >= 400).await;
     let mut killed = first.0.take().unwrap();
     killed.kill().expect("SIGKILL");
     killed.wait().expect("reap");
-    let before_kill = handled(&first_out);
+    let before_kill = handled_lines(&first_out);
     assert!(before_kill.len() < EVENTS, "killed mid-stream ({} of {EVENTS} handled)", before_kill.len());
 
-    let mut second = ChildGuard(Some(spawn_child(&run, &second_out)));
-    wait_files(&[&first_out, &second_out], "every event to be handled", |lines| {
+    let mut second = ChildGuard(Some(spawn(&run, &second_out)));
+    wait_lines(&[&first_out, &second_out], "every event to be handled", |lines| {
         lines.iter().map(|(id, _, _)| id).collect::<BTreeSet<_>>().len() == EVENTS
     })
     .await;
 
     // Graceful stop: SIGTERM → drain, commit, leave the group, exit 0.
-    let mut stopping = second.0.take().unwrap();
-    let status = Command::new("kill").args(["-TERM", &stopping.id().to_string()]).status().expect("kill -TERM");
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || stopping.wait()).await.unwrap().expect("wait");
+    let exit = terminate(second.0.take().unwrap()).await;
     assert!(exit.success(), "the runtime exits cleanly on SIGTERM: {exit:?}");
 
-    let after = handled(&second_out);
+    let after = handled_lines(&second_out);
     let ids: BTreeSet<&String> = before_kill.iter().chain(&after).map(|(id, _, _)| id).collect();
     assert_eq!(ids.len(), EVENTS, "no event lost");
     let mut per_child: HashMap<&String, usize> = HashMap::new();

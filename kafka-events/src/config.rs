@@ -277,6 +277,11 @@ impl Config {
         }
     }
 
+    /// Sets the service name (it names the consumer groups).
+    pub fn with_service_name(mut self, service: impl Into<String>) -> Self {
+        self.service_name = Some(service.into());
+        self
+    }
     /// Sets the brokers (comma-separated `host:port`).
     pub fn with_brokers(mut self, brokers: impl Into<String>) -> Self {
         self.brokers = Some(brokers.into());

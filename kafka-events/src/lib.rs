@@ -61,7 +61,7 @@
 pub mod config;
 mod connection;
 mod consumer;
-mod dlq;
+pub mod dlq;
 pub mod embedded;
 mod error;
 pub mod handler;

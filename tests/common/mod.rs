@@ -63,8 +63,13 @@ pub fn producer() -> FutureProducer {
 /// fetch that starts inside a record batch, so a consumer resuming from a committed offset in the
 /// middle of a batch would wait forever; tests that restart consumers use this producer.
 pub fn unbatched_producer() -> FutureProducer {
+    unbatched_producer_for(&brokers())
+}
+
+/// [`unbatched_producer`] for the brokers at `bootstrap`.
+pub fn unbatched_producer_for(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("batch.num.messages", "1")
         .create()
@@ -196,10 +201,15 @@ pub async fn wait_for(topic: &str, timeout: Duration, done: impl Fn(&[Call]) -> 
 
 /// Creates `topic` with `partitions` partitions (no error if it exists).
 pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_at(&brokers(), topic, partitions).await
+}
+
+/// [`create_topic`] on the brokers at `bootstrap`.
+pub async fn create_topic_at(bootstrap: &str, topic: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin");
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
     let results = admin
         .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
         .await
@@ -248,4 +258,62 @@ pub async fn topic_config(topic: &str, name: &str) -> Option<String> {
     let results = admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await.expect("describe configs");
     let resource = results.into_iter().next()?.expect("describe topic");
     resource.get(name).and_then(|entry| entry.value.clone())
+}
+
+/// Re-runs this test binary as a child process that runs only the ignored test `child_test`,
+/// with `envs` set (the child reads them to know what to do).
+pub fn spawn_child(child_test: &str, envs: &[(&str, &str)]) -> std::process::Child {
+    let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    command
+        .args([child_test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.spawn().expect("spawn child")
+}
+
+/// Appends one `id partition offset` line to the file named by `$var` (one write of a short
+/// line to an O_APPEND file, so concurrent lanes never interleave).
+pub fn append_line(var: &str, id: &str, partition: i32, offset: i64) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = std::env::var(var).map_err(std::io::Error::other)?;
+    let line = format!("{id} {partition} {offset}\n");
+    std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(line.as_bytes())
+}
+
+/// Complete lines written so far to `path`: `(id, partition, offset)`.
+pub fn handled_lines(path: &std::path::Path) -> Vec<(String, i32, i64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let id = parts.next().unwrap().to_string();
+            (id, parts.next().unwrap().parse().unwrap(), parts.next().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Waits (checking every 20 ms, up to 120 s) until `done` holds for the lines of `paths`. The
+/// children write these files; there is no event to await across processes.
+pub async fn wait_lines(paths: &[&std::path::PathBuf], what: &str, done: impl Fn(&[(String, i32, i64)]) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let all: Vec<_> = paths.iter().flat_map(|p| handled_lines(p)).collect();
+        if done(&all) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; {} lines so far", all.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit.
+pub async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    assert!(status.success());
+    tokio::task::spawn_blocking(move || child.wait()).await.unwrap().expect("wait")
 }

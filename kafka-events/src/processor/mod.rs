@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::connection::TracingContext;
-use crate::dlq::{dead_letter_headers, DeadLetter};
+use crate::dlq::records::{dead_letter_headers, DeadLetter};
 use crate::handler::MessageContext;
 use crate::health::Status;
 use crate::registry::BoundHandler;

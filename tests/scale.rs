@@ -1,0 +1,120 @@
+//! Scale-out: three processes of one service share `${SERVICE_NAME}-main` over a 6-partition
+//! topic; stopping one (SIGTERM) hands its partitions to the others. Every id is handled;
+//! revoked partitions drain and commit first, so no id is handled twice.
+//!
+//! The broker is librdkafka's mock cluster, hosted by this test process on a loopback TCP port
+//! and shared by the three child processes. Tansu 0.6 is not used here: in cooperative
+//! rebalances it lets two members own one partition at once (measured: 460–540 of 3,000 ids
+//! handled twice, all from one partition consumed in full by two members). Set
+//! `SCALE_TEST_BROKERS=host:port` to run this test against a real Kafka cluster instead.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{append_line, config, create_topic_at, handled_lines, produce_many, spawn_child, terminate, unbatched_producer_for, unique, wait_lines, ChildGuard};
+use kafka_events::embedded::EmbeddedBroker;
+use kafka_events::prelude::*;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+const EVENTS: usize = 3000;
+
+#[derive(Debug, Serialize, Deserialize, Validate)]
+struct Tick {
+    #[validate(length(min = 1))]
+    id: String,
+}
+
+#[kafka_handler(topic = "scale", retry(max = 1, mode = "in_place"), dlq)]
+async fn scale_record(event: Tick, ctx: MessageContext) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    append_line("SCALE_OUT", &event.id, ctx.partition(), ctx.offset())?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by `three_instances_share_the_main_group_and_hand_over_on_sigterm` as a child process"]
+async fn scale_child() {
+    let Ok(run) = std::env::var("SCALE_RUN") else { return };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    // Topics are created by the parent (the mock cluster has no CreateTopics).
+    let config = config(&run, &["scale_record"]).with_topic_layout(6, 1).with_topic_provisioning(false);
+    kafka_events::runtime::start(config).await.expect("runtime");
+}
+
+fn spawn(run: &str, brokers: &str, out: &Path) -> ChildGuard {
+    let envs = [("SCALE_RUN", run), ("SCALE_OUT", out.to_str().unwrap()), ("KAFKA_BROKERS", brokers)];
+    ChildGuard(Some(spawn_child("scale_child", &envs)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
+    let run = unique("scale");
+    let topic = format!("{run}.scale");
+    let embedded;
+    let brokers = match std::env::var("SCALE_TEST_BROKERS") {
+        Ok(brokers) => {
+            create_topic_at(&brokers, &topic, 6).await;
+            create_topic_at(&brokers, &format!("{topic}.dlq"), 6).await;
+            brokers
+        }
+        Err(_) => {
+            embedded = EmbeddedBroker::start().expect("mock cluster");
+            embedded.create_topic(&topic, 6).unwrap();
+            embedded.create_topic(&format!("{topic}.dlq"), 6).unwrap();
+            embedded.bootstrap_servers().to_string()
+        }
+    };
+    let events: Vec<(String, Vec<u8>)> =
+        (0..EVENTS).map(|i| (format!("k{i}"), serde_json::to_vec(&Tick { id: format!("t{i}") }).unwrap())).collect();
+    produce_many(&unbatched_producer_for(&brokers), &topic, &events).await;
+
+    let outs: Vec<PathBuf> = (0..3).map(|i| std::env::temp_dir().join(format!("{run}-{i}.log"))).collect();
+    let mut children: Vec<ChildGuard> = Vec::new();
+    for out in &outs {
+        children.push(spawn(&run, &brokers, out));
+    }
+    // All three get partitions and work.
+    for out in &outs {
+        wait_lines(&[out], "every instance to handle events", |lines| !lines.is_empty()).await;
+    }
+    let before_stop: Vec<Vec<(String, i32, i64)>> = outs.iter().map(|o| handled_lines(o)).collect();
+
+    let exit = terminate(children[0].0.take().unwrap()).await;
+    assert!(exit.success(), "the stopped instance exits cleanly: {exit:?}");
+    let stopped_partitions: BTreeSet<i32> = handled_lines(&outs[0]).iter().map(|l| l.1).collect();
+
+    let paths: Vec<&PathBuf> = outs.iter().collect();
+    wait_lines(&paths, "every event to be handled", |lines| lines.iter().map(|l| &l.0).collect::<BTreeSet<_>>().len() == EVENTS).await;
+    for child in &mut children[1..] {
+        let exit = terminate(child.0.take().unwrap()).await;
+        assert!(exit.success());
+    }
+
+    let per_instance: Vec<Vec<(String, i32, i64)>> = outs.iter().map(|o| handled_lines(o)).collect();
+    let mut times: HashMap<&str, usize> = HashMap::new();
+    for line in per_instance.iter().flatten() {
+        *times.entry(line.0.as_str()).or_default() += 1;
+    }
+    assert_eq!(times.len(), EVENTS, "every id handled");
+    let twice: Vec<&&str> = times.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
+    println!(
+        "handled per instance: {:?}; partitions of the stopped one: {stopped_partitions:?}; handled twice: {}",
+        per_instance.iter().map(Vec::len).collect::<Vec<_>>(),
+        twice.len()
+    );
+    assert!(twice.is_empty(), "revoked partitions drain and commit before they move, so no id is handled twice: {twice:?}");
+    let partitions_before: Vec<BTreeSet<i32>> = before_stop.iter().map(|lines| lines.iter().map(|l| l.1).collect()).collect();
+    assert!(partitions_before.iter().all(|p| !p.is_empty()), "all three instances had partitions: {partitions_before:?}");
+    let moved: BTreeSet<i32> = per_instance[1..].iter().flatten().map(|l| l.1).filter(|p| stopped_partitions.contains(p)).collect();
+    assert!(!moved.is_empty(), "the stopped instance's partitions were taken over");
+    for out in outs {
+        let _ = std::fs::remove_file(out);
+    }
+}
