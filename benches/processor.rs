@@ -1,6 +1,7 @@
 //! Framework overhead: the same backlog consumed by a raw rust-rdkafka loop (B0) and by a
 //! kafka-events no-op typed handler (B1: JSON decode + validate + lanes + offset tracking +
-//! commits), side by side in one process against one broker.
+//! commits), side by side in one process against one broker; and the retry path (B3: 10 % of
+//! the messages fail once and go through the retry topic) against B1.
 //!
 //! ```sh
 //! cargo bench --bench processor                               # embedded broker (mock cluster)
@@ -31,21 +32,46 @@ struct Reading {
     seq: u64,
 }
 
-static HANDLED: AtomicU64 = AtomicU64::new(0);
-static WINDOW: Mutex<Option<(Instant, Instant)>> = Mutex::new(None);
-
-fn mark() {
-    let now = Instant::now();
-    let mut window = WINDOW.lock().unwrap();
-    let (first, _) = window.get_or_insert((now, now));
-    *window = Some((*first, now));
+/// Successful invocations of one scenario, and the time from its first invocation to its last.
+struct Meter {
+    handled: AtomicU64,
+    window: Mutex<Option<(Instant, Instant)>>,
 }
+
+impl Meter {
+    const fn new() -> Self {
+        Self { handled: AtomicU64::new(0), window: Mutex::new(None) }
+    }
+    fn invoked(&self) {
+        let now = Instant::now();
+        let mut window = self.window.lock().unwrap();
+        let (first, _) = window.get_or_insert((now, now));
+        *window = Some((*first, now));
+    }
+    fn succeeded(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+static B1: Meter = Meter::new();
+static B3: Meter = Meter::new();
 
 #[kafka_handler(topic = "bench", dlq)]
 async fn noop(reading: Reading) -> Result<(), HandlerError> {
     std::hint::black_box(&reading);
-    mark();
-    HANDLED.fetch_add(1, Ordering::Relaxed);
+    B1.invoked();
+    B1.succeeded();
+    Ok(())
+}
+
+/// Every tenth reading fails once and comes back through the retry topic (1 ms backoff).
+#[kafka_handler(topic = "bench_retry", retry(max = 3, initial = "1ms", max_delay = "1ms", jitter = 0.0, mode = "topic"), dlq)]
+async fn flaky(reading: Reading, ctx: MessageContext) -> Result<(), HandlerError> {
+    B3.invoked();
+    if reading.seq.is_multiple_of(10) && ctx.attempt() == 1 {
+        return Err(HandlerError::retryable("transient"));
+    }
+    B3.succeeded();
     Ok(())
 }
 
@@ -62,29 +88,30 @@ async fn main() {
         Some(broker) => broker.bootstrap_servers().to_string(),
         None => std::env::var("KAFKA_BROKERS").unwrap(),
     };
-    let run = format!("bench{}", std::process::id());
+    let run: String = format!("bench{}", std::process::id()).chars().map(|c| if c.is_ascii_digit() { char::from(b'a' + c as u8 - b'0') } else { c }).collect();
     let topic = format!("{run}.bench");
-    match &embedded {
-        Some(broker) => {
-            broker.create_topic(&topic, PARTITIONS).unwrap();
-            broker.create_topic(&format!("{topic}.dlq"), PARTITIONS).unwrap();
-            broker.create_topic(&format!("{topic}.retry"), PARTITIONS).unwrap();
-        }
-        None => {
-            let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
-            let (dlq, retry) = (format!("{topic}.dlq"), format!("{topic}.retry"));
-            let topics = [&topic, &dlq, &retry].map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)));
-            admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
+    let retry_topic = format!("{run}.bench_retry");
+    for t in [&topic, &retry_topic] {
+        let names = [t.clone(), format!("{t}.dlq"), format!("{t}.retry")];
+        match &embedded {
+            Some(broker) => names.iter().for_each(|n| broker.create_topic(n, PARTITIONS).unwrap()),
+            None => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+                let topics: Vec<NewTopic<'_>> = names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
+                admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
+            }
         }
     }
 
     let produced = Instant::now();
     produce(&brokers, &topic, messages).await;
+    produce(&brokers, &retry_topic, messages).await;
     println!("produced {messages} messages in {:.2?} to {PARTITIONS} partitions of `{topic}` ({})", produced.elapsed(), if embedded.is_some() { "embedded mock cluster" } else { brokers.as_str() });
 
     let b0 = raw_consume(&brokers, &topic, messages, false);
     let b0_decode = raw_consume(&brokers, &topic, messages, true);
-    let b1 = framework_consume(&brokers, &run, messages).await;
+    let b1 = framework_consume(&brokers, &run, "noop", &B1, messages).await;
+    let b3 = framework_consume(&brokers, &run, "flaky", &B3, messages).await;
     println!();
     println!("| scenario | messages | seconds | msgs/s | ratio to B0 |");
     println!("|---|---|---|---|---|");
@@ -100,6 +127,16 @@ async fn main() {
         b1.as_secs_f64(),
         messages as f64 / b1.as_secs_f64(),
         b0.as_secs_f64() / b1.as_secs_f64()
+    );
+    println!();
+    println!("| scenario | messages | seconds | msgs/s | ratio to B1 |");
+    println!("|---|---|---|---|---|");
+    println!("| B1 all succeed | {messages} | {:.3} | {:.0} | 1.00 |", b1.as_secs_f64(), messages as f64 / b1.as_secs_f64());
+    println!(
+        "| B3 10 % fail once, retried through the retry topic | {messages} | {:.3} | {:.0} | {:.2} |",
+        b3.as_secs_f64(),
+        messages as f64 / b3.as_secs_f64(),
+        b1.as_secs_f64() / b3.as_secs_f64()
     );
 }
 
@@ -159,9 +196,10 @@ fn raw_consume(brokers: &str, topic: &str, messages: u64, decode: bool) -> Durat
     elapsed
 }
 
-/// B1: the runtime with the no-op handler, timed first invocation → last.
-async fn framework_consume(brokers: &str, run: &str, messages: u64) -> Duration {
-    let config = Config::development(format!("{run}-svc"))
+/// The runtime with one handler, timed from its first invocation to its last success.
+async fn framework_consume(brokers: &str, run: &str, handler: &str, meter: &Meter, messages: u64) -> Duration {
+    let config = Config::development(format!("{run}-{handler}"))
+        .with_handlers([handler])
         .with_brokers(brokers)
         .with_topic_prefix(format!("{run}."))
         .with_topic_provisioning(false)
@@ -171,10 +209,10 @@ async fn framework_consume(brokers: &str, run: &str, messages: u64) -> Duration 
         c.with_consumer_property(k, v)
     });
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");
-    while HANDLED.load(Ordering::Relaxed) < messages {
+    while meter.handled.load(Ordering::Relaxed) < messages {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     runtime.shutdown().await.expect("shutdown");
-    let (first, last) = WINDOW.lock().unwrap().expect("handled");
+    let (first, last) = meter.window.lock().unwrap().expect("handled");
     last - first
 }

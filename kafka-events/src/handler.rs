@@ -186,9 +186,15 @@ impl InputError {
 
 /// The error a handler returns. It carries what should happen next: try again, or give up.
 ///
-/// `?` converts any `std::error::Error + Send + Sync + 'static` into a **retryable** error, on the
-/// grounds that most errors a handler meets (I/O, timeouts, a database that is down) pass.
-/// Return [`HandlerError::permanent`] for errors that no retry can fix (a business rule said no).
+/// How failures are classified:
+///
+/// | failure | classified as | why |
+/// |---|---|---|
+/// | any `std::error::Error + Send + Sync + 'static` through `?` (I/O, timeouts, database and HTTP client errors) | retryable | most errors a handler meets pass |
+/// | `.permanent()?` ([`ResultExt`]) or [`HandlerError::permanent`] | permanent | no retry can fix it: a business rule said no, data inside the event is unusable |
+/// | `.retryable()?` or [`HandlerError::retryable`] | retryable | explicit |
+/// | a panic in the handler | retryable | a bug may depend on state that changes; retries are bounded |
+/// | the event is not valid JSON for its type, or fails `Validate` | permanent, before the handler runs | the same bytes fail the same way every time |
 ///
 /// ```
 /// use kafka_events::HandlerError;
@@ -249,6 +255,27 @@ impl fmt::Display for HandlerError {
     }
 }
 
+/// Classifies the error of any `Result` on the spot:
+/// `repository.save(&order).await.retryable()?`, `parse_sku(&event.sku).permanent()?`.
+pub trait ResultExt<T> {
+    /// The error, if any, becomes a [`HandlerError::permanent`].
+    fn permanent(self) -> Result<T, HandlerError>;
+    /// The error, if any, becomes a [`HandlerError::retryable`].
+    fn retryable(self) -> Result<T, HandlerError>;
+}
+
+impl<T, E> ResultExt<T> for Result<T, E>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    fn permanent(self) -> Result<T, HandlerError> {
+        self.map_err(HandlerError::permanent)
+    }
+    fn retryable(self) -> Result<T, HandlerError> {
+        self.map_err(HandlerError::retryable)
+    }
+}
+
 impl<E> From<E> for HandlerError
 where
     E: std::error::Error + Send + Sync + 'static,
@@ -271,6 +298,10 @@ mod tests {
         assert!(err.is_retryable());
         assert_eq!(err.to_string(), "disk");
         assert!(HandlerError::permanent("no").is_permanent());
+        let parsed: Result<u32, HandlerError> = "x".parse::<u32>().permanent();
+        assert!(parsed.unwrap_err().is_permanent());
+        let io: Result<(), HandlerError> = Err::<(), _>(std::io::Error::other("down")).retryable();
+        assert!(io.unwrap_err().is_retryable());
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub mod runtime;
 
 pub use config::{Config, ConfigError, Profile};
 pub use error::Error;
-pub use handler::{ErrorKind, HandlerError, MessageContext};
+pub use handler::{ErrorKind, HandlerError, MessageContext, ResultExt};
 pub use kafka_events_macros::kafka_handler;
 pub use processor::Event;
 pub use publisher::{Delivery, PublishError, PublishOptions, Publisher};
@@ -85,7 +85,7 @@ pub use runtime::Runtime;
 
 /// The names a handler module needs: `use kafka_events::prelude::*;`.
 pub mod prelude {
-    pub use crate::{kafka_handler, Config, HandlerError, MessageContext};
+    pub use crate::{kafka_handler, Config, HandlerError, MessageContext, ResultExt};
 }
 
 /// Used by the code `#[kafka_handler]` generates. Not a public API.

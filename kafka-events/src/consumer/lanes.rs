@@ -156,9 +156,25 @@ impl Lanes {
         offsets
     }
 
-    /// Every assigned partition.
-    pub(crate) fn partitions(&self) -> Vec<Tp> {
-        self.lanes.keys().cloned().collect()
+    /// Shutdown: stops every lane (each finishes the message in hand), waits for them up to
+    /// `timeout`, and returns the offsets still to commit. The lanes stay in the table, so a
+    /// commit that fails now is tried again by the revocation that closing the consumer runs.
+    pub(crate) fn drain_all(&mut self, timeout: Duration) -> Vec<(Tp, i64)> {
+        for lane in self.lanes.values() {
+            lane.cancel.cancel();
+        }
+        let deadline = Instant::now() + timeout;
+        let mut offsets = Vec::new();
+        for (tp, lane) in &self.lanes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(std_mpsc::RecvTimeoutError::Timeout) = lane.ended.recv_timeout(left) {
+                tracing::warn!(topic = %tp.0, partition = tp.1, "in-flight message did not finish within {}; it will be redelivered", humantime::format_duration(timeout));
+            }
+            if let Some(offset) = lock(&lane.tracker).committable().filter(|o| lane.committed < Some(*o)) {
+                offsets.push((tp.clone(), offset));
+            }
+        }
+        offsets
     }
 }
 
@@ -178,7 +194,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Retry and dead-letter publishes one lane may have in flight before it waits for one.
+const MAX_PUBLISHING: usize = 1024;
+
 /// A lane: takes its partition's messages in order and runs each through the processor.
+/// Retry and dead-letter publishes are pipelined: the lane goes on while they are acknowledged,
+/// and the offset tracker finishes each offset when its publish is durable. On stop, the lane
+/// waits for the publishes in flight before it reports that it has ended.
 async fn run_lane(
     handler: BoundHandler,
     mut buffer: mpsc::Receiver<OwnedMessage>,
@@ -187,7 +209,12 @@ async fn run_lane(
     processor: Arc<Processor>,
     _ended: std_mpsc::Sender<()>,
 ) {
+    let mut publishing = tokio::task::JoinSet::new();
     loop {
+        while publishing.try_join_next().is_some() {}
+        while publishing.len() >= MAX_PUBLISHING {
+            publishing.join_next().await;
+        }
         let message = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
@@ -196,9 +223,19 @@ async fn run_lane(
                 None => break,
             },
         };
+        let offset = message.offset();
         match processor.process(&handler, &message, &cancel).await {
-            Finish::Finished => lock(&tracker).finish(message.offset()),
+            Finish::Finished => lock(&tracker).finish(offset),
             Finish::Interrupted => break,
+            Finish::Publishing(publish) => {
+                let tracker = tracker.clone();
+                publishing.spawn(async move {
+                    if let Finish::Finished = publish.await {
+                        lock(&tracker).finish(offset);
+                    }
+                });
+            }
         }
     }
+    while publishing.join_next().await.is_some() {}
 }

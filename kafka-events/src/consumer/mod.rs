@@ -181,14 +181,13 @@ impl PollLoop {
     /// Finish in-flight work, commit, leave the group (dropping the consumer closes it).
     fn shut_down(self) {
         tracing::info!(group = %self.group, "stopping: finishing in-flight messages");
-        let offsets = {
-            let mut lanes = lock(&self.lanes);
-            let partitions = lanes.partitions();
-            lanes.revoke(&partitions, self.drain_timeout)
-        };
+        let offsets = lock(&self.lanes).drain_all(self.drain_timeout);
         if !offsets.is_empty() {
-            if let Err(error) = commit(&self.consumer, &offsets) {
-                tracing::warn!(group = %self.group, %error, "final commit failed; uncommitted messages will be redelivered");
+            match commit(&self.consumer, &offsets) {
+                Ok(()) => lock(&self.lanes).committed(&offsets),
+                // E.g. RebalanceInProgress while another instance joins: closing the consumer
+                // revokes every partition, and the revocation hook commits these offsets again.
+                Err(error) => tracing::info!(group = %self.group, %error, "final commit deferred to the revocation on close"),
             }
         }
         let group = self.group.clone();

@@ -28,13 +28,19 @@ use crate::health::Status;
 use crate::registry::BoundHandler;
 use outcome::{decide, Failure, Outcome};
 
+/// A publish in flight; resolves to `Finished` once the broker acknowledged it.
+pub(crate) type Publishing = std::pin::Pin<Box<dyn std::future::Future<Output = Finish> + Send + 'static>>;
+
 /// How processing of one message ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finish {
     /// The outcome is durable: the offset may be committed.
     Finished,
     /// Shutdown or revocation interrupted it; the offset stays unfinished and will be redelivered.
     Interrupted,
+    /// The outcome is a retry or dead-letter record now being published. The lane goes on with
+    /// its next message (publishes are pipelined) and finishes this offset when the future
+    /// resolves to `Finished`.
+    Publishing(Publishing),
 }
 
 /// Runs messages through their handler and routes the outcome.
@@ -88,7 +94,7 @@ impl Processor {
                     if let Some(retry_topic) = handler.retry_topic.as_deref() {
                         tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, retry_topic, "handler failed; sent to the retry topic");
                         let headers = retry::retry_headers(message, attempt, delay, &reason);
-                        return self.publish_durably(retry_topic, message, headers, "retry", cancel).await;
+                        return Finish::Publishing(self.publish_durably(retry_topic, message, headers, "retry", cancel));
                     }
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "handler failed; retrying in place");
                     if !wait(delay, cancel).await {
@@ -101,11 +107,8 @@ impl Processor {
                     };
                     let letter = DeadLetter { kind, reason: &reason, attempts: attempt, handler: name };
                     tracing::warn!(dlq, error_kind = kind.as_str(), %reason, attempts = attempt, "dead-lettering");
-                    let finish = self.publish_durably(dlq, message, dead_letter_headers(message, &letter), "dead-letter", cancel).await;
-                    if finish == Finish::Finished {
-                        self.status.clear_stall(message.topic(), message.partition());
-                    }
-                    return finish;
+                    let headers = dead_letter_headers(message, &letter);
+                    return Finish::Publishing(self.publish_durably(dlq, message, headers, "dead-letter", cancel));
                 }
                 Outcome::Stall { kind, reason, delay } => {
                     tracing::error!(
@@ -125,37 +128,42 @@ impl Processor {
         }
     }
 
-    /// Republishes `message` (key and value unchanged) to `topic` with `headers` and waits for the
-    /// broker's acknowledgement, trying again with backoff while the broker refuses; only
-    /// cancellation stops it (the offset then stays unfinished and the message is redelivered).
-    async fn publish_durably(&self, topic: &str, message: &OwnedMessage, headers: OwnedHeaders, what: &str, cancel: &CancellationToken) -> Finish {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers.clone());
-            if let Some(key) = message.key() {
-                record = record.key(key);
-            }
-            if let Some(payload) = message.payload() {
-                record = record.payload(payload);
-            }
-            let sent = tokio::select! {
-                sent = self.producer.send(record, Duration::from_secs(30)) => sent,
-                () = cancel.cancelled() => return Finish::Interrupted,
-            };
-            match sent {
-                Ok(delivery) => {
-                    tracing::debug!(topic, partition = delivery.partition, offset = delivery.offset, "{what} published");
-                    return Finish::Finished;
+    /// Republishes `message` (key and value unchanged) to `topic` with `headers`; the returned
+    /// future resolves once the broker acknowledged it, trying again with backoff while the
+    /// broker refuses; only cancellation (during a backoff) stops it, leaving the offset
+    /// unfinished so the message is redelivered. (Only handlers without `dlq` stall, so a
+    /// dead letter never has a stall to clear.)
+    fn publish_durably(&self, topic: &str, message: &OwnedMessage, headers: OwnedHeaders, what: &'static str, cancel: &CancellationToken) -> Publishing {
+        let producer = self.producer.clone();
+        let cancel = cancel.clone();
+        let topic = topic.to_string();
+        let (key, payload) = (message.key().map(<[u8]>::to_vec), message.payload().map(<[u8]>::to_vec));
+        let publish = async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers.clone());
+                if let Some(key) = &key {
+                    record = record.key(key);
                 }
-                Err((error, _)) => {
-                    tracing::error!(topic, %error, "{what} publish failed; the offset stays unfinished, trying again");
-                    if !wait(backoff, cancel).await {
-                        return Finish::Interrupted;
+                if let Some(payload) = &payload {
+                    record = record.payload(payload);
+                }
+                match producer.send(record, Duration::from_secs(30)).await {
+                    Ok(delivery) => {
+                        tracing::debug!(topic, partition = delivery.partition, offset = delivery.offset, "{what} published");
+                        return Finish::Finished;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    Err((error, _)) => {
+                        tracing::error!(topic, %error, "{what} publish failed; the offset stays unfinished, trying again");
+                        if !wait(backoff, &cancel).await {
+                            return Finish::Interrupted;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
                 }
             }
-        }
+        };
+        Box::pin(publish.in_current_span())
     }
 }
 
