@@ -4,7 +4,7 @@
 //!
 //! The broker is librdkafka's mock cluster, hosted by this test process on a loopback TCP port
 //! and shared by the three child processes. Tansu 0.6 is not used here: in cooperative
-//! rebalances it lets two members own one partition at once (measured: 460–540 of 3,000 ids
+//! rebalances it lets two members own one partition at once (measured: 463–542 of 3,000 ids
 //! handled twice, all from one partition consumed in full by two members). Set
 //! `SCALE_TEST_BROKERS=host:port` to run this test against a real Kafka cluster instead.
 
