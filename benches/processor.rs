@@ -65,7 +65,11 @@ async fn noop(reading: Reading) -> Result<(), HandlerError> {
 }
 
 /// Every tenth reading fails once and comes back through the retry topic (1 ms backoff).
-#[kafka_handler(topic = "bench_retry", retry(max = 3, initial = "1ms", max_delay = "1ms", jitter = 0.0, mode = "topic"), dlq)]
+#[kafka_handler(
+    topic = "bench_retry",
+    retry(max = 3, initial = "1ms", max_delay = "1ms", jitter = 0.0, mode = "topic"),
+    dlq
+)]
 async fn flaky(reading: Reading, ctx: MessageContext) -> Result<(), HandlerError> {
     B3.invoked();
     if reading.seq.is_multiple_of(10) && ctx.attempt() == 1 {
@@ -88,7 +92,10 @@ async fn main() {
         Some(broker) => broker.bootstrap_servers().to_string(),
         None => std::env::var("KAFKA_BROKERS").unwrap(),
     };
-    let run: String = format!("bench{}", std::process::id()).chars().map(|c| if c.is_ascii_digit() { char::from(b'a' + c as u8 - b'0') } else { c }).collect();
+    let run: String = format!("bench{}", std::process::id())
+        .chars()
+        .map(|c| if c.is_ascii_digit() { char::from(b'a' + c as u8 - b'0') } else { c })
+        .collect();
     let topic = format!("{run}.bench");
     let retry_topic = format!("{run}.bench_retry");
     for t in [&topic, &retry_topic] {
@@ -96,8 +103,10 @@ async fn main() {
         match &embedded {
             Some(broker) => names.iter().for_each(|n| broker.create_topic(n, PARTITIONS).unwrap()),
             None => {
-                let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
-                let topics: Vec<NewTopic<'_>> = names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
+                let admin: AdminClient<DefaultClientContext> =
+                    ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+                let topics: Vec<NewTopic<'_>> =
+                    names.iter().map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1))).collect();
                 admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
             }
         }
@@ -106,7 +115,11 @@ async fn main() {
     let produced = Instant::now();
     produce(&brokers, &topic, messages).await;
     produce(&brokers, &retry_topic, messages).await;
-    println!("produced {messages} messages in {:.2?} to {PARTITIONS} partitions of `{topic}` ({})", produced.elapsed(), if embedded.is_some() { "embedded mock cluster" } else { brokers.as_str() });
+    println!(
+        "produced {messages} messages in {:.2?} to {PARTITIONS} partitions of `{topic}` ({})",
+        produced.elapsed(),
+        if embedded.is_some() { "embedded mock cluster" } else { brokers.as_str() }
+    );
 
     let b0 = raw_consume(&brokers, &topic, messages, false);
     let b0_decode = raw_consume(&brokers, &topic, messages, true);
@@ -115,7 +128,11 @@ async fn main() {
     println!();
     println!("| scenario | messages | seconds | msgs/s | ratio to B0 |");
     println!("|---|---|---|---|---|");
-    println!("| B0 raw rust-rdkafka BaseConsumer loop | {messages} | {:.3} | {:.0} | 1.00 |", b0.as_secs_f64(), messages as f64 / b0.as_secs_f64());
+    println!(
+        "| B0 raw rust-rdkafka BaseConsumer loop | {messages} | {:.3} | {:.0} | 1.00 |",
+        b0.as_secs_f64(),
+        messages as f64 / b0.as_secs_f64()
+    );
     println!(
         "| B0+decode: the same loop, serde_json decode + validate each message | {messages} | {:.3} | {:.0} | {:.2} |",
         b0_decode.as_secs_f64(),
@@ -131,7 +148,11 @@ async fn main() {
     println!();
     println!("| scenario | messages | seconds | msgs/s | ratio to B1 |");
     println!("|---|---|---|---|---|");
-    println!("| B1 all succeed | {messages} | {:.3} | {:.0} | 1.00 |", b1.as_secs_f64(), messages as f64 / b1.as_secs_f64());
+    println!(
+        "| B1 all succeed | {messages} | {:.3} | {:.0} | 1.00 |",
+        b1.as_secs_f64(),
+        messages as f64 / b1.as_secs_f64()
+    );
     println!(
         "| B3 10 % fail once, retried through the retry topic | {messages} | {:.3} | {:.0} | {:.2} |",
         b3.as_secs_f64(),
@@ -204,10 +225,11 @@ async fn framework_consume(brokers: &str, run: &str, handler: &str, meter: &Mete
         .with_topic_prefix(format!("{run}."))
         .with_topic_provisioning(false)
         .with_partition_buffer(std::env::var("BENCH_BUFFER").ok().and_then(|v| v.parse().ok()).unwrap_or(5000));
-    let config = std::env::var("BENCH_PROPS").unwrap_or_default().split(',').filter(|p| !p.is_empty()).fold(config, |c, p| {
-        let (k, v) = p.split_once('=').unwrap();
-        c.with_consumer_property(k, v)
-    });
+    let config =
+        std::env::var("BENCH_PROPS").unwrap_or_default().split(',').filter(|p| !p.is_empty()).fold(config, |c, p| {
+            let (k, v) = p.split_once('=').unwrap();
+            c.with_consumer_property(k, v)
+        });
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");
     while meter.handled.load(Ordering::Relaxed) < messages {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -48,7 +48,9 @@ async fn on_order(event: OrderCreated, ctx: MessageContext) -> Result<(), Handle
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error,librdkafka=off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error,librdkafka=off".into()),
+        )
         .init();
     let (tx, mut handled_rx) = mpsc::unbounded_channel();
     HANDLED.set(tx).expect("set once");
@@ -73,7 +75,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("published {} events; waiting for their outcomes…\n", valid.len() + bad.len());
 
     let mut outcomes: BTreeMap<String, String> = BTreeMap::new();
-    let dead_letters = read_dead_letters(runtime.bootstrap_servers(), &runtime.config().topic_name("orders.created.dlq"), bad.len());
+    let dead_letters =
+        read_dead_letters(runtime.bootstrap_servers(), &runtime.config().topic_name("orders.created.dlq"), bad.len());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while outcomes.len() < valid.len() {
         match tokio::time::timeout_at(deadline, handled_rx.recv()).await {

@@ -5,7 +5,10 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::{calls, committed_offsets, config, end_offsets, header, key, produce, producer, read_topic, record, unique, wait_for, Call};
+use common::{
+    calls, committed_offsets, config, end_offsets, header, key, produce, producer, read_topic, record, unique,
+    wait_for, Call,
+};
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -24,7 +27,14 @@ fn order(id: &str, amount: f64) -> Vec<u8> {
 }
 
 fn call(event: &Order, ctx: &MessageContext, succeeded: bool) -> Call {
-    Call { id: event.id.clone(), attempt: ctx.attempt(), partition: ctx.partition(), offset: ctx.offset(), succeeded, at: std::time::Instant::now() }
+    Call {
+        id: event.id.clone(),
+        attempt: ctx.attempt(),
+        partition: ctx.partition(),
+        offset: ctx.offset(),
+        succeeded,
+        at: std::time::Instant::now(),
+    }
 }
 
 // ---------------------------------------------------------------- 1,000 events, 3 partitions
@@ -103,7 +113,12 @@ async fn bad_input_and_failures_are_dead_lettered_with_diagnostics() {
 
     assert_eq!(letters.len(), 4, "four dead letters");
     let by_key: BTreeMap<String, &rdkafka::message::OwnedMessage> = letters.iter().map(|m| (key(m), m)).collect();
-    let expected_kind = [("k-json", "decode"), ("k-invalid", "validation"), ("k-reject", "permanent"), ("k-always", "retries-exhausted")];
+    let expected_kind = [
+        ("k-json", "decode"),
+        ("k-invalid", "validation"),
+        ("k-reject", "permanent"),
+        ("k-always", "retries-exhausted"),
+    ];
     for (k, kind) in expected_kind {
         let letter = by_key.get(k).unwrap_or_else(|| panic!("no dead letter for {k}"));
         let (_, payload) = cases.iter().find(|(key, _)| *key == k).unwrap();
@@ -133,7 +148,13 @@ async fn bad_input_and_failures_are_dead_lettered_with_diagnostics() {
     let invocations: Vec<(String, u32)> = calls(&topic).into_iter().map(|c| (c.id, c.attempt)).collect();
     assert_eq!(
         invocations,
-        [("reject-1".into(), 1), ("always-fails-1".into(), 1), ("always-fails-1".into(), 2), ("always-fails-1".into(), 3), ("ok-1".into(), 1)]
+        [
+            ("reject-1".into(), 1),
+            ("always-fails-1".into(), 1),
+            ("always-fails-1".into(), 2),
+            ("always-fails-1".into(), 3),
+            ("ok-1".into(), 1)
+        ]
     );
     let group = format!("{run}-svc-main");
     assert_eq!(committed_offsets(&group, &topic, 3)[0], origin["k-ok"].1 + 1, "dead-lettered offsets are committed");
@@ -167,7 +188,8 @@ async fn a_handler_failing_twice_is_invoked_three_times_and_committed() {
     runtime.shutdown().await.expect("shutdown");
 
     for id in ["fails-twice", "panic-twice"] {
-        let attempts: Vec<(u32, bool)> = calls(&topic).iter().filter(|c| c.id == id).map(|c| (c.attempt, c.succeeded)).collect();
+        let attempts: Vec<(u32, bool)> =
+            calls(&topic).iter().filter(|c| c.id == id).map(|c| (c.attempt, c.succeeded)).collect();
         assert_eq!(attempts, [(1, false), (2, false), (3, true)], "{id}");
     }
     let group = format!("{run}-svc-main");

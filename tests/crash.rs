@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    append_line, committed_offsets, config, create_topic, end_offsets, handled_lines, produce_many, spawn_child, terminate, unbatched_producer, unique,
-    wait_lines, ChildGuard,
+    append_line, child_tracing, committed_offsets, config, create_topic, end_offsets, handled_lines, produce_many,
+    spawn_child, terminate, unbatched_producer, unique, wait_lines, ChildGuard,
 };
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -38,10 +38,7 @@ async fn crash_record(event: Tick, ctx: MessageContext) -> Result<(), HandlerErr
 #[ignore = "run by `a_killed_consumer_loses_nothing_and_sigterm_drains` as a child process"]
 async fn crash_child() {
     let Ok(run) = std::env::var("CRASH_RUN") else { return };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    child_tracing();
     kafka_events::runtime::start(config(&run, &["crash_record"])).await.expect("runtime");
 }
 
@@ -94,7 +91,10 @@ async fn a_killed_consumer_loses_nothing_and_sigterm_drains() {
         let last_first = before_kill.iter().filter(|l| l.1 == partition).map(|l| l.2).max().unwrap_or(-1);
         let first_second = after.iter().filter(|l| l.1 == partition).map(|l| l.2).min();
         if let Some(first_second) = first_second {
-            assert!(first_second <= last_first + 1, "partition {partition}: gap between {last_first} and {first_second}");
+            assert!(
+                first_second <= last_first + 1,
+                "partition {partition}: gap between {last_first} and {first_second}"
+            );
         }
     }
     let redelivered = before_kill.iter().filter(|(id, _, _)| per_child.contains_key(id)).count();

@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{brokers, calls, config, create_topic, end_offsets, header, produce, read_topic, record, unbatched_producer, unique, wait_for, Call};
+use common::{
+    brokers, calls, config, create_topic, end_offsets, header, produce, read_topic, record, unbatched_producer, unique,
+    wait_for, Call,
+};
 use kafka_events::dlq::{DeadLetters, DlqError, ReplayOptions};
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
@@ -26,7 +29,17 @@ static FIXED: AtomicBool = AtomicBool::new(false);
 #[kafka_handler(topic = "invoices", retry(max = 0), dlq)]
 async fn invoices(invoice: Invoice, ctx: MessageContext) -> Result<(), HandlerError> {
     let fixed = FIXED.load(Ordering::SeqCst);
-    record(ctx.topic(), Call { id: invoice.id, attempt: ctx.attempt(), partition: ctx.partition(), offset: ctx.offset(), succeeded: fixed, at: Instant::now() });
+    record(
+        ctx.topic(),
+        Call {
+            id: invoice.id,
+            attempt: ctx.attempt(),
+            partition: ctx.partition(),
+            offset: ctx.offset(),
+            succeeded: fixed,
+            at: Instant::now(),
+        },
+    );
     if fixed {
         Ok(())
     } else {
@@ -61,13 +74,15 @@ async fn replay_in_two_runs_republishes_each_dead_letter_once_and_dry_run_change
     assert_eq!(peeked[0].original_topic(), Some(topic.as_str()));
 
     // Dry run: reports, publishes nothing, commits nothing.
-    let dry = dlq.replay(&dlq_topic, ReplayOptions { limit: Some(40), dry_run: true, to: None }).await.expect("dry run");
+    let dry =
+        dlq.replay(&dlq_topic, ReplayOptions { limit: Some(40), dry_run: true, to: None }).await.expect("dry run");
     assert_eq!(dry.items.len(), 40);
     assert!(dry.dry_run);
     assert_eq!(end_offsets(&topic, 1), [100], "a dry run publishes nothing");
 
     FIXED.store(true, Ordering::SeqCst);
-    let first = dlq.replay(&dlq_topic, ReplayOptions { limit: Some(40), ..Default::default() }).await.expect("replay 40");
+    let first =
+        dlq.replay(&dlq_topic, ReplayOptions { limit: Some(40), ..Default::default() }).await.expect("replay 40");
     assert_eq!(first.items.len(), 40, "the dry run committed nothing: the first real run starts at the beginning");
     assert_eq!(first.items[0].offset, 0);
     assert_eq!(first.remaining, 60);
@@ -118,7 +133,10 @@ async fn replay_errors_are_clear() {
     );
     let target = format!("{run}.target");
     create_topic(&target, 1).await;
-    let report = dlq.replay(&manual, ReplayOptions { to: Some(target.clone()), ..Default::default() }).await.expect("replay --to");
+    let report = dlq
+        .replay(&manual, ReplayOptions { to: Some(target.clone()), ..Default::default() })
+        .await
+        .expect("replay --to");
     assert_eq!(report.items.len(), 1);
     assert_eq!(end_offsets(&target, 1), [1]);
 

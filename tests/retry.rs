@@ -6,7 +6,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{calls, committed_offsets, config, end_offsets, header, key, produce, produce_many, producer, read_topic, record, topic_config, unbatched_producer, unique, wait_for, Call};
+use common::{
+    calls, committed_offsets, config, end_offsets, header, key, produce, produce_many, producer, read_topic, record,
+    topic_config, unbatched_producer, unique, wait_for, Call,
+};
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,7 +30,17 @@ fn job(id: &str, failures: u32) -> Vec<u8> {
 /// Fails the first `failures` attempts with a retryable error, then succeeds.
 async fn fail_then_succeed(job: Job, ctx: MessageContext) -> Result<(), HandlerError> {
     let succeed = ctx.attempt() > job.failures;
-    record(ctx.topic(), Call { id: job.id, attempt: ctx.attempt(), partition: ctx.partition(), offset: ctx.offset(), succeeded: succeed, at: Instant::now() });
+    record(
+        ctx.topic(),
+        Call {
+            id: job.id,
+            attempt: ctx.attempt(),
+            partition: ctx.partition(),
+            offset: ctx.offset(),
+            succeeded: succeed,
+            at: Instant::now(),
+        },
+    );
     if succeed {
         Ok(())
     } else {
@@ -62,7 +75,8 @@ async fn transient_failures_are_retried_through_the_retry_topic_until_each_id_su
     let topic = format!("{run}.transient");
     // 1,000 events; 300 of them fail 1, 2 or 3 times first.
     let failures = |i: usize| if i < 300 { (i % 3 + 1) as u32 } else { 0 };
-    let events: Vec<(String, Vec<u8>)> = (0..1000).map(|i| (format!("k{i}"), job(&format!("e{i}"), failures(i)))).collect();
+    let events: Vec<(String, Vec<u8>)> =
+        (0..1000).map(|i| (format!("k{i}"), job(&format!("e{i}"), failures(i)))).collect();
     // One record per batch: Tansu 0.6 reports a partition's high watermark as one past the last
     // batch's base offset, so multi-record batches would make `end_offsets` wrong.
     produce_many(&unbatched_producer(), &topic, &events).await;
@@ -86,7 +100,10 @@ async fn transient_failures_are_retried_through_the_retry_topic_until_each_id_su
     let retried: i64 = end_offsets(&format!("{topic}.retry"), 3).iter().sum();
     assert_eq!(retried, 600, "one retry record per failure (100×1 + 100×2 + 100×3)");
     assert_eq!(committed_offsets(&format!("{run}-svc-main"), &topic, 3), end_offsets(&topic, 3));
-    assert_eq!(committed_offsets(&format!("{run}-svc-retry"), &format!("{topic}.retry"), 3), end_offsets(&format!("{topic}.retry"), 3));
+    assert_eq!(
+        committed_offsets(&format!("{run}-svc-retry"), &format!("{topic}.retry"), 3),
+        end_offsets(&format!("{topic}.retry"), 3)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +160,15 @@ async fn exhausted_retries_land_in_the_dlq_with_their_origin_and_attempt_count()
     let producer = producer();
     let mut origins = HashMap::new();
     for i in 0..3 {
-        let at = produce(&producer, &topic, &format!("key-{i}"), &job(&format!("doomed-{i}"), 99), &[("trace-id", "abc")], None).await;
+        let at = produce(
+            &producer,
+            &topic,
+            &format!("key-{i}"),
+            &job(&format!("doomed-{i}"), 99),
+            &[("trace-id", "abc")],
+            None,
+        )
+        .await;
         origins.insert(format!("key-{i}"), at);
     }
     let letters = read_topic(&format!("{topic}.dlq"), 3);
@@ -154,7 +179,11 @@ async fn exhausted_retries_land_in_the_dlq_with_their_origin_and_attempt_count()
         let (partition, offset) = origins[&key(letter)];
         assert_eq!(header(letter, h::RETRY_ATTEMPTS).as_deref(), Some("3"), "1 attempt + 2 retries");
         assert_eq!(header(letter, h::DLQ_ERROR_KIND).as_deref(), Some("retries-exhausted"));
-        assert_eq!(header(letter, h::ORIGINAL_TOPIC).as_deref(), Some(topic.as_str()), "origin survives the retry topic");
+        assert_eq!(
+            header(letter, h::ORIGINAL_TOPIC).as_deref(),
+            Some(topic.as_str()),
+            "origin survives the retry topic"
+        );
         assert_eq!(header(letter, h::ORIGINAL_PARTITION), Some(partition.to_string()));
         assert_eq!(header(letter, h::ORIGINAL_OFFSET), Some(offset.to_string()));
         assert_eq!(header(letter, "trace-id").as_deref(), Some("abc"));

@@ -14,13 +14,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{append_line, config, create_topic_at, handled_lines, produce_many, spawn_child, terminate, unbatched_producer_for, unique, wait_lines, ChildGuard};
+use common::{
+    append_line, child_tracing, config, create_topic_at, handled_lines, produce_many, spawn_child, terminate,
+    unbatched_producer_for, unique, wait_lines, ChildGuard,
+};
 use kafka_events::embedded::EmbeddedBroker;
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 const EVENTS: usize = 3000;
+/// Produced after one instance was stopped.
+const AFTER_STOP: usize = 600;
 
 #[derive(Debug, Serialize, Deserialize, Validate)]
 struct Tick {
@@ -39,10 +44,7 @@ async fn scale_record(event: Tick, ctx: MessageContext) -> Result<(), HandlerErr
 #[ignore = "run by `three_instances_share_the_main_group_and_hand_over_on_sigterm` as a child process"]
 async fn scale_child() {
     let Ok(run) = std::env::var("SCALE_RUN") else { return };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    child_tracing();
     // Topics are created by the parent (the mock cluster has no CreateTopics).
     let config = config(&run, &["scale_record"]).with_topic_layout(6, 1).with_topic_provisioning(false);
     kafka_events::runtime::start(config).await.expect("runtime");
@@ -89,9 +91,18 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     let exit = terminate(children[0].0.take().unwrap()).await;
     assert!(exit.success(), "the stopped instance exits cleanly: {exit:?}");
     let stopped_partitions: BTreeSet<i32> = handled_lines(&outs[0]).iter().map(|l| l.1).collect();
+    // More events after the stop: those on the stopped instance's partitions can only be handled
+    // if the others took those partitions over.
+    let more: Vec<(String, Vec<u8>)> = (EVENTS..EVENTS + AFTER_STOP)
+        .map(|i| (format!("k{i}"), serde_json::to_vec(&Tick { id: format!("t{i}") }).unwrap()))
+        .collect();
+    produce_many(&unbatched_producer_for(&brokers), &topic, &more).await;
 
     let paths: Vec<&PathBuf> = outs.iter().collect();
-    wait_lines(&paths, "every event to be handled", |lines| lines.iter().map(|l| &l.0).collect::<BTreeSet<_>>().len() == EVENTS).await;
+    wait_lines(&paths, "every event to be handled", |lines| {
+        lines.iter().map(|l| &l.0).collect::<BTreeSet<_>>().len() == EVENTS + AFTER_STOP
+    })
+    .await;
     for child in &mut children[1..] {
         let exit = terminate(child.0.take().unwrap()).await;
         assert!(exit.success());
@@ -102,17 +113,25 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     for line in per_instance.iter().flatten() {
         *times.entry(line.0.as_str()).or_default() += 1;
     }
-    assert_eq!(times.len(), EVENTS, "every id handled");
+    assert_eq!(times.len(), EVENTS + AFTER_STOP, "every id handled");
     let twice: Vec<&&str> = times.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
     println!(
         "handled per instance: {:?}; partitions of the stopped one: {stopped_partitions:?}; handled twice: {}",
         per_instance.iter().map(Vec::len).collect::<Vec<_>>(),
         twice.len()
     );
-    assert!(twice.is_empty(), "revoked partitions drain and commit before they move, so no id is handled twice: {twice:?}");
-    let partitions_before: Vec<BTreeSet<i32>> = before_stop.iter().map(|lines| lines.iter().map(|l| l.1).collect()).collect();
-    assert!(partitions_before.iter().all(|p| !p.is_empty()), "all three instances had partitions: {partitions_before:?}");
-    let moved: BTreeSet<i32> = per_instance[1..].iter().flatten().map(|l| l.1).filter(|p| stopped_partitions.contains(p)).collect();
+    assert!(
+        twice.is_empty(),
+        "revoked partitions drain and commit before they move, so no id is handled twice: {twice:?}"
+    );
+    let partitions_before: Vec<BTreeSet<i32>> =
+        before_stop.iter().map(|lines| lines.iter().map(|l| l.1).collect()).collect();
+    assert!(
+        partitions_before.iter().all(|p| !p.is_empty()),
+        "all three instances had partitions: {partitions_before:?}"
+    );
+    let moved: BTreeSet<i32> =
+        per_instance[1..].iter().flatten().map(|l| l.1).filter(|p| stopped_partitions.contains(p)).collect();
     assert!(!moved.is_empty(), "the stopped instance's partitions were taken over");
     for out in outs {
         let _ = std::fs::remove_file(out);

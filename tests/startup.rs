@@ -38,8 +38,12 @@ async fn two_handlers_on_one_topic_fail_start_up_naming_both_sites() {
     let Error::Topology(topology) = &error else { panic!("expected a topology error, got {error}") };
     assert_eq!(topology.problems.len(), 1, "{error}");
     let text = error.to_string();
-    let first = format!("startup::first_payment_handler (tests/startup.rs:{})", line_of("async fn first_payment_handler") - 1);
-    let second = format!("startup::second_payment_handler (tests/startup.rs:{})", line_of("async fn second_payment_handler") - 1);
+    let first =
+        format!("startup::first_payment_handler (tests/startup.rs:{})", line_of("async fn first_payment_handler") - 1);
+    let second = format!(
+        "startup::second_payment_handler (tests/startup.rs:{})",
+        line_of("async fn second_payment_handler") - 1
+    );
     assert!(text.contains("two handlers consume topic `payments.received`"), "{text}");
     assert!(text.contains(&first), "{text}\nexpected {first}");
     assert!(text.contains(&second), "{text}\nexpected {second}");
@@ -80,9 +84,11 @@ fn line_of(needle: &str) -> usize {
 #[tokio::test]
 async fn group_ids_that_embed_a_timestamp_or_a_uuid_are_refused() {
     for service in ["orders-1700000000123", "orders-0b5c5a1e-8f3d-4c2a-9e61-7d2f4a6b8c90"] {
-        let error = kafka_events::runtime::launch(Config::development(service).with_brokers("127.0.0.1:1").with_handlers(["refunds"]))
-            .await
-            .expect_err("dynamic group id");
+        let error = kafka_events::runtime::launch(
+            Config::development(service).with_brokers("127.0.0.1:1").with_handlers(["refunds"]),
+        )
+        .await
+        .expect_err("dynamic group id");
         let text = error.to_string();
         assert!(text.contains("SERVICE_NAME: group id"), "{text}");
         assert!(text.contains("group ids must be static"), "{text}");

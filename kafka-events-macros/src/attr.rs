@@ -105,7 +105,9 @@ impl HandlerArgs {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
                 ident.span(),
-                format!("unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)` or `dlq`"),
+                format!(
+                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)` or `dlq`"
+                ),
             ));
         } else {
             return Err(lookahead.error());
@@ -132,7 +134,10 @@ fn parse_retry(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Res
     retry.max_delay_ms = max_delay;
     if let (Some((initial, span)), Some(max_delay)) = (initial, max_delay) {
         if initial > max_delay {
-            errors.push(syn::Error::new(span, "`initial` is longer than `max_delay`; make `initial` shorter or `max_delay` longer"));
+            errors.push(syn::Error::new(
+                span,
+                "`initial` is longer than `max_delay`; make `initial` shorter or `max_delay` longer",
+            ));
         }
     }
     Ok(retry)
@@ -144,17 +149,24 @@ fn parse_retry_one(
     initial: &mut Option<(u64, Span)>,
     max_delay: &mut Option<u64>,
 ) -> syn::Result<()> {
-    let duplicate = |span: Span, name: &str| syn::Error::new(span, format!("expected only a single `{name}` argument in `retry(...)`"));
+    let duplicate = |span: Span, name: &str| {
+        syn::Error::new(span, format!("expected only a single `{name}` argument in `retry(...)`"))
+    };
     let lookahead = input.lookahead1();
     if lookahead.peek(kw::max) {
         let key = input.parse::<kw::max>()?;
         input.parse::<Token![=]>()?;
-        let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), "`max` must be a whole number of retries, e.g. `max = 3`"))?;
+        let lit: LitInt = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "`max` must be a whole number of retries, e.g. `max = 3`"))?;
         let max: u32 = lit
             .base10_parse()
             .map_err(|_| syn::Error::new(lit.span(), "`max` must be a whole number of retries, e.g. `max = 3`"))?;
         if max > MAX_RETRIES {
-            return Err(syn::Error::new(lit.span(), format!("`max = {max}` is too many retries; at most {MAX_RETRIES} are allowed")));
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("`max = {max}` is too many retries; at most {MAX_RETRIES} are allowed"),
+            ));
         }
         if retry.max.replace(max).is_some() {
             return Err(duplicate(key.span, "max"));
@@ -211,7 +223,10 @@ fn parse_retry_one(
             "topic" => "Topic",
             "in_place" => "InPlace",
             other => {
-                return Err(syn::Error::new(lit.span(), format!("unknown retry mode `{other}`; expected \"topic\" or \"in_place\"")))
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("unknown retry mode `{other}`; expected \"topic\" or \"in_place\""),
+                ))
             }
         };
         if retry.mode.replace(mode).is_some() {
@@ -232,8 +247,10 @@ fn parse_retry_one(
 fn parse_duration(input: ParseStream<'_>, name: &str) -> syn::Result<(u64, Span)> {
     let hint = format!("`{name}` must be a duration string such as \"200ms\" or \"2s\"");
     let lit: LitStr = input.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
-    let duration = humantime::parse_duration(&lit.value()).map_err(|e| syn::Error::new(lit.span(), format!("{hint}: {e}")))?;
-    let ms = u64::try_from(duration.as_millis()).map_err(|_| syn::Error::new(lit.span(), format!("`{name}` is too long")))?;
+    let duration =
+        humantime::parse_duration(&lit.value()).map_err(|e| syn::Error::new(lit.span(), format!("{hint}: {e}")))?;
+    let ms = u64::try_from(duration.as_millis())
+        .map_err(|_| syn::Error::new(lit.span(), format!("`{name}` is too long")))?;
     Ok((ms, lit.span()))
 }
 

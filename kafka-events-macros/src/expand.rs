@@ -12,7 +12,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(_) => {
-            let error = syn::Error::new(Span::call_site(), "`#[kafka_handler]` goes on an `async fn`").to_compile_error();
+            let error =
+                syn::Error::new(Span::call_site(), "`#[kafka_handler]` goes on an `async fn`").to_compile_error();
             return quote! { #error #item };
         }
     };
@@ -63,7 +64,8 @@ fn check_signature<'a>(function: &'a ItemFn, errors: &mut Vec<syn::Error>) -> Op
     let event_type = match inputs.next() {
         Some(FnArg::Typed(arg)) => Some(&*arg.ty),
         Some(FnArg::Receiver(receiver)) => {
-            errors.push(syn::Error::new(receiver.span(), "`#[kafka_handler]` cannot be a method; use a free `async fn`"));
+            errors
+                .push(syn::Error::new(receiver.span(), "`#[kafka_handler]` cannot be a method; use a free `async fn`"));
             None
         }
         None => {

@@ -135,7 +135,10 @@ impl Config {
             None | Some("development") | Some("dev") => Profile::Development,
             Some("production") | Some("prod") => Profile::Production,
             Some(other) => {
-                problems.push(ConfigProblem::new("KAFKA_EVENTS_PROFILE", format!("`{other}` is not `development` or `production`")));
+                problems.push(ConfigProblem::new(
+                    "KAFKA_EVENTS_PROFILE",
+                    format!("`{other}` is not `development` or `production`"),
+                ));
                 Profile::Development
             }
         };
@@ -219,7 +222,9 @@ impl Config {
             }
         }
         match self.service_name.as_deref() {
-            None | Some("") => problem("SERVICE_NAME", "required: it names the consumer groups (`${SERVICE_NAME}-main`)".into()),
+            None | Some("") => {
+                problem("SERVICE_NAME", "required: it names the consumer groups (`${SERVICE_NAME}-main`)".into())
+            }
             Some(name) => {
                 if let Err(reason) = check_topic_name(name) {
                     problem("SERVICE_NAME", reason.replace("topic name", "service name"));
@@ -248,13 +253,19 @@ impl Config {
             problem("KAFKA_TOPIC_PARTITIONS", format!("must be at least 1, got {}", self.topic_partitions));
         }
         if self.topic_replication < 1 && self.topic_replication != -1 {
-            problem("KAFKA_TOPIC_REPLICATION_FACTOR", format!("must be at least 1 (or -1 for the broker default), got {}", self.topic_replication));
+            problem(
+                "KAFKA_TOPIC_REPLICATION_FACTOR",
+                format!("must be at least 1 (or -1 for the broker default), got {}", self.topic_replication),
+            );
         }
         if !matches!(self.auto_offset_reset.as_str(), "earliest" | "latest") {
             problem("KAFKA_AUTO_OFFSET_RESET", format!("`{}` is not `earliest` or `latest`", self.auto_offset_reset));
         }
         if self.commit_interval.is_zero() || self.commit_interval > Duration::from_secs(3600) {
-            problem("KAFKA_COMMIT_INTERVAL", format!("must be between 1ms and 1h, got {}", humantime::format_duration(self.commit_interval)));
+            problem(
+                "KAFKA_COMMIT_INTERVAL",
+                format!("must be between 1ms and 1h, got {}", humantime::format_duration(self.commit_interval)),
+            );
         }
         if self.partition_buffer == 0 {
             problem("KAFKA_PARTITION_BUFFER", "must be at least 1".into());
@@ -517,7 +528,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration ({} problem{}):", self.problems.len(), if self.problems.len() == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             write!(f, "\n  - {}: {}", p.key, p.reason)?;
         }
@@ -593,7 +609,9 @@ mod tests {
             assert_eq!(err.problems[0].key, "SERVICE_NAME");
             assert!(err.problems[0].reason.contains("group ids must be static"), "{err}");
         }
-        let err = Config::from_vars([("KAFKA_EVENTS_PROFILE", "production"), ("KAFKA_BROKERS", "k:9092")]).validate().unwrap_err();
+        let err = Config::from_vars([("KAFKA_EVENTS_PROFILE", "production"), ("KAFKA_BROKERS", "k:9092")])
+            .validate()
+            .unwrap_err();
         assert_eq!(err.problems[0].key, "SERVICE_NAME", "production requires SERVICE_NAME: {err}");
     }
 

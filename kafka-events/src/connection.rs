@@ -138,11 +138,8 @@ impl Connection {
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = self
-            .admin
-            .create_topics(&new_topics, &options)
-            .await
-            .map_err(|e| Error::kafka("creating topics", e))?;
+        let results =
+            self.admin.create_topics(&new_topics, &options).await.map_err(|e| Error::kafka("creating topics", e))?;
         let mut problems = Vec::new();
         for result in results {
             match result {
@@ -170,7 +167,12 @@ impl Connection {
                 let missing: Vec<&String> = match &metadata {
                     Ok(metadata) => wanted
                         .iter()
-                        .filter(|w| !metadata.topics().iter().any(|t| t.name() == w.as_str() && t.error().is_none() && !t.partitions().is_empty()))
+                        .filter(|w| {
+                            !metadata
+                                .topics()
+                                .iter()
+                                .any(|t| t.name() == w.as_str() && t.error().is_none() && !t.partitions().is_empty())
+                        })
                         .collect(),
                     Err(_) => wanted.iter().collect(),
                 };

@@ -46,9 +46,8 @@ impl EmbeddedBroker {
                 }
             })
             .map_err(|_| KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail))?;
-        let bootstrap_servers = ready_rx
-            .recv()
-            .map_err(|_| KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail))??;
+        let bootstrap_servers =
+            ready_rx.recv().map_err(|_| KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail))??;
         Ok(Self { bootstrap_servers, requests: Some(requests), thread: Some(thread) })
     }
 

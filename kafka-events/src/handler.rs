@@ -242,10 +242,7 @@ impl HandlerError {
 
 impl fmt::Debug for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerError")
-            .field("retryable", &self.retryable)
-            .field("source", &self.source)
-            .finish()
+        f.debug_struct("HandlerError").field("retryable", &self.retryable).field("source", &self.source).finish()
     }
 }
 

@@ -21,7 +21,11 @@ pub(crate) fn origin(message: &OwnedMessage) -> Origin {
             offset: header_str(message, header::ORIGINAL_OFFSET)?.parse().ok()?,
         })
     })();
-    from_headers.unwrap_or_else(|| Origin { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() })
+    from_headers.unwrap_or_else(|| Origin {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+    })
 }
 
 /// The value of the last header called `name`, if it is UTF-8.

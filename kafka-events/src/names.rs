@@ -121,10 +121,7 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     if name.len() > 249 {
         return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
         return Err(format!(
             "topic name `{name}` contains `{bad}`; only ASCII letters, digits, `.`, `_` and `-` are allowed"
         ));

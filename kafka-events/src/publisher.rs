@@ -89,13 +89,23 @@ impl Publisher {
     }
 
     /// Like [`publish`](Self::publish), with a key, headers or a partition.
-    pub async fn publish_with<T: Serialize + ?Sized>(&self, topic: &str, event: &T, options: PublishOptions) -> Result<Delivery, PublishError> {
+    pub async fn publish_with<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: &T,
+        options: PublishOptions,
+    ) -> Result<Delivery, PublishError> {
         let payload = serde_json::to_vec(event)?;
         self.publish_bytes(topic, &payload, options).await
     }
 
     /// Publishes raw bytes (not necessarily JSON) to `topic`.
-    pub async fn publish_bytes(&self, topic: &str, payload: &[u8], options: PublishOptions) -> Result<Delivery, PublishError> {
+    pub async fn publish_bytes(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        options: PublishOptions,
+    ) -> Result<Delivery, PublishError> {
         let topic = self.config.topic_name(topic);
         let mut headers = OwnedHeaders::new_with_capacity(options.headers.len());
         for (name, value) in &options.headers {

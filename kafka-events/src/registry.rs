@@ -52,7 +52,10 @@ impl Topology {
     }
 
     /// Validates `registrations` against `config`, listing every problem at once.
-    pub(crate) fn build(registrations: &[&'static HandlerRegistration], config: &Config) -> Result<Self, TopologyError> {
+    pub(crate) fn build(
+        registrations: &[&'static HandlerRegistration],
+        config: &Config,
+    ) -> Result<Self, TopologyError> {
         let mut problems = Vec::new();
         let selected: Vec<&'static HandlerRegistration> = match config.handler_filter() {
             None => registrations.to_vec(),
@@ -71,7 +74,8 @@ impl Topology {
         };
         if selected.is_empty() && problems.is_empty() {
             problems.push(
-                "no handlers to run: annotate an `async fn` with `#[kafka_handler(topic = \"...\")]` in this binary".into(),
+                "no handlers to run: annotate an `async fn` with `#[kafka_handler(topic = \"...\")]` in this binary"
+                    .into(),
             );
         }
 
@@ -94,7 +98,8 @@ impl Topology {
                 if let Err(reason) = check_topic_name(dlq) {
                     problems.push(format!("{}: invalid dead-letter topic: {reason}", registration.site()));
                 } else if *dlq == topic {
-                    problems.push(format!("{}: dead-letter topic `{dlq}` is the handler's own topic", registration.site()));
+                    problems
+                        .push(format!("{}: dead-letter topic `{dlq}` is the handler's own topic", registration.site()));
                 }
             }
             let retry = match &registration.retry {
@@ -112,7 +117,8 @@ impl Topology {
                 ));
                 continue;
             }
-            let retry_topic = (retry.mode == RetryMode::Topic && retry.max > 0).then(|| format!("{topic}{}", config.retry_suffix()));
+            let retry_topic =
+                (retry.mode == RetryMode::Topic && retry.max > 0).then(|| format!("{topic}{}", config.retry_suffix()));
             if let Some(retry_topic) = retry_topic.as_ref().filter(|_| topic_valid) {
                 if let Err(reason) = check_topic_name(retry_topic) {
                     problems.push(format!("{}: invalid retry topic: {reason}", registration.site()));
@@ -193,7 +199,12 @@ pub struct TopologyError {
 
 impl fmt::Display for TopologyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid handler topology ({} problem{}):", self.problems.len(), if self.problems.len() == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid handler topology ({} problem{}):",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
         for problem in &self.problems {
             write!(f, "\n  - {problem}")?;
         }
@@ -214,9 +225,17 @@ mod tests {
     }
 
     static A: HandlerRegistration = HandlerRegistration::new("a", "app::orders", "src/orders.rs", 10, "orders", never);
-    static B: HandlerRegistration = HandlerRegistration::new("b", "app::billing", "src/billing.rs", 20, "orders", never);
-    static C: HandlerRegistration = HandlerRegistration::new("c", "app::c", "src/c.rs", 30, "bad topic", never)
-        .retry(RetrySpec { max: Some(500), backoff: None, initial_ms: None, max_delay_ms: None, jitter: None, mode: None });
+    static B: HandlerRegistration =
+        HandlerRegistration::new("b", "app::billing", "src/billing.rs", 20, "orders", never);
+    static C: HandlerRegistration =
+        HandlerRegistration::new("c", "app::c", "src/c.rs", 30, "bad topic", never).retry(RetrySpec {
+            max: Some(500),
+            backoff: None,
+            initial_ms: None,
+            max_delay_ms: None,
+            jitter: None,
+            mode: None,
+        });
     static D: HandlerRegistration =
         HandlerRegistration::new("d", "app::d", "src/d.rs", 40, "payments", never).dlq(DlqSpec::Default);
 
@@ -242,7 +261,8 @@ mod tests {
         assert!(topology.handler("staging.orders").unwrap().dlq_topic.is_none());
         assert_eq!(topology.handler_for("staging.payments.retry").unwrap().topic, "staging.payments");
         assert_eq!(topology.retry_topics(), ["staging.orders.retry", "staging.payments.retry"]);
-        let in_place = Config::development("svc").with_default_retry(RetryPolicy { mode: RetryMode::InPlace, ..RetryPolicy::default() });
+        let in_place = Config::development("svc")
+            .with_default_retry(RetryPolicy { mode: RetryMode::InPlace, ..RetryPolicy::default() });
         let topology = Topology::build(&[&A], &in_place).unwrap();
         assert!(topology.retry_topics().is_empty(), "in-place handlers have no retry topic");
     }

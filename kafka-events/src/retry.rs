@@ -172,7 +172,14 @@ mod tests {
     use super::*;
 
     fn policy(backoff: Backoff) -> RetryPolicy {
-        RetryPolicy { max: 5, backoff, initial: Duration::from_millis(100), max_delay: Duration::from_millis(1000), jitter: 0.0, mode: RetryMode::InPlace }
+        RetryPolicy {
+            max: 5,
+            backoff,
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            jitter: 0.0,
+            mode: RetryMode::InPlace,
+        }
     }
 
     #[test]
@@ -192,7 +199,14 @@ mod tests {
 
     #[test]
     fn problems_are_listed() {
-        let p = RetryPolicy { max: 101, backoff: Backoff::Fixed, initial: Duration::from_secs(2), max_delay: Duration::from_secs(1), jitter: 0.0, mode: RetryMode::Topic };
+        let p = RetryPolicy {
+            max: 101,
+            backoff: Backoff::Fixed,
+            initial: Duration::from_secs(2),
+            max_delay: Duration::from_secs(1),
+            jitter: 0.0,
+            mode: RetryMode::Topic,
+        };
         let problems = p.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(RetryPolicy { jitter: 1.5, ..RetryPolicy::default() }.problems()[0].contains("jitter"));
@@ -203,7 +217,14 @@ mod tests {
 
     #[test]
     fn spec_resolves_against_defaults() {
-        let spec = RetrySpec { max: Some(7), backoff: None, initial_ms: Some(5), max_delay_ms: None, jitter: None, mode: Some(RetryMode::InPlace) };
+        let spec = RetrySpec {
+            max: Some(7),
+            backoff: None,
+            initial_ms: Some(5),
+            max_delay_ms: None,
+            jitter: None,
+            mode: Some(RetryMode::InPlace),
+        };
         let p = spec.resolve(&RetryPolicy::default());
         assert_eq!(p.max, 7);
         assert_eq!(p.backoff, Backoff::Exponential);

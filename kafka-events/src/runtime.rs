@@ -164,4 +164,3 @@ async fn wait_for_signal() -> Result<(), Error> {
         tokio::signal::ctrl_c().await.map_err(Error::Signal)
     }
 }
-

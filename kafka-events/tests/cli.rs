@@ -32,7 +32,8 @@ async fn dlq_commands_read_a_dead_letter_topic_and_fail_clearly() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let letters: String = nanos.to_string().bytes().map(|d| char::from(b'a' + (d - b'0'))).collect();
     let topic = format!("__cli_{letters}.orders.dlq");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
     admin.create_topics(&[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
     let headers = OwnedHeaders::new()

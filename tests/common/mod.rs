@@ -38,7 +38,10 @@ pub fn unique(test: &str) -> String {
 pub fn config(run: &str, handlers: &[&str]) -> Config {
     // `RUST_LOG=kafka_events=debug scripts/test.sh …` shows the runtime's logs.
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     }
     Config::development(format!("{run}-svc"))
         .with_brokers(brokers())
@@ -81,7 +84,14 @@ pub fn unbatched_producer_for(bootstrap: &str) -> FutureProducer {
 }
 
 /// Produces one message and waits for its acknowledgement.
-pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)], partition: Option<i32>) -> (i32, i64) {
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+    partition: Option<i32>,
+) -> (i32, i64) {
     let mut owned = OwnedHeaders::new();
     for (k, v) in headers {
         owned = owned.insert(Header { key: k, value: Some(*v) });
@@ -124,11 +134,8 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
 
 /// Offsets committed by `group` for every partition of `topic` (-1 when none).
 pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .expect("client");
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().expect("client");
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
         list.add_partition(topic, p);
@@ -259,9 +266,20 @@ pub async fn topic_config(topic: &str, name: &str) -> Option<String> {
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin");
-    let results = admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await.expect("describe configs");
+    let results = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .expect("describe configs");
     let resource = results.into_iter().next()?.expect("describe topic");
     resource.get(name).and_then(|entry| entry.value.clone())
+}
+
+/// A child process's logs: to stderr (inherited by the test), `warn` unless `RUST_LOG` says.
+pub fn child_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Re-runs this test binary as a child process that runs only the ignored test `child_test`,
@@ -317,7 +335,8 @@ pub async fn wait_lines(paths: &[&std::path::PathBuf], what: &str, done: impl Fn
 
 /// Sends SIGTERM to `child` and waits for it to exit.
 pub async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    let status =
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
     assert!(status.success());
     tokio::task::spawn_blocking(move || child.wait()).await.unwrap().expect("wait")
 }

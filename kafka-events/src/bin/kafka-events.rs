@@ -98,9 +98,20 @@ async fn run(cli: Cli) -> Result<(), DlqError> {
         DlqCommand::Stats { topic, scan } => {
             let stats = dlq.stats(&topic, scan).await?;
             println!("% {}: {} dead letters in {} partitions", stats.topic, stats.total(), stats.partitions.len());
-            println!("{:>9} {:>10} {:>10} {:>8}  {:<24}  {:<24}", "partition", "low", "high", "count", "oldest", "newest");
+            println!(
+                "{:>9} {:>10} {:>10} {:>8}  {:<24}  {:<24}",
+                "partition", "low", "high", "count", "oldest", "newest"
+            );
             for p in &stats.partitions {
-                println!("{:>9} {:>10} {:>10} {:>8}  {:<24}  {:<24}", p.partition, p.low, p.high, p.count(), time(p.oldest), time(p.newest));
+                println!(
+                    "{:>9} {:>10} {:>10} {:>8}  {:<24}  {:<24}",
+                    p.partition,
+                    p.low,
+                    p.high,
+                    p.count(),
+                    time(p.oldest),
+                    time(p.newest)
+                );
             }
             if let Some(kinds) = &stats.by_kind {
                 println!("% by x-dlq-error-kind:");
@@ -123,7 +134,13 @@ async fn run(cli: Cli) -> Result<(), DlqError> {
         DlqCommand::Replay { topic, limit, dry_run, to } => {
             let report = dlq.replay(&topic, ReplayOptions { limit, dry_run, to }).await?;
             for item in &report.items {
-                println!("{} [{}] @{} -> {}", if dry_run { "would replay" } else { "replayed" }, item.partition, item.offset, item.target);
+                println!(
+                    "{} [{}] @{} -> {}",
+                    if dry_run { "would replay" } else { "replayed" },
+                    item.partition,
+                    item.offset,
+                    item.target
+                );
             }
             println!(
                 "% {}{} dead letters from {topic}; {} left",

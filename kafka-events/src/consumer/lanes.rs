@@ -48,7 +48,12 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    pub(crate) fn new(topology: Arc<Topology>, processor: Arc<Processor>, runtime: tokio::runtime::Handle, buffer: usize) -> Self {
+    pub(crate) fn new(
+        topology: Arc<Topology>,
+        processor: Arc<Processor>,
+        runtime: tokio::runtime::Handle,
+        buffer: usize,
+    ) -> Self {
         Self { lanes: HashMap::new(), topology, processor, runtime, buffer }
     }
 
@@ -69,8 +74,18 @@ impl Lanes {
         let (ended_tx, ended) = std_mpsc::channel();
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let cancel = CancellationToken::new();
-        self.runtime.spawn(run_lane(handler, receiver, tracker.clone(), cancel.clone(), self.processor.clone(), ended_tx));
-        self.lanes.insert(tp, Lane { buffer, tracker, cancel, ended, parked: VecDeque::new(), paused: false, committed: None });
+        self.runtime.spawn(run_lane(
+            handler,
+            receiver,
+            tracker.clone(),
+            cancel.clone(),
+            self.processor.clone(),
+            ended_tx,
+        ));
+        self.lanes.insert(
+            tp,
+            Lane { buffer, tracker, cancel, ended, parked: VecDeque::new(), paused: false, committed: None },
+        );
     }
 
     /// Routes a polled message to its lane.
@@ -139,43 +154,35 @@ impl Lanes {
     /// commit for them.
     pub(crate) fn revoke(&mut self, partitions: &[Tp], timeout: Duration) -> Vec<(Tp, i64)> {
         let stopped: Vec<(Tp, Lane)> = partitions.iter().filter_map(|tp| self.lanes.remove_entry(tp)).collect();
-        for (_, lane) in &stopped {
-            lane.cancel.cancel();
-        }
-        let deadline = Instant::now() + timeout;
-        let mut offsets = Vec::new();
-        for (tp, lane) in stopped {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(std_mpsc::RecvTimeoutError::Timeout) = lane.ended.recv_timeout(left) {
-                tracing::warn!(topic = %tp.0, partition = tp.1, "in-flight message did not finish within {}; it will be redelivered", humantime::format_duration(timeout));
-            }
-            if let Some(offset) = lock(&lane.tracker).committable().filter(|o| lane.committed < Some(*o)) {
-                offsets.push((tp, offset));
-            }
-        }
-        offsets
+        stop_and_collect(stopped.iter().map(|(tp, lane)| (tp, lane)), timeout)
     }
 
     /// Shutdown: stops every lane (each finishes the message in hand), waits for them up to
     /// `timeout`, and returns the offsets still to commit. The lanes stay in the table, so a
     /// commit that fails now is tried again by the revocation that closing the consumer runs.
     pub(crate) fn drain_all(&mut self, timeout: Duration) -> Vec<(Tp, i64)> {
-        for lane in self.lanes.values() {
-            lane.cancel.cancel();
-        }
-        let deadline = Instant::now() + timeout;
-        let mut offsets = Vec::new();
-        for (tp, lane) in &self.lanes {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(std_mpsc::RecvTimeoutError::Timeout) = lane.ended.recv_timeout(left) {
-                tracing::warn!(topic = %tp.0, partition = tp.1, "in-flight message did not finish within {}; it will be redelivered", humantime::format_duration(timeout));
-            }
-            if let Some(offset) = lock(&lane.tracker).committable().filter(|o| lane.committed < Some(*o)) {
-                offsets.push((tp.clone(), offset));
-            }
-        }
-        offsets
+        stop_and_collect(self.lanes.iter(), timeout)
     }
+}
+
+/// Cancels `lanes` (each finishes the message in hand and its publishes in flight), waits for
+/// them until `timeout`, and returns their offsets not committed yet.
+fn stop_and_collect<'a>(lanes: impl Iterator<Item = (&'a Tp, &'a Lane)> + Clone, timeout: Duration) -> Vec<(Tp, i64)> {
+    for (_, lane) in lanes.clone() {
+        lane.cancel.cancel();
+    }
+    let deadline = Instant::now() + timeout;
+    let mut offsets = Vec::new();
+    for (tp, lane) in lanes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(std_mpsc::RecvTimeoutError::Timeout) = lane.ended.recv_timeout(left) {
+            tracing::warn!(topic = %tp.0, partition = tp.1, "in-flight message did not finish within {}; it will be redelivered", humantime::format_duration(timeout));
+        }
+        if let Some(offset) = lock(&lane.tracker).committable().filter(|o| lane.committed < Some(*o)) {
+            offsets.push((tp.clone(), offset));
+        }
+    }
+    offsets
 }
 
 /// Gives `message` to its lane's buffer, tracking its offset from then on; hands it back when the

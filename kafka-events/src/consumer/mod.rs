@@ -89,7 +89,10 @@ impl GroupMember {
         let thread = std::thread::Builder::new()
             .name(format!("kafka-events-{}", spec.group))
             .spawn(move || poll.run())
-            .map_err(|e| Error::Consumer { group: spec.group.clone(), reason: format!("cannot start its thread: {e}") })?;
+            .map_err(|e| Error::Consumer {
+                group: spec.group.clone(),
+                reason: format!("cannot start its thread: {e}"),
+            })?;
         Ok(Self { group: spec.group, stop, thread: Some(thread) })
     }
 
@@ -115,6 +118,11 @@ impl GroupMember {
     }
 }
 
+fn during_rebalance(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{IllegalGeneration, RebalanceInProgress};
+    matches!(error.rdkafka_error_code(), Some(RebalanceInProgress | IllegalGeneration))
+}
+
 struct PollLoop {
     consumer: BaseConsumer<GroupContext>,
     lanes: Arc<Mutex<Lanes>>,
@@ -136,7 +144,9 @@ impl PollLoop {
                     match route {
                         Route::Buffered => {}
                         Route::Pause(tp) => self.set_paused(&[tp], true),
-                        Route::Unowned => tracing::debug!(group = %self.group, "dropped a message of a partition no longer assigned"),
+                        Route::Unowned => {
+                            tracing::debug!(group = %self.group, "dropped a message of a partition no longer assigned")
+                        }
                     }
                 }
                 Some(Err(error)) => tracing::warn!(group = %self.group, %error, "consumer error"),
@@ -174,7 +184,14 @@ impl PollLoop {
                 tracing::debug!(group = %self.group, ?offsets, "committed");
                 lock(&self.lanes).committed(&offsets)
             }
-            Err(error) => tracing::warn!(group = %self.group, %error, "commit failed; trying again at the next interval"),
+            // A rebalance in progress rejects commits until the member has rejoined: expected
+            // while instances come and go, and the revocation hook commits what it must.
+            Err(error) if during_rebalance(&error) => {
+                tracing::debug!(group = %self.group, %error, "commit deferred: the group is rebalancing")
+            }
+            Err(error) => {
+                tracing::warn!(group = %self.group, %error, "commit failed; trying again at the next interval")
+            }
         }
     }
 
@@ -187,7 +204,9 @@ impl PollLoop {
                 Ok(()) => lock(&self.lanes).committed(&offsets),
                 // E.g. RebalanceInProgress while another instance joins: closing the consumer
                 // revokes every partition, and the revocation hook commits these offsets again.
-                Err(error) => tracing::info!(group = %self.group, %error, "final commit deferred to the revocation on close"),
+                Err(error) => {
+                    tracing::info!(group = %self.group, %error, "final commit deferred to the revocation on close")
+                }
             }
         }
         let group = self.group.clone();
@@ -195,4 +214,3 @@ impl PollLoop {
         tracing::info!(group = %group, "left the group");
     }
 }
-

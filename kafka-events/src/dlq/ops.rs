@@ -223,7 +223,10 @@ impl DeadLetters {
 
     fn consumer(&self, group: Option<&str>) -> Result<BaseConsumer, DlqError> {
         let mut client = self.client.clone();
-        client.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false").set("auto.offset.reset", "earliest");
+        client
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
         client.set("group.id", group.unwrap_or(&self.admin_group));
         client.create().map_err(kafka("creating a consumer"))
     }
@@ -235,7 +238,9 @@ impl DeadLetters {
             .map_err(|source| DlqError::Unreachable { brokers: brokers.to_string(), source })?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
         match found {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().iter().map(|p| p.id()).collect()),
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(t.partitions().iter().map(|p| p.id()).collect())
+            }
             _ => Err(DlqError::TopicNotFound(topic.to_string())),
         }
     }
@@ -248,8 +253,13 @@ impl DeadLetters {
         blocking(move || {
             let mut partitions = Vec::new();
             for partition in Self::partitions(&consumer, &topic, &brokers)? {
-                let (low, high) = consumer.fetch_watermarks(&topic, partition, METADATA_TIMEOUT).map_err(kafka("reading watermarks"))?;
-                let at = |offset: i64| read_range(&consumer, &topic, &[(partition, offset, offset + 1)], Some(1)).map(|m| m.first().and_then(timestamp));
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                    .map_err(kafka("reading watermarks"))?;
+                let at = |offset: i64| {
+                    read_range(&consumer, &topic, &[(partition, offset, offset + 1)], Some(1))
+                        .map(|m| m.first().and_then(timestamp))
+                };
                 let (oldest, newest) = if high > low { (at(low)?, at(high - 1)?) } else { (None, None) };
                 partitions.push(PartitionStats { partition, low, high, oldest, newest });
             }
@@ -276,7 +286,9 @@ impl DeadLetters {
         blocking(move || {
             let mut ranges = Vec::new();
             for partition in Self::partitions(&consumer, &topic, &brokers)? {
-                let (low, high) = consumer.fetch_watermarks(&topic, partition, METADATA_TIMEOUT).map_err(kafka("reading watermarks"))?;
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                    .map_err(kafka("reading watermarks"))?;
                 ranges.push((partition, low, high));
             }
             let messages = read_range(&consumer, &topic, &ranges, Some(limit))?;
@@ -304,10 +316,13 @@ impl DeadLetters {
             for p in &partitions {
                 list.add_partition(&dlq, *p);
             }
-            let committed = consumer.committed_offsets(list, METADATA_TIMEOUT).map_err(kafka("reading the admin group's offsets"))?;
+            let committed = consumer
+                .committed_offsets(list, METADATA_TIMEOUT)
+                .map_err(kafka("reading the admin group's offsets"))?;
             let mut ranges = Vec::new();
             for p in partitions {
-                let (low, high) = consumer.fetch_watermarks(&dlq, p, METADATA_TIMEOUT).map_err(kafka("reading watermarks"))?;
+                let (low, high) =
+                    consumer.fetch_watermarks(&dlq, p, METADATA_TIMEOUT).map_err(kafka("reading watermarks"))?;
                 let start = match committed.find_partition(&dlq, p).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o.max(low),
                     _ => low,
@@ -333,7 +348,11 @@ impl DeadLetters {
                 (Some(to), _) => to.clone(),
                 (None, Some(original)) => original.to_string(),
                 (None, None) => {
-                    return Err(DlqError::MissingOriginalTopic { topic: topic.to_string(), partition: letter.partition, offset: letter.offset })
+                    return Err(DlqError::MissingOriginalTopic {
+                        topic: topic.to_string(),
+                        partition: letter.partition,
+                        offset: letter.offset,
+                    })
                 }
             };
             if !options.dry_run {
@@ -349,12 +368,18 @@ impl DeadLetters {
                     record = record.payload(value);
                 }
                 producer.send(record, Duration::from_secs(30)).await.map_err(|(source, _)| DlqError::Kafka {
-                    context: format!("republishing `{topic}` partition {} offset {} to `{target}`", letter.partition, letter.offset),
+                    context: format!(
+                        "republishing `{topic}` partition {} offset {} to `{target}`",
+                        letter.partition, letter.offset
+                    ),
                     source,
                 })?;
                 let mut list = TopicPartitionList::new();
-                list.add_partition_offset(topic, letter.partition, Offset::Offset(letter.offset + 1)).map_err(kafka("building the commit"))?;
-                consumer.commit(&list, rdkafka::consumer::CommitMode::Sync).map_err(kafka("committing the replayed offset"))?;
+                list.add_partition_offset(topic, letter.partition, Offset::Offset(letter.offset + 1))
+                    .map_err(kafka("building the commit"))?;
+                consumer
+                    .commit(&list, rdkafka::consumer::CommitMode::Sync)
+                    .map_err(kafka("committing the replayed offset"))?;
             }
             items.push(ReplayItem { partition: letter.partition, offset: letter.offset, target });
         }
@@ -366,7 +391,12 @@ impl DeadLetters {
 
 /// Reads `[start, end)` of each `(partition, start, end)` of `topic` (at most `limit` messages in
 /// all), partition by partition in offset order. Stops early when nothing arrives for a while.
-fn read_range(consumer: &BaseConsumer, topic: &str, ranges: &[(i32, i64, i64)], limit: Option<usize>) -> Result<Vec<OwnedMessage>, DlqError> {
+fn read_range(
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: &[(i32, i64, i64)],
+    limit: Option<usize>,
+) -> Result<Vec<OwnedMessage>, DlqError> {
     let mut messages = Vec::new();
     for &(partition, start, end) in ranges {
         if start >= end || limit.is_some_and(|l| messages.len() >= l) {
@@ -386,7 +416,9 @@ fn read_range(consumer: &BaseConsumer, topic: &str, ranges: &[(i32, i64, i64)], 
                         messages.push(message.detach());
                     }
                 }
-                Some(Err(error)) => return Err(DlqError::Kafka { context: format!("reading `{topic}`"), source: error }),
+                Some(Err(error)) => {
+                    return Err(DlqError::Kafka { context: format!("reading `{topic}`"), source: error })
+                }
                 _ => {}
             }
         }

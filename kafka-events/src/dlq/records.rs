@@ -52,7 +52,15 @@ mod tests {
         let original = OwnedHeaders::new()
             .insert(Header { key: "trace", value: Some("abc") })
             .insert(Header { key: header::DLQ_REASON, value: Some("old reason") });
-        let message = OwnedMessage::new(Some(b"{}".to_vec()), Some(b"k".to_vec()), "orders".into(), Timestamp::NotAvailable, 2, 41, Some(original));
+        let message = OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            Some(b"k".to_vec()),
+            "orders".into(),
+            Timestamp::NotAvailable,
+            2,
+            41,
+            Some(original),
+        );
         let letter = DeadLetter { kind: ErrorKind::Decode, reason: "bad json", attempts: 1, handler: "app::on_order" };
         let headers = dead_letter_headers(&message, &letter);
         let pairs: Vec<(String, String)> = headers
@@ -77,7 +85,8 @@ mod tests {
             .insert(Header { key: header::ORIGINAL_PARTITION, value: Some("1") })
             .insert(Header { key: header::ORIGINAL_OFFSET, value: Some("7") })
             .insert(Header { key: header::RETRY_ATTEMPT, value: Some("2") });
-        let message = OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 99, Some(retried));
+        let message =
+            OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 99, Some(retried));
         let letter = DeadLetter { kind: ErrorKind::RetriesExhausted, reason: "x", attempts: 3, handler: "h" };
         let headers = dead_letter_headers(&message, &letter);
         let values: Vec<(String, String)> = headers

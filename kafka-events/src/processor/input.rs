@@ -45,10 +45,11 @@ where
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
     let payload = payload.ok_or_else(|| InputError::decode("message has no value (tombstone)"))?;
-    let event: T = serde_json::from_slice(payload).map_err(|e| InputError::decode(format!("invalid JSON for `{}`: {e}", short_type_name::<T>())))?;
-    event
-        .validate()
-        .map_err(|e| InputError::validation(format!("`{}` failed validation: {}", short_type_name::<T>(), describe(&e))))?;
+    let event: T = serde_json::from_slice(payload)
+        .map_err(|e| InputError::decode(format!("invalid JSON for `{}`: {e}", short_type_name::<T>())))?;
+    event.validate().map_err(|e| {
+        InputError::validation(format!("`{}` failed validation: {}", short_type_name::<T>(), describe(&e)))
+    })?;
     Ok(Box::pin(handler(event, ctx)))
 }
 
@@ -70,12 +71,8 @@ fn describe(errors: &validator::ValidationErrors) -> String {
             let clause = match &error.message {
                 Some(message) => message.to_string(),
                 None => {
-                    let mut params: Vec<String> = error
-                        .params
-                        .iter()
-                        .filter(|(k, _)| *k != "value")
-                        .map(|(k, v)| format!("{k} = {v}"))
-                        .collect();
+                    let mut params: Vec<String> =
+                        error.params.iter().filter(|(k, _)| *k != "value").map(|(k, v)| format!("{k} = {v}")).collect();
                     params.sort();
                     if let Some(value) = error.params.get("value") {
                         params.push(format!("got {value}"));
@@ -108,7 +105,15 @@ mod tests {
     }
 
     fn ctx() -> MessageContext {
-        MessageContext { topic: "t".into(), partition: 0, offset: 0, timestamp: None, key: None, headers: vec![], attempt: 1 }
+        MessageContext {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+            key: None,
+            headers: vec![],
+            attempt: 1,
+        }
     }
 
     fn call(payload: Option<&[u8]>) -> Result<HandlerFuture, InputError> {

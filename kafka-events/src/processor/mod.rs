@@ -55,7 +55,12 @@ impl Processor {
     }
 
     /// Processes `message` with `handler` until its outcome is durable or `cancel` fires.
-    pub(crate) async fn process(&self, handler: &BoundHandler, message: &OwnedMessage, cancel: &CancellationToken) -> Finish {
+    pub(crate) async fn process(
+        &self,
+        handler: &BoundHandler,
+        message: &OwnedMessage,
+        cancel: &CancellationToken,
+    ) -> Finish {
         let name = handler.name();
         let span = tracing::info_span!(
             "message",
@@ -67,7 +72,13 @@ impl Processor {
         self.process_inner(handler, &name, message, cancel).instrument(span).await
     }
 
-    async fn process_inner(&self, handler: &BoundHandler, name: &str, message: &OwnedMessage, cancel: &CancellationToken) -> Finish {
+    async fn process_inner(
+        &self,
+        handler: &BoundHandler,
+        name: &str,
+        message: &OwnedMessage,
+        cancel: &CancellationToken,
+    ) -> Finish {
         let from_retry_topic = handler.retry_topic.as_deref() == Some(message.topic());
         let mut attempt = 1u32;
         if from_retry_topic {
@@ -94,7 +105,13 @@ impl Processor {
                     if let Some(retry_topic) = handler.retry_topic.as_deref() {
                         tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, retry_topic, "handler failed; sent to the retry topic");
                         let headers = retry::retry_headers(message, attempt, delay, &reason);
-                        return Finish::Publishing(self.publish_durably(retry_topic, message, headers, "retry", cancel));
+                        return Finish::Publishing(self.publish_durably(
+                            retry_topic,
+                            message,
+                            headers,
+                            "retry",
+                            cancel,
+                        ));
                     }
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "handler failed; retrying in place");
                     if !wait(delay, cancel).await {
@@ -133,7 +150,14 @@ impl Processor {
     /// broker refuses; only cancellation (during a backoff) stops it, leaving the offset
     /// unfinished so the message is redelivered. (Only handlers without `dlq` stall, so a
     /// dead letter never has a stall to clear.)
-    fn publish_durably(&self, topic: &str, message: &OwnedMessage, headers: OwnedHeaders, what: &'static str, cancel: &CancellationToken) -> Publishing {
+    fn publish_durably(
+        &self,
+        topic: &str,
+        message: &OwnedMessage,
+        headers: OwnedHeaders,
+        what: &'static str,
+        cancel: &CancellationToken,
+    ) -> Publishing {
         let producer = self.producer.clone();
         let cancel = cancel.clone();
         let topic = topic.to_string();
@@ -150,7 +174,12 @@ impl Processor {
                 }
                 match producer.send(record, Duration::from_secs(30)).await {
                     Ok(delivery) => {
-                        tracing::debug!(topic, partition = delivery.partition, offset = delivery.offset, "{what} published");
+                        tracing::debug!(
+                            topic,
+                            partition = delivery.partition,
+                            offset = delivery.offset,
+                            "{what} published"
+                        );
                         return Finish::Finished;
                     }
                     Err((error, _)) => {
@@ -216,4 +245,3 @@ async fn wait(delay: Duration, cancel: &CancellationToken) -> bool {
         () = cancel.cancelled() => false,
     }
 }
-

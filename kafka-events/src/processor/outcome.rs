@@ -74,7 +74,14 @@ mod tests {
     use crate::retry::{Backoff, RetryMode};
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max: 2, backoff: Backoff::Exponential, initial: Duration::from_millis(10), max_delay: Duration::from_secs(5), jitter: 0.0, mode: RetryMode::Topic }
+        RetryPolicy {
+            max: 2,
+            backoff: Backoff::Exponential,
+            initial: Duration::from_millis(10),
+            max_delay: Duration::from_secs(5),
+            jitter: 0.0,
+            mode: RetryMode::Topic,
+        }
     }
 
     #[test]
@@ -85,7 +92,10 @@ mod tests {
         assert_eq!(decide(fail(), 2, &policy(), true), retry(20));
         assert_eq!(
             decide(fail(), 3, &policy(), true),
-            Outcome::DeadLetter { kind: ErrorKind::RetriesExhausted, reason: "retries exhausted after 3 attempts: db down".into() }
+            Outcome::DeadLetter {
+                kind: ErrorKind::RetriesExhausted,
+                reason: "retries exhausted after 3 attempts: db down".into()
+            }
         );
     }
 
@@ -97,15 +107,24 @@ mod tests {
     #[test]
     fn input_and_permanent_errors_are_never_retried() {
         let decode = Err(Failure::Input(InputError::decode("bad json")));
-        assert_eq!(decide(decode, 1, &policy(), true), Outcome::DeadLetter { kind: ErrorKind::Decode, reason: "bad json".into() });
+        assert_eq!(
+            decide(decode, 1, &policy(), true),
+            Outcome::DeadLetter { kind: ErrorKind::Decode, reason: "bad json".into() }
+        );
         let permanent = Err(Failure::Handler(HandlerError::permanent("rejected")));
-        assert_eq!(decide(permanent, 1, &policy(), true), Outcome::DeadLetter { kind: ErrorKind::Permanent, reason: "rejected".into() });
+        assert_eq!(
+            decide(permanent, 1, &policy(), true),
+            Outcome::DeadLetter { kind: ErrorKind::Permanent, reason: "rejected".into() }
+        );
     }
 
     #[test]
     fn without_dlq_the_partition_stalls() {
         let out = decide(Err(Failure::Handler(HandlerError::permanent("no"))), 1, &policy(), false);
-        assert_eq!(out, Outcome::Stall { kind: ErrorKind::Permanent, reason: "no".into(), delay: Duration::from_secs(5) });
+        assert_eq!(
+            out,
+            Outcome::Stall { kind: ErrorKind::Permanent, reason: "no".into(), delay: Duration::from_secs(5) }
+        );
         assert_eq!(decide(Ok(()), 9, &policy(), false), Outcome::Done);
     }
 }

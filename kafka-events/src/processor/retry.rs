@@ -14,7 +14,7 @@ pub(super) fn retry_headers(message: &OwnedMessage, attempt: u32, delay: Duratio
     let partition = origin.partition.to_string();
     let offset = origin.offset.to_string();
     let retry = attempt.to_string();
-    let due = humantime::format_rfc3339_millis(SystemTime::now() + delay).to_string();
+    let due = humantime::format_rfc3339_millis(ceil_to_millis(SystemTime::now() + delay)).to_string();
     let delay_ms = delay.as_millis().to_string();
     republished_headers(
         message,
@@ -28,6 +28,16 @@ pub(super) fn retry_headers(message: &OwnedMessage, attempt: u32, delay: Duratio
             (header::RETRY_ERROR, reason),
         ],
     )
+}
+
+/// `x-retry-at` carries milliseconds: round up, so a retry is never due before its delay.
+fn ceil_to_millis(at: SystemTime) -> SystemTime {
+    let sub_millis = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos() % 1_000_000).unwrap_or(0);
+    if sub_millis == 0 {
+        at
+    } else {
+        at + Duration::from_nanos(u64::from(1_000_000 - sub_millis))
+    }
 }
 
 /// Which retry a message from the retry topic is (`x-retry-attempt`, at least 1) and when it is
@@ -50,11 +60,13 @@ mod tests {
         let message = OwnedMessage::new(None, None, "orders".into(), Timestamp::NotAvailable, 2, 40, Some(original));
         let before = SystemTime::now();
         let headers = retry_headers(&message, 2, Duration::from_secs(5), "timeout");
-        let retried = OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 3, Some(headers.clone()));
+        let retried =
+            OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 3, Some(headers.clone()));
         let (retry, due) = schedule_of(&retried);
         assert_eq!(retry, 2);
         let due = due.unwrap();
-        assert!(due >= before + Duration::from_millis(4990) && due <= SystemTime::now() + Duration::from_secs(5));
+        assert!(due >= before + Duration::from_secs(5), "never due before its delay");
+        assert!(due <= SystemTime::now() + Duration::from_millis(5001));
         let keys: Vec<&str> = headers.iter().map(|h| h.key).collect();
         assert_eq!(keys[0], "trace");
         assert_eq!(header_str(&retried, header::ORIGINAL_OFFSET), Some("40"));
