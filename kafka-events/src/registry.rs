@@ -22,6 +22,8 @@ pub fn registered() -> Vec<&'static HandlerRegistration> {
 #[derive(Debug, Clone)]
 pub struct BoundHandler {
     pub(crate) registration: &'static HandlerRegistration,
+    /// `module::path::fn_name`, built once (it names every message's span).
+    name: String,
     /// The topic it consumes (with the configured prefix).
     pub topic: String,
     /// Where its dead letters go, if anywhere.
@@ -34,8 +36,8 @@ pub struct BoundHandler {
 
 impl BoundHandler {
     /// `module::path::fn_name`.
-    pub fn name(&self) -> String {
-        self.registration.qualified_name()
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -124,7 +126,8 @@ impl Topology {
                     problems.push(format!("{}: invalid retry topic: {reason}", registration.site()));
                 }
             }
-            by_topic.insert(topic.clone(), BoundHandler { registration, topic, dlq_topic, retry_topic, retry });
+            let name = registration.qualified_name();
+            by_topic.insert(topic.clone(), BoundHandler { registration, name, topic, dlq_topic, retry_topic, retry });
         }
         if problems.is_empty() {
             Ok(Self { handlers: by_topic })

@@ -69,7 +69,7 @@ impl Processor {
             offset = message.offset(),
             handler = %name,
         );
-        self.process_inner(handler, &name, message, cancel).instrument(span).await
+        self.process_inner(handler, name, message, cancel).instrument(span).await
     }
 
     async fn process_inner(
