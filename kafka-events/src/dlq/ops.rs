@@ -231,18 +231,27 @@ impl DeadLetters {
         client.create().map_err(kafka("creating a consumer"))
     }
 
-    /// Partition ids of `topic`, or [`DlqError::TopicNotFound`].
-    fn partitions(consumer: &BaseConsumer, topic: &str, brokers: &str) -> Result<Vec<i32>, DlqError> {
+    /// `(partition, low, high)` watermarks of every partition of `topic`, or
+    /// [`DlqError::TopicNotFound`].
+    fn watermarks(consumer: &BaseConsumer, topic: &str, brokers: &str) -> Result<Vec<(i32, i64, i64)>, DlqError> {
         let metadata = consumer
             .fetch_metadata(Some(topic), METADATA_TIMEOUT)
             .map_err(|source| DlqError::Unreachable { brokers: brokers.to_string(), source })?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
-        match found {
+        let partitions: Vec<i32> = match found {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                Ok(t.partitions().iter().map(|p| p.id()).collect())
+                t.partitions().iter().map(|p| p.id()).collect()
             }
-            _ => Err(DlqError::TopicNotFound(topic.to_string())),
-        }
+            _ => return Err(DlqError::TopicNotFound(topic.to_string())),
+        };
+        partitions
+            .into_iter()
+            .map(|p| {
+                let (low, high) =
+                    consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT).map_err(kafka("reading watermarks"))?;
+                Ok((p, low, high))
+            })
+            .collect()
     }
 
     /// Counts per partition from the watermarks, with the oldest and newest timestamps; with
@@ -252,10 +261,7 @@ impl DeadLetters {
         let (topic, brokers) = (topic.to_string(), self.brokers.clone());
         blocking(move || {
             let mut partitions = Vec::new();
-            for partition in Self::partitions(&consumer, &topic, &brokers)? {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
-                    .map_err(kafka("reading watermarks"))?;
+            for (partition, low, high) in Self::watermarks(&consumer, &topic, &brokers)? {
                 let at = |offset: i64| {
                     read_range(&consumer, &topic, &[(partition, offset, offset + 1)], Some(1))
                         .map(|m| m.first().and_then(timestamp))
@@ -284,13 +290,7 @@ impl DeadLetters {
         let consumer = self.consumer(None)?;
         let (topic, brokers) = (topic.to_string(), self.brokers.clone());
         blocking(move || {
-            let mut ranges = Vec::new();
-            for partition in Self::partitions(&consumer, &topic, &brokers)? {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
-                    .map_err(kafka("reading watermarks"))?;
-                ranges.push((partition, low, high));
-            }
+            let ranges = Self::watermarks(&consumer, &topic, &brokers)?;
             let messages = read_range(&consumer, &topic, &ranges, Some(limit))?;
             Ok(messages.iter().map(DeadLetter::from_message).collect())
         })
@@ -311,24 +311,21 @@ impl DeadLetters {
         let (dlq, brokers) = (topic.to_string(), self.brokers.clone());
         // Where the admin group stands and where the topic ends, per partition.
         let (consumer, ranges) = blocking(move || {
-            let partitions = Self::partitions(&consumer, &dlq, &brokers)?;
+            let watermarks = Self::watermarks(&consumer, &dlq, &brokers)?;
             let mut list = TopicPartitionList::new();
-            for p in &partitions {
+            for (p, _, _) in &watermarks {
                 list.add_partition(&dlq, *p);
             }
             let committed = consumer
                 .committed_offsets(list, METADATA_TIMEOUT)
                 .map_err(kafka("reading the admin group's offsets"))?;
-            let mut ranges = Vec::new();
-            for p in partitions {
-                let (low, high) =
-                    consumer.fetch_watermarks(&dlq, p, METADATA_TIMEOUT).map_err(kafka("reading watermarks"))?;
-                let start = match committed.find_partition(&dlq, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o.max(low),
-                    _ => low,
-                };
-                ranges.push((p, start, high));
-            }
+            let ranges: Vec<(i32, i64, i64)> = watermarks
+                .into_iter()
+                .map(|(p, low, high)| match committed.find_partition(&dlq, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => (p, o.max(low), high),
+                    _ => (p, low, high),
+                })
+                .collect();
             Ok::<_, DlqError>((consumer, ranges))
         })
         .await?;
