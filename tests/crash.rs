@@ -33,13 +33,34 @@ async fn crash_record(event: Tick, ctx: MessageContext) -> Result<(), HandlerErr
     Ok(())
 }
 
-/// The child process: runs the runtime until SIGTERM (or until it is killed).
+/// Messages one partition may hold in the concurrent crash test.
+const PARALLEL_PARTITION_CAP: usize = 100;
+
+/// Like `crash_record`, 50 at a time per partition; the message at offset `CRASH_STUCK_OFFSET`
+/// (in every partition) never finishes, as if its call to another service hung.
+#[kafka_handler(topic = "crash_parallel", concurrency = 50, dlq)]
+async fn crash_parallel(event: Tick, ctx: MessageContext) -> Result<(), HandlerError> {
+    let stuck: Option<i64> = std::env::var("CRASH_STUCK_OFFSET").ok().and_then(|v| v.parse().ok());
+    if stuck == Some(ctx.offset()) {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(Duration::from_micros(fastrand::u64(1000..10_000))).await;
+    append_line("CRASH_OUT", &event.id, ctx.partition(), ctx.offset())?;
+    Ok(())
+}
+
+/// The child process: runs the runtime (handler `CRASH_HANDLER`) until SIGTERM or SIGKILL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by `a_killed_consumer_loses_nothing_and_sigterm_drains` as a child process"]
+#[ignore = "run by the crash tests as a child process"]
 async fn crash_child() {
     let Ok(run) = std::env::var("CRASH_RUN") else { return };
     child_tracing();
-    kafka_events::runtime::start(config(&run, &["crash_record"])).await.expect("runtime");
+    let handler = std::env::var("CRASH_HANDLER").unwrap_or_else(|_| "crash_record".into());
+    let mut config = config(&run, &[&handler]);
+    if handler == "crash_parallel" {
+        config = config.with_partition_buffer(PARALLEL_PARTITION_CAP);
+    }
+    kafka_events::runtime::start(config).await.expect("runtime");
 }
 
 fn spawn(run: &str, out: &Path) -> std::process::Child {
@@ -100,6 +121,90 @@ async fn a_killed_consumer_loses_nothing_and_sigterm_drains() {
     let redelivered = before_kill.iter().filter(|(id, _, _)| per_child.contains_key(id)).count();
     println!("handled before SIGKILL: {}, redelivered after restart: {redelivered}", before_kill.len());
     let group = format!("{run}-svc-main");
+    assert_eq!(committed_offsets(&group, &topic, 3), end_offsets(&topic, 3), "SIGTERM committed everything");
+    let _ = std::fs::remove_file(first_out);
+    let _ = std::fs::remove_file(second_out);
+}
+
+/// With `concurrency = 50`, messages finish out of order; only the contiguous finished prefix is
+/// committed. A message that never finishes holds each partition's commit at its offset while
+/// the lane runs ahead up to its cap; SIGKILL then: the restart re-handles exactly the messages
+/// finished past the stuck one — never more than the partition's cap — and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_concurrent_consumer_replays_at_most_its_held_window() {
+    const STUCK: i64 = 200;
+    let run = unique("crashpar");
+    let topic = format!("{run}.crash_parallel");
+    create_topic(&topic, 3).await;
+    create_topic(&format!("{topic}.dlq"), 3).await;
+    let events: Vec<(String, Vec<u8>)> =
+        (0..EVENTS).map(|i| (format!("k{i}"), serde_json::to_vec(&Tick { id: format!("p{i}") }).unwrap())).collect();
+    let acks = produce_many(&unbatched_producer(), &topic, &events).await;
+    assert!((0..3).all(|p| acks.iter().filter(|a| a.0 == p).count() as i64 > STUCK + PARALLEL_PARTITION_CAP as i64));
+    let dir = std::env::temp_dir();
+    let first_out = dir.join(format!("{run}-first.log"));
+    let second_out = dir.join(format!("{run}-second.log"));
+    let env = |out: &Path, stuck: &str| {
+        spawn_child(
+            "crash_child",
+            &[
+                ("CRASH_RUN", run.as_str()),
+                ("CRASH_OUT", out.to_str().unwrap()),
+                ("CRASH_HANDLER", "crash_parallel"),
+                ("CRASH_STUCK_OFFSET", stuck),
+            ],
+        )
+    };
+
+    let mut first = ChildGuard(Some(env(&first_out, &STUCK.to_string())));
+    let group = format!("{run}-svc-main");
+    // Committed offsets are the broker's state, polled: each partition's commit reaches the
+    // stuck message and stays there while the lane runs ahead.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let past_stuck = handled_lines(&first_out).iter().filter(|l| l.2 > STUCK).count();
+        if committed_offsets(&group, &topic, 3) == [STUCK; 3] && past_stuck >= 150 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first consumer did not reach the stuck messages");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut killed = first.0.take().unwrap();
+    killed.kill().expect("SIGKILL");
+    killed.wait().expect("reap");
+    let before_kill = handled_lines(&first_out);
+    assert_eq!(committed_offsets(&group, &topic, 3), [STUCK; 3], "nothing committed past the stuck message");
+    for partition in 0..3 {
+        let furthest = before_kill.iter().filter(|l| l.1 == partition).map(|l| l.2).max().unwrap();
+        assert!(
+            furthest < STUCK + PARALLEL_PARTITION_CAP as i64,
+            "partition {partition}: the lane ran ahead to offset {furthest}, past its cap of {PARALLEL_PARTITION_CAP} held messages"
+        );
+    }
+
+    let mut second = ChildGuard(Some(env(&second_out, "-1")));
+    wait_lines(&[&first_out, &second_out], "every event to be handled", |lines| {
+        lines.iter().map(|(id, _, _)| id).collect::<BTreeSet<_>>().len() == EVENTS
+    })
+    .await;
+    let exit = terminate(second.0.take().unwrap()).await;
+    assert!(exit.success(), "the runtime exits cleanly on SIGTERM: {exit:?}");
+
+    let after = handled_lines(&second_out);
+    let ids: BTreeSet<&String> = before_kill.iter().chain(&after).map(|(id, _, _)| id).collect();
+    assert_eq!(ids.len(), EVENTS, "no event lost");
+    let second_ids: BTreeSet<&String> = after.iter().map(|(id, _, _)| id).collect();
+    assert_eq!(second_ids.len(), after.len(), "the second consumer handled each event once");
+    let replayed: BTreeSet<&String> = before_kill.iter().filter(|l| second_ids.contains(&l.0)).map(|l| &l.0).collect();
+    let finished_past_commit: BTreeSet<&String> = before_kill.iter().filter(|l| l.2 > STUCK).map(|l| &l.0).collect();
+    println!(
+        "handled before SIGKILL: {} ({} past the stuck offsets), replayed after restart: {}",
+        before_kill.len(),
+        finished_past_commit.len(),
+        replayed.len()
+    );
+    assert_eq!(replayed, finished_past_commit, "exactly the messages finished past the commit are replayed");
+    assert!(replayed.len() < 3 * PARALLEL_PARTITION_CAP, "duplicates stay within the held cap");
     assert_eq!(committed_offsets(&group, &topic, 3), end_offsets(&topic, 3), "SIGTERM committed everything");
     let _ = std::fs::remove_file(first_out);
     let _ = std::fs::remove_file(second_out);

@@ -15,7 +15,12 @@ mod kw {
     syn::custom_keyword!(max_delay);
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(mode);
+    syn::custom_keyword!(concurrency);
+    syn::custom_keyword!(keyless);
 }
+
+/// Upper bound on `concurrency = N`; keep in step with `kafka_events::consumer::MAX_CONCURRENCY`.
+const MAX_CONCURRENCY: u32 = 10_000;
 
 /// Upper bound on `retry(max = N)`; keep in step with `kafka_events::retry::MAX_RETRIES`.
 const MAX_RETRIES: u32 = 100;
@@ -24,6 +29,9 @@ pub(crate) struct HandlerArgs {
     pub topic: Option<LitStr>,
     pub retry: Option<RetryArgs>,
     pub dlq: Option<Dlq>,
+    pub concurrency: Option<u32>,
+    /// `keyless = "..."`: the variant name of `Keyless`, and where it was written.
+    pub keyless: Option<(&'static str, Span)>,
     pub errors: Vec<syn::Error>,
 }
 
@@ -44,7 +52,8 @@ pub(crate) enum Dlq {
 
 impl Parse for HandlerArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut args = HandlerArgs { topic: None, retry: None, dlq: None, errors: Vec::new() };
+        let mut args =
+            HandlerArgs { topic: None, retry: None, dlq: None, concurrency: None, keyless: None, errors: Vec::new() };
         while !input.is_empty() {
             if let Err(error) = args.parse_one(input) {
                 args.errors.push(error);
@@ -54,6 +63,14 @@ impl Parse for HandlerArgs {
                 break;
             }
             input.parse::<Token![,]>()?;
+        }
+        if let Some((_, span)) = args.keyless {
+            if args.concurrency.unwrap_or(1) <= 1 {
+                args.errors.push(syn::Error::new(
+                    span,
+                    "`keyless` only matters when messages run concurrently; add `concurrency = N` with N above 1, or remove `keyless`",
+                ));
+            }
         }
         Ok(args)
     }
@@ -101,12 +118,43 @@ impl HandlerArgs {
                 return Err(syn::Error::new(key.span, "expected only a single `dlq` argument"));
             }
             self.dlq = Some(dlq);
+        } else if lookahead.peek(kw::concurrency) {
+            let key = input.parse::<kw::concurrency>()?;
+            input.parse::<Token![=]>()?;
+            let hint = format!(
+                "`concurrency` must be a whole number from 1 to {MAX_CONCURRENCY}: how many messages of one partition are handled at once, e.g. `concurrency = 50`"
+            );
+            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
+            let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), &hint))?;
+            if !(1..=MAX_CONCURRENCY).contains(&n) {
+                return Err(syn::Error::new(lit.span(), hint));
+            }
+            if self.concurrency.replace(n).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `concurrency` argument"));
+            }
+        } else if lookahead.peek(kw::keyless) {
+            let key = input.parse::<kw::keyless>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitStr = input.parse()?;
+            let keyless = match lit.value().as_str() {
+                "ordered" => "Ordered",
+                "unordered" => "Unordered",
+                other => {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("unknown `keyless` order `{other}`; expected \"ordered\" or \"unordered\""),
+                    ))
+                }
+            };
+            if self.keyless.replace((keyless, key.span)).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `keyless` argument"));
+            }
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
                 ident.span(),
                 format!(
-                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)` or `dlq`"
+                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N` or `keyless = \"...\"`"
                 ),
             ));
         } else {

@@ -132,6 +132,11 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         Dlq::Default => quote!(.dlq(::kafka_events::__private::DlqSpec::Default)),
         Dlq::Topic(topic) => quote!(.dlq(::kafka_events::__private::DlqSpec::Topic(#topic))),
     });
+    let concurrency = (args.concurrency.is_some() || args.keyless.is_some()).then(|| {
+        let max = args.concurrency.unwrap_or(1);
+        let keyless = syn::Ident::new(args.keyless.map_or("Ordered", |(k, _)| k), Span::call_site());
+        quote!(.concurrency(#max, ::kafka_events::__private::Keyless::#keyless))
+    });
     // The `T: Event` bound of `invoke` is the probe: spanned on the user's type, so rustc points
     // there and shows `Event`'s `on_unimplemented` note.
     let invoke = quote_spanned! {event_type.span()=>
@@ -157,6 +162,7 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                 )
                 #retry
                 #dlq
+                #concurrency
             }
         };
     }

@@ -38,7 +38,8 @@ pub enum Profile {
 /// | `KAFKA_TOPIC_RETENTION`, `KAFKA_RETRY_RETENTION`, `KAFKA_DLQ_RETENTION` | `retention.ms` of created handler, retry and dead-letter topics | broker default, `7days`, `90days` |
 /// | `KAFKA_AUTO_OFFSET_RESET` | where a new group starts: `earliest` or `latest` | `earliest` |
 /// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
-/// | `KAFKA_PARTITION_BUFFER` | messages buffered per partition before it is paused (resumed at half) | `5000` |
+/// | `KAFKA_PARTITION_BUFFER` | messages one partition may hold (polled and not yet finished: buffered, waiting behind their key, running, or publishing their retry or dead letter) before it is paused; resumed at half | `5000` |
+/// | `KAFKA_MAX_BUFFERED` | messages one consumer group member may hold across all its partitions; reaching it pauses them all, resumed at half | `20000` |
 /// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
 /// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY`, `KAFKA_RETRY_JITTER`, `KAFKA_RETRY_MODE` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s`, `0.1`, `topic` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
@@ -60,6 +61,7 @@ pub struct Config {
     auto_offset_reset: String,
     commit_interval: Duration,
     partition_buffer: usize,
+    max_buffered: usize,
     shutdown_timeout: Duration,
     default_retry: RetryPolicy,
     handlers: Option<Vec<String>>,
@@ -92,6 +94,7 @@ impl Config {
             auto_offset_reset: "earliest".into(),
             commit_interval: Duration::from_secs(1),
             partition_buffer: 5000,
+            max_buffered: 20_000,
             shutdown_timeout: Duration::from_secs(30),
             default_retry: RetryPolicy::default(),
             handlers: None,
@@ -182,6 +185,7 @@ impl Config {
         read("KAFKA_DLQ_RETENTION", &mut |v| parse_duration(v).map(|d| config.dlq_retention = Some(d)));
         read("KAFKA_COMMIT_INTERVAL", &mut |v| parse_duration(v).map(|d| config.commit_interval = d));
         read("KAFKA_PARTITION_BUFFER", &mut |v| parse_num(v).map(|n| config.partition_buffer = n));
+        read("KAFKA_MAX_BUFFERED", &mut |v| parse_num(v).map(|n| config.max_buffered = n));
         read("KAFKA_SHUTDOWN_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.shutdown_timeout = d));
         read("KAFKA_RETRY_MAX", &mut |v| parse_num(v).map(|n| config.default_retry.max = n));
         read("KAFKA_RETRY_INITIAL", &mut |v| parse_duration(v).map(|d| config.default_retry.initial = d));
@@ -270,6 +274,9 @@ impl Config {
         if self.partition_buffer == 0 {
             problem("KAFKA_PARTITION_BUFFER", "must be at least 1".into());
         }
+        if self.max_buffered == 0 {
+            problem("KAFKA_MAX_BUFFERED", "must be at least 1".into());
+        }
         for reason in self.default_retry.problems() {
             problem("KAFKA_RETRY_*", reason);
         }
@@ -346,9 +353,15 @@ impl Config {
         self.commit_interval = interval;
         self
     }
-    /// How many messages are buffered per partition before the partition is paused.
+    /// How many messages one partition may hold (polled, not yet finished) before it is paused.
     pub fn with_partition_buffer(mut self, messages: usize) -> Self {
         self.partition_buffer = messages;
+        self
+    }
+    /// How many messages one consumer group member may hold across its partitions before all of
+    /// them are paused.
+    pub fn with_max_buffered(mut self, messages: usize) -> Self {
+        self.max_buffered = messages;
         self
     }
     /// How long shutdown waits for in-flight messages.
@@ -429,9 +442,13 @@ impl Config {
     pub fn commit_interval(&self) -> Duration {
         self.commit_interval
     }
-    /// Messages buffered per partition.
+    /// Messages one partition may hold.
     pub fn partition_buffer(&self) -> usize {
         self.partition_buffer
+    }
+    /// Messages one consumer group member may hold.
+    pub fn max_buffered(&self) -> usize {
+        self.max_buffered
     }
     /// The shutdown timeout.
     pub fn shutdown_timeout(&self) -> Duration {
@@ -479,6 +496,7 @@ impl fmt::Debug for Config {
             .field("auto_offset_reset", &self.auto_offset_reset)
             .field("commit_interval", &self.commit_interval)
             .field("partition_buffer", &self.partition_buffer)
+            .field("max_buffered", &self.max_buffered)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("default_retry", &self.default_retry)
             .field("handlers", &self.handlers)

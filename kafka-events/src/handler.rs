@@ -37,7 +37,20 @@ pub struct HandlerRegistration {
     pub(crate) topic: &'static str,
     pub(crate) retry: Option<RetrySpec>,
     pub(crate) dlq: DlqSpec,
+    pub(crate) concurrency: u32,
+    pub(crate) keyless: Keyless,
     pub(crate) invoke: InvokeFn,
+}
+
+/// How a handler with `concurrency` above 1 orders messages that have no key.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyless {
+    /// `keyless = "ordered"` (the default): the keyless messages of a partition are one
+    /// sequence, handled one at a time in offset order, as if they shared a key.
+    Ordered,
+    /// `keyless = "unordered"`: keyless messages may run at the same time as each other.
+    Unordered,
 }
 
 impl HandlerRegistration {
@@ -50,7 +63,26 @@ impl HandlerRegistration {
         topic: &'static str,
         invoke: InvokeFn,
     ) -> Self {
-        Self { name, module_path, file, line, topic, retry: None, dlq: DlqSpec::Disabled, invoke }
+        Self {
+            name,
+            module_path,
+            file,
+            line,
+            topic,
+            retry: None,
+            dlq: DlqSpec::Disabled,
+            concurrency: 1,
+            keyless: Keyless::Ordered,
+            invoke,
+        }
+    }
+
+    /// Sets `concurrency = N` (messages of one partition handled at once, never two of one key)
+    /// and how keyless messages are ordered.
+    pub const fn concurrency(mut self, max: u32, keyless: Keyless) -> Self {
+        self.concurrency = max;
+        self.keyless = keyless;
+        self
     }
 
     /// Sets the retry policy written in the attribute.

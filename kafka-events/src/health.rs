@@ -1,9 +1,10 @@
 //! What the runtime knows about its own state, for [`Runtime::health`](crate::runtime::Runtime::health).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::consumer::budget::Budget;
 use crate::handler::ErrorKind;
 
 /// A partition held at one message because it failed and its handler has no `dlq`.
@@ -34,6 +35,13 @@ pub struct GroupHealth {
     /// How many times partitions were revoked from it (a member kicked out of its group for
     /// exceeding `max.poll.interval.ms` shows up here).
     pub revocations: u64,
+    /// Messages held now: polled and not yet finished (buffered, waiting behind their key,
+    /// being handled, or having their retry or dead letter published).
+    pub buffered: usize,
+    /// The most messages held at once since start; never above [`buffer_cap`](Self::buffer_cap).
+    pub buffered_peak: usize,
+    /// The cap (`KAFKA_MAX_BUFFERED`): reaching it pauses every partition of the group.
+    pub buffer_cap: usize,
 }
 
 /// A snapshot of the runtime's health.
@@ -58,6 +66,7 @@ impl Health {
 pub(crate) struct Status {
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
     groups: Mutex<BTreeMap<String, GroupHealth>>,
+    budgets: Mutex<BTreeMap<String, Arc<Budget>>>,
 }
 
 impl Status {
@@ -93,10 +102,19 @@ impl Status {
         }
     }
 
+    /// Reports `group`'s held messages from now on.
+    pub(crate) fn track_budget(&self, group: &str, budget: Arc<Budget>) {
+        self.budgets.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), budget);
+    }
+
     pub(crate) fn snapshot(&self) -> Health {
-        Health {
-            stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(),
-            groups: self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (group, budget) in self.budgets.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let entry = groups.entry(group.clone()).or_default();
+            entry.buffered = budget.held();
+            entry.buffered_peak = budget.peak();
+            entry.buffer_cap = budget.cap();
         }
+        Health { stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(), groups }
     }
 }

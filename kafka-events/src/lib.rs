@@ -91,7 +91,7 @@ pub mod prelude {
 /// Used by the code `#[kafka_handler]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn};
+    pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn, Keyless};
     pub use crate::processor::{invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetryMode, RetrySpec};
     pub use inventory;

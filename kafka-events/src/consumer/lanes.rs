@@ -1,5 +1,11 @@
 //! The dispatcher: one lane (a task) per assigned partition, fed through a bounded buffer.
-//! When a lane's buffer is full its partition is paused, and resumed once the lane drains.
+//!
+//! Backpressure: every polled message is held (counted by its partition's offset tracker and
+//! by the member's [`Budget`]) until its outcome is durable. A partition holding
+//! `KAFKA_PARTITION_BUFFER` messages is paused; when the member holds `KAFKA_MAX_BUFFERED`,
+//! all its partitions are paused. Paused partitions resume once they, and the member, have
+//! drained to half (each resume restarts fetching, so the gap keeps a busy partition from
+//! flapping).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -9,9 +15,12 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::Budget;
+use super::lane::run_lane;
+use super::lock;
 use crate::processor::offsets::OffsetTracker;
-use crate::processor::{Finish, Processor};
-use crate::registry::{BoundHandler, Topology};
+use crate::processor::Processor;
+use crate::registry::Topology;
 
 /// A topic and partition.
 pub(crate) type Tp = (String, i32);
@@ -22,7 +31,8 @@ struct Lane {
     cancel: CancellationToken,
     /// Disconnected when the lane's task has ended.
     ended: std_mpsc::Receiver<()>,
-    /// Messages polled while the buffer was full, in offset order.
+    /// Messages polled after the partition was paused or while its buffer was full, in offset
+    /// order (held, like buffered ones).
     parked: VecDeque<OwnedMessage>,
     paused: bool,
     committed: Option<i64>,
@@ -33,8 +43,8 @@ struct Lane {
 pub(crate) enum Route {
     /// Buffered for its lane.
     Buffered,
-    /// The lane is full: pause this partition.
-    Pause(Tp),
+    /// Buffered, and a cap is reached: pause these partitions.
+    Pause(Vec<Tp>),
     /// No lane owns this partition (revoked meanwhile): dropped, the owner re-reads it.
     Unowned,
 }
@@ -44,7 +54,9 @@ pub(crate) struct Lanes {
     topology: Arc<Topology>,
     processor: Arc<Processor>,
     runtime: tokio::runtime::Handle,
-    buffer: usize,
+    /// Messages one partition may hold.
+    partition_cap: usize,
+    budget: Arc<Budget>,
 }
 
 impl Lanes {
@@ -52,9 +64,10 @@ impl Lanes {
         topology: Arc<Topology>,
         processor: Arc<Processor>,
         runtime: tokio::runtime::Handle,
-        buffer: usize,
+        partition_cap: usize,
+        budget: Arc<Budget>,
     ) -> Self {
-        Self { lanes: HashMap::new(), topology, processor, runtime, buffer }
+        Self { lanes: HashMap::new(), topology, processor, runtime, partition_cap, budget }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -70,9 +83,10 @@ impl Lanes {
             tracing::error!(topic = %tp.0, "assigned a partition of a topic without handler");
             return;
         };
-        let (buffer, receiver) = mpsc::channel(self.buffer);
+        // Never full before the partition is: the channel holds only held messages.
+        let (buffer, receiver) = mpsc::channel(self.partition_cap);
         let (ended_tx, ended) = std_mpsc::channel();
-        let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone())));
         let cancel = CancellationToken::new();
         self.runtime.spawn(run_lane(
             handler,
@@ -88,36 +102,56 @@ impl Lanes {
         );
     }
 
-    /// Routes a polled message to its lane.
+    /// Routes a polled message to its lane; it is held from now until its outcome is durable.
     pub(crate) fn route(&mut self, message: OwnedMessage) -> Route {
         let tp = (message.topic().to_string(), message.partition());
         let Some(lane) = self.lanes.get_mut(&tp) else {
             return Route::Unowned;
         };
+        let held = {
+            let mut tracker = lock(&lane.tracker);
+            tracker.begin(message.offset());
+            tracker.held()
+        };
         if lane.paused || !lane.parked.is_empty() {
             lane.parked.push_back(message);
-            return Route::Buffered;
+        } else if let Err(full) = lane.buffer.try_send(message) {
+            lane.parked.push_back(full.into_inner());
         }
-        match hand_over(lane, message) {
-            Ok(()) => Route::Buffered,
-            Err(message) => {
-                lane.parked.push_back(message);
-                lane.paused = true;
-                Route::Pause(tp)
-            }
+        if self.budget.is_full() {
+            let pause: Vec<Tp> = self
+                .lanes
+                .iter_mut()
+                .filter(|(_, lane)| !lane.paused)
+                .map(|(tp, lane)| {
+                    lane.paused = true;
+                    tp.clone()
+                })
+                .collect();
+            return if pause.is_empty() { Route::Buffered } else { Route::Pause(pause) };
         }
+        if !lane.paused && (held >= self.partition_cap || !lane.parked.is_empty()) {
+            lane.paused = true;
+            return Route::Pause(vec![tp]);
+        }
+        Route::Buffered
     }
 
-    /// Moves parked messages into lanes whose buffer has drained to half full; returns the
-    /// partitions to resume. The half-full threshold keeps a busy partition from flapping
-    /// between paused and resumed on every message (each resume restarts fetching).
+    /// Moves parked messages into the lanes of paused partitions that have drained to half their
+    /// cap, while the member has drained to half its own; returns the partitions to resume.
     pub(crate) fn refill(&mut self) -> Vec<Tp> {
         let mut resume = Vec::new();
-        let low_water = self.buffer.div_ceil(2);
-        for (tp, lane) in self.lanes.iter_mut().filter(|(_, l)| l.paused && l.buffer.capacity() >= low_water) {
+        if !self.lanes.values().any(|l| l.paused) || !self.budget.has_drained() {
+            return resume;
+        }
+        let low_water = self.partition_cap / 2;
+        for (tp, lane) in self.lanes.iter_mut().filter(|(_, l)| l.paused) {
+            if lock(&lane.tracker).held() > low_water {
+                continue;
+            }
             while let Some(message) = lane.parked.pop_front() {
-                if let Err(message) = hand_over(lane, message) {
-                    lane.parked.push_front(message);
+                if let Err(full) = lane.buffer.try_send(message) {
+                    lane.parked.push_front(full.into_inner());
                     break;
                 }
             }
@@ -183,66 +217,4 @@ fn stop_and_collect<'a>(lanes: impl Iterator<Item = (&'a Tp, &'a Lane)> + Clone,
         }
     }
     offsets
-}
-
-/// Gives `message` to its lane's buffer, tracking its offset from then on; hands it back when the
-/// buffer is full.
-fn hand_over(lane: &mut Lane, message: OwnedMessage) -> Result<(), OwnedMessage> {
-    let offset = message.offset();
-    // Begin before sending: the lane may finish the offset before `try_send` even returns.
-    lock(&lane.tracker).begin(offset);
-    lane.buffer.try_send(message).map_err(|e| {
-        lock(&lane.tracker).withdraw(offset);
-        e.into_inner()
-    })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Retry and dead-letter publishes one lane may have in flight before it waits for one.
-const MAX_PUBLISHING: usize = 1024;
-
-/// A lane: takes its partition's messages in order and runs each through the processor.
-/// Retry and dead-letter publishes are pipelined: the lane goes on while they are acknowledged,
-/// and the offset tracker finishes each offset when its publish is durable. On stop, the lane
-/// waits for the publishes in flight before it reports that it has ended.
-async fn run_lane(
-    handler: BoundHandler,
-    mut buffer: mpsc::Receiver<OwnedMessage>,
-    tracker: Arc<Mutex<OffsetTracker>>,
-    cancel: CancellationToken,
-    processor: Arc<Processor>,
-    _ended: std_mpsc::Sender<()>,
-) {
-    let mut publishing = tokio::task::JoinSet::new();
-    loop {
-        while publishing.try_join_next().is_some() {}
-        while publishing.len() >= MAX_PUBLISHING {
-            publishing.join_next().await;
-        }
-        let message = tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            message = buffer.recv() => match message {
-                Some(message) => message,
-                None => break,
-            },
-        };
-        let offset = message.offset();
-        match processor.process(&handler, &message, &cancel).await {
-            Finish::Finished => lock(&tracker).finish(offset),
-            Finish::Interrupted => break,
-            Finish::Publishing(publish) => {
-                let tracker = tracker.clone();
-                publishing.spawn(async move {
-                    if let Finish::Finished = publish.await {
-                        lock(&tracker).finish(offset);
-                    }
-                });
-            }
-        }
-    }
-    while publishing.join_next().await.is_some() {}
 }

@@ -4,7 +4,10 @@
 //! The poll loop runs on its own thread (not a tokio task) so that rebalance callbacks may wait
 //! for in-flight messages without stalling the async runtime, whatever its flavour.
 
+pub(crate) mod budget;
 mod context;
+mod keys;
+mod lane;
 mod lanes;
 
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,7 @@ use crate::error::Error;
 use crate::health::Status;
 use crate::processor::Processor;
 use crate::registry::Topology;
+use budget::Budget;
 use context::{commit, lock, GroupContext};
 use lanes::{Lanes, Route, Tp};
 
@@ -56,11 +60,14 @@ impl GroupMember {
         for (key, value) in config.consumer_properties() {
             client.set(key, value);
         }
+        let budget = Arc::new(Budget::new(config.max_buffered()));
+        spec.status.track_budget(&spec.group, budget.clone());
         let lanes = Arc::new(Mutex::new(Lanes::new(
             spec.topology.clone(),
             spec.processor,
             tokio::runtime::Handle::current(),
             config.partition_buffer(),
+            budget,
         )));
         let context = GroupContext {
             group: spec.group.clone(),
@@ -143,7 +150,7 @@ impl PollLoop {
                     let route = lock(&self.lanes).route(message);
                     match route {
                         Route::Buffered => {}
-                        Route::Pause(tp) => self.set_paused(&[tp], true),
+                        Route::Pause(partitions) => self.set_paused(&partitions, true),
                         Route::Unowned => {
                             tracing::debug!(group = %self.group, "dropped a message of a partition no longer assigned")
                         }
@@ -168,6 +175,7 @@ impl PollLoop {
         for (topic, partition) in partitions {
             list.add_partition(topic, *partition);
         }
+        tracing::debug!(group = %self.group, ?partitions, "{}", if pause { "pausing" } else { "resuming" });
         let result = if pause { self.consumer.pause(&list) } else { self.consumer.resume(&list) };
         if let Err(error) = result {
             tracing::warn!(group = %self.group, %error, pause, "pause/resume failed");

@@ -1,44 +1,76 @@
 //! Per-partition offset tracking: an offset is committable once it and every offset before it
 //! are finished (their outcome is durable).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// Tracks the offsets of one partition from dispatch to a durable outcome.
+use crate::consumer::budget::Budget;
+
+/// Tracks the offsets of one partition from the moment they are polled to a durable outcome.
 ///
-/// The committable offset (the one Kafka stores: the next to read) is the lowest offset still in
-/// flight, or one past the highest finished offset when nothing is in flight. It only ever moves
-/// forward, so a crash replays at most the in-flight window.
-#[derive(Debug, Default, Clone)]
-pub struct OffsetTracker {
-    in_flight: BTreeSet<i64>,
+/// Offsets may finish in any order (concurrent handlers, pipelined publishes). The committable
+/// offset (the one Kafka stores: the next to read) is the lowest unfinished offset, or one past
+/// the highest finished offset when none is unfinished; it only ever moves forward.
+///
+/// A message is *held* from the moment it is polled until the committable offset has passed it:
+/// unfinished messages, and finished ones above an unfinished one. Those are exactly what a crash
+/// after the next commit would replay, so capping them (the partition is paused when they reach
+/// its cap) bounds both memory and the replay: one message that never finishes cannot let its
+/// partition run ahead without limit. Every held message counts against the group member's
+/// [`Budget`]; dropping the tracker (its partition was revoked) gives back what it still held.
+#[derive(Debug)]
+pub(crate) struct OffsetTracker {
+    /// Held offsets → finished?
+    held: BTreeMap<i64, bool>,
     next_after_finished: Option<i64>,
+    budget: Arc<Budget>,
 }
 
 impl OffsetTracker {
-    /// An offset was handed to a lane.
-    pub fn begin(&mut self, offset: i64) {
-        self.in_flight.insert(offset);
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        Self { held: BTreeMap::new(), next_after_finished: None, budget }
     }
 
-    /// An offset that was begun but could not be handed over after all (its lane was full).
-    pub fn withdraw(&mut self, offset: i64) {
-        self.in_flight.remove(&offset);
+    /// An offset was polled and is now held for its lane.
+    pub(crate) fn begin(&mut self, offset: i64) {
+        if self.held.insert(offset, false).is_none() {
+            self.budget.take();
+        }
     }
 
-    /// An offset's outcome is durable (handled, or its dead letter acknowledged).
-    pub fn finish(&mut self, offset: i64) {
-        self.in_flight.remove(&offset);
+    /// An offset's outcome is durable (handled, or its retry or dead letter acknowledged).
+    pub(crate) fn finish(&mut self, offset: i64) {
+        if let Some(finished) = self.held.get_mut(&offset) {
+            *finished = true;
+        }
+        let mut released = 0;
+        while let Some(entry) = self.held.first_entry().filter(|e| *e.get()) {
+            entry.remove();
+            released += 1;
+        }
+        self.budget.release(released);
         let next = offset + 1;
         if self.next_after_finished.is_none_or(|n| next > n) {
             self.next_after_finished = Some(next);
         }
     }
 
-    /// The offset to commit now, if any message was finished. Offsets are dispatched in order,
-    /// so everything below the lowest in-flight offset is finished (or was never a message).
-    pub fn committable(&self) -> Option<i64> {
+    /// Messages of this partition held now (polled, not passed by the committable offset).
+    pub(crate) fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The offset to commit now, if any message was finished. Offsets are polled in order, so
+    /// everything below the lowest held offset is finished (or was never a message).
+    pub(crate) fn committable(&self) -> Option<i64> {
         let finished = self.next_after_finished?;
-        Some(self.in_flight.first().copied().unwrap_or(finished))
+        Some(self.held.first_key_value().map_or(finished, |(offset, _)| *offset))
+    }
+}
+
+impl Drop for OffsetTracker {
+    fn drop(&mut self) {
+        self.budget.release(self.held.len());
     }
 }
 
@@ -46,9 +78,14 @@ impl OffsetTracker {
 mod tests {
     use super::*;
 
+    fn tracker() -> (OffsetTracker, Arc<Budget>) {
+        let budget = Arc::new(Budget::new(100));
+        (OffsetTracker::new(budget.clone()), budget)
+    }
+
     #[test]
     fn sequential_progress() {
-        let mut t = OffsetTracker::default();
+        let (mut t, _) = tracker();
         assert_eq!(t.committable(), None);
         t.begin(10);
         assert_eq!(t.committable(), None, "nothing finished yet");
@@ -63,18 +100,45 @@ mod tests {
 
     #[test]
     fn only_the_contiguous_prefix_is_committable() {
-        let mut t = OffsetTracker::default();
+        let (mut t, _) = tracker();
         for o in 0..5 {
             t.begin(o);
         }
         t.finish(0);
         t.finish(2);
         t.finish(3);
-        assert_eq!(t.committable(), Some(1), "1 is still in flight");
+        assert_eq!(t.committable(), Some(1), "1 is unfinished");
+        assert_eq!(t.held(), 4, "2 and 3 are finished but held behind 1");
         t.finish(1);
         assert_eq!(t.committable(), Some(4));
         t.finish(4);
         assert_eq!(t.committable(), Some(5));
-        assert!(t.in_flight.is_empty());
+        assert_eq!(t.held(), 0);
+    }
+
+    #[test]
+    fn held_offsets_count_against_the_budget_until_finished_or_dropped() {
+        let (mut a, budget) = tracker();
+        let mut b = OffsetTracker::new(budget.clone());
+        for o in 0..30 {
+            a.begin(o);
+        }
+        for o in 0..20 {
+            b.begin(o);
+        }
+        assert_eq!(budget.held(), 50);
+        a.finish(3);
+        assert_eq!(budget.held(), 50, "3 is finished but 0, 1 and 2 are not: a crash would replay it");
+        a.finish(0);
+        a.finish(0);
+        assert_eq!(budget.held(), 49, "finishing twice releases once");
+        a.finish(2);
+        a.finish(1);
+        assert_eq!(budget.held(), 46, "0 to 3 passed by the committable offset");
+        assert_eq!(a.committable(), Some(4));
+        drop(a);
+        assert_eq!(budget.held(), 20, "a revoked partition gives back what it held");
+        assert_eq!(budget.peak(), 50);
+        assert!(budget.has_drained());
     }
 }

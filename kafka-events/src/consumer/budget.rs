@@ -1,0 +1,54 @@
+//! The cap on messages one group member holds: polled and not yet finished, whether buffered
+//! for a lane, waiting behind a message of the same key, being handled, or having its retry or
+//! dead letter published. The offset trackers count into it; the poll thread pauses partitions
+//! when it is reached and resumes them when it has drained to half.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Messages held by one group member, against its cap.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    held: AtomicUsize,
+    peak: AtomicUsize,
+    cap: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { held: AtomicUsize::new(0), peak: AtomicUsize::new(0), cap }
+    }
+
+    /// One more message held.
+    pub(crate) fn take(&self) {
+        let held = self.held.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(held, Ordering::Relaxed);
+    }
+
+    /// `n` messages finished (or given up with their partition).
+    pub(crate) fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The most messages held at once since start.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The cap is reached: every partition must pause.
+    pub(crate) fn is_full(&self) -> bool {
+        self.held() >= self.cap
+    }
+
+    /// Drained to half the cap: paused partitions may resume.
+    pub(crate) fn has_drained(&self) -> bool {
+        self.held() <= self.cap / 2
+    }
+}
