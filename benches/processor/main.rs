@@ -240,10 +240,16 @@ async fn main() {
 
     if selected("B4") {
         let unbatched = embedded.is_none();
-        let topic = bench.topic("b4", 3, true).await;
+        // librdkafka's mock cluster keeps at most 5 MB per partition (older batches are deleted):
+        // 24 partitions hold a 1,000,000-reading backlog.
+        let partitions = env_u64("BENCH_B4_PARTITIONS", 24) as i32;
+        let topic = bench.topic("b4", partitions, true).await;
         let started = Instant::now();
         bench.produce(&topic, backlog_messages, 1000, unbatched).await;
-        println!("\nproduced the B4 backlog of {backlog_messages} in {:.1?}", started.elapsed());
+        println!(
+            "\nproduced the B4 backlog of {backlog_messages} to {partitions} partitions in {:.1?}",
+            started.elapsed()
+        );
         // The default caps, whatever BENCH_BUFFER says.
         let config = |c: Config| c.with_partition_buffer(5000).with_max_buffered(20_000);
         let b4 = framework(&bench, "backlog", &B4, backlog_messages, Some(&config)).await;

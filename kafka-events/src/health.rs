@@ -1,6 +1,7 @@
 //! What the runtime knows about its own state, for [`Runtime::health`](crate::runtime::Runtime::health).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -64,6 +65,8 @@ impl Health {
 /// Shared, updated by the lanes and the consumer thread.
 #[derive(Debug, Default)]
 pub(crate) struct Status {
+    /// How many partitions are stalled: lets the hot path skip the lock when none is.
+    stalled_count: AtomicUsize,
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
     groups: Mutex<BTreeMap<String, GroupHealth>>,
     budgets: Mutex<BTreeMap<String, Arc<Budget>>>,
@@ -80,13 +83,17 @@ impl Status {
             (topic.to_string(), partition),
             StalledPartition { topic: topic.into(), partition, offset, kind, reason: reason.into(), since },
         );
+        self.stalled_count.store(stalled.len(), Ordering::Release);
     }
 
+    /// Called for every handled message: free unless some partition is stalled.
     pub(crate) fn clear_stall(&self, topic: &str, partition: i32) {
-        let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
-        if !stalled.is_empty() {
-            stalled.remove(&(topic.to_string(), partition));
+        if self.stalled_count.load(Ordering::Acquire) == 0 {
+            return;
         }
+        let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        stalled.remove(&(topic.to_string(), partition));
+        self.stalled_count.store(stalled.len(), Ordering::Release);
     }
 
     /// Records a rebalance of `group`: `assigned` partitions now, after an assignment

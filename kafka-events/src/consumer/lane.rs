@@ -6,6 +6,7 @@
 //! while they are acknowledged. Offsets finish in any order; the tracker commits only the
 //! contiguous finished prefix.
 
+use std::collections::VecDeque;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -28,7 +29,7 @@ const MAX_PUBLISHING: usize = 1024;
 /// waiting behind their key are left unfinished: the next owner of the partition reads them.
 pub(crate) async fn run_lane(
     handler: BoundHandler,
-    mut buffer: mpsc::Receiver<OwnedMessage>,
+    mut buffer: mpsc::Receiver<Vec<OwnedMessage>>,
     tracker: Arc<Mutex<OffsetTracker>>,
     cancel: CancellationToken,
     processor: Arc<Processor>,
@@ -42,6 +43,8 @@ pub(crate) async fn run_lane(
         (message, finish)
     };
     let mut running = FuturesUnordered::new();
+    // Received, not started yet (only while `concurrency` messages are running).
+    let mut ready: VecDeque<OwnedMessage> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
     let settle = |offset: i64, finish: Finish, publishing: &mut tokio::task::JoinSet<()>| match finish {
         Finish::Finished => lock(&tracker).finish(offset),
@@ -60,6 +63,12 @@ pub(crate) async fn run_lane(
         while publishing.len() >= MAX_PUBLISHING {
             publishing.join_next().await;
         }
+        while running.len() < concurrency {
+            let Some(message) = ready.pop_front() else { break };
+            if let Some(message) = gate.admit(message) {
+                running.push(start(message));
+            }
+        }
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
@@ -70,12 +79,8 @@ pub(crate) async fn run_lane(
                     running.push(start(next));
                 }
             }
-            message = buffer.recv(), if running.len() < concurrency => match message {
-                Some(message) => {
-                    if let Some(message) = gate.admit(message) {
-                        running.push(start(message));
-                    }
-                }
+            batch = buffer.recv(), if ready.is_empty() => match batch {
+                Some(batch) => ready.extend(batch),
                 None => break,
             },
         }

@@ -7,7 +7,7 @@
 //! drained to half (each resume restarts fetching, so the gap keeps a busy partition from
 //! flapping).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,14 +26,15 @@ use crate::registry::Topology;
 pub(crate) type Tp = (String, i32);
 
 struct Lane {
-    buffer: mpsc::Sender<OwnedMessage>,
+    /// Batches of messages for the lane, in offset order.
+    buffer: mpsc::Sender<Vec<OwnedMessage>>,
     tracker: Arc<Mutex<OffsetTracker>>,
     cancel: CancellationToken,
     /// Disconnected when the lane's task has ended.
     ended: std_mpsc::Receiver<()>,
-    /// Messages polled after the partition was paused or while its buffer was full, in offset
-    /// order (held, like buffered ones).
-    parked: VecDeque<OwnedMessage>,
+    /// Messages polled (and held) but not yet handed to the lane: [`Lanes::flush`] sends them
+    /// as one batch after each poll burst, so the lane is woken once per burst, not per message.
+    staged: Vec<OwnedMessage>,
     paused: bool,
     committed: Option<i64>,
 }
@@ -41,9 +42,9 @@ struct Lane {
 /// What routing a message asks of the consumer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// Buffered for its lane.
+    /// Held for its lane.
     Buffered,
-    /// Buffered, and a cap is reached: pause these partitions.
+    /// Held, and a cap is reached: pause these partitions.
     Pause(Vec<Tp>),
     /// No lane owns this partition (revoked meanwhile): dropped, the owner re-reads it.
     Unowned,
@@ -83,7 +84,7 @@ impl Lanes {
             tracing::error!(topic = %tp.0, "assigned a partition of a topic without handler");
             return;
         };
-        // Never full before the partition is: the channel holds only held messages.
+        // Batches of held messages, so never fuller than the partition's cap.
         let (buffer, receiver) = mpsc::channel(self.partition_cap);
         let (ended_tx, ended) = std_mpsc::channel();
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone())));
@@ -96,10 +97,8 @@ impl Lanes {
             self.processor.clone(),
             ended_tx,
         ));
-        self.lanes.insert(
-            tp,
-            Lane { buffer, tracker, cancel, ended, parked: VecDeque::new(), paused: false, committed: None },
-        );
+        self.lanes
+            .insert(tp, Lane { buffer, tracker, cancel, ended, staged: Vec::new(), paused: false, committed: None });
     }
 
     /// Routes a polled message to its lane; it is held from now until its outcome is durable.
@@ -113,11 +112,7 @@ impl Lanes {
             tracker.begin(message.offset());
             tracker.held()
         };
-        if lane.paused || !lane.parked.is_empty() {
-            lane.parked.push_back(message);
-        } else if let Err(full) = lane.buffer.try_send(message) {
-            lane.parked.push_back(full.into_inner());
-        }
+        lane.staged.push(message);
         if self.budget.is_full() {
             let pause: Vec<Tp> = self
                 .lanes
@@ -130,15 +125,26 @@ impl Lanes {
                 .collect();
             return if pause.is_empty() { Route::Buffered } else { Route::Pause(pause) };
         }
-        if !lane.paused && (held >= self.partition_cap || !lane.parked.is_empty()) {
+        if !lane.paused && held >= self.partition_cap {
             lane.paused = true;
             return Route::Pause(vec![tp]);
         }
         Route::Buffered
     }
 
-    /// Moves parked messages into the lanes of paused partitions that have drained to half their
-    /// cap, while the member has drained to half its own; returns the partitions to resume.
+    /// Hands each lane the messages staged for it since the last flush, as one batch.
+    pub(crate) fn flush(&mut self) {
+        for lane in self.lanes.values_mut().filter(|l| !l.staged.is_empty()) {
+            let batch = std::mem::take(&mut lane.staged);
+            if let Err(full) = lane.buffer.try_send(batch) {
+                // Full of batches (or the lane ended): kept, and tried again at the next flush.
+                lane.staged = full.into_inner();
+            }
+        }
+    }
+
+    /// The paused partitions that have drained to half their cap, while the member has drained
+    /// to half its own: they are resumed.
     pub(crate) fn refill(&mut self) -> Vec<Tp> {
         let mut resume = Vec::new();
         if !self.lanes.values().any(|l| l.paused) || !self.budget.has_drained() {
@@ -146,16 +152,7 @@ impl Lanes {
         }
         let low_water = self.partition_cap / 2;
         for (tp, lane) in self.lanes.iter_mut().filter(|(_, l)| l.paused) {
-            if lock(&lane.tracker).held() > low_water {
-                continue;
-            }
-            while let Some(message) = lane.parked.pop_front() {
-                if let Err(full) = lane.buffer.try_send(message) {
-                    lane.parked.push_front(full.into_inner());
-                    break;
-                }
-            }
-            if lane.parked.is_empty() {
+            if lock(&lane.tracker).held() <= low_water {
                 lane.paused = false;
                 resume.push(tp.clone());
             }

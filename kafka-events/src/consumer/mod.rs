@@ -130,6 +130,9 @@ fn during_rebalance(error: &rdkafka::error::KafkaError) -> bool {
     matches!(error.rdkafka_error_code(), Some(RebalanceInProgress | IllegalGeneration))
 }
 
+/// Messages taken from librdkafka per poll burst at most.
+const BURST: usize = 256;
+
 struct PollLoop {
     consumer: BaseConsumer<GroupContext>,
     lanes: Arc<Mutex<Lanes>>,
@@ -142,23 +145,41 @@ struct PollLoop {
 impl PollLoop {
     fn run(self) {
         let mut last_commit = Instant::now();
+        let mut pause = Vec::new();
         while !self.stop.is_cancelled() {
-            match self.consumer.poll(Duration::from_millis(50)) {
-                None => {}
-                Some(Ok(message)) => {
-                    let message = message.detach();
-                    let route = lock(&self.lanes).route(message);
-                    match route {
-                        Route::Buffered => {}
-                        Route::Pause(partitions) => self.set_paused(&partitions, true),
-                        Route::Unowned => {
-                            tracing::debug!(group = %self.group, "dropped a message of a partition no longer assigned")
+            // A burst: wait for one message, then take what librdkafka already has, up to
+            // BURST; the lanes get it as one batch each.
+            let mut timeout = Duration::from_millis(50);
+            for _ in 0..BURST {
+                match self.consumer.poll(timeout) {
+                    None => break,
+                    Some(Ok(message)) => {
+                        let message = message.detach();
+                        match lock(&self.lanes).route(message) {
+                            Route::Buffered => {}
+                            // Pause before polling again: the next message could be over a cap.
+                            Route::Pause(partitions) => {
+                                pause.extend(partitions);
+                                break;
+                            }
+                            Route::Unowned => {
+                                tracing::debug!(group = %self.group, "dropped a message of a partition no longer assigned")
+                            }
                         }
                     }
+                    Some(Err(error)) => tracing::warn!(group = %self.group, %error, "consumer error"),
                 }
-                Some(Err(error)) => tracing::warn!(group = %self.group, %error, "consumer error"),
+                timeout = Duration::ZERO;
             }
-            let resume = lock(&self.lanes).refill();
+            let resume = {
+                let mut lanes = lock(&self.lanes);
+                lanes.flush();
+                lanes.refill()
+            };
+            if !pause.is_empty() {
+                self.set_paused(&pause, true);
+                pause.clear();
+            }
             if !resume.is_empty() {
                 self.set_paused(&resume, false);
             }
