@@ -14,7 +14,12 @@ use proc_macro::TokenStream;
 /// #[kafka_handler(topic = "orders.created")]
 /// #[kafka_handler(topic = "orders.created", retry(max = 5, backoff = "exponential", initial = "200ms", max_delay = "30s"), dlq)]
 /// #[kafka_handler(topic = "orders.created", dlq = "orders.failed")]
+/// #[kafka_handler(topic = "orders.created", concurrency = 50, keyless = "unordered")]
 /// ```
+///
+/// `concurrency = N` (1 to 10,000, default 1) handles up to N messages of one partition at once,
+/// never two with the same key and each key in offset order; keyless messages are one ordered
+/// sequence unless `keyless = "unordered"`.
 ///
 /// The fn takes the event (any `T: Deserialize + Validate`) and optionally a `MessageContext`,
 /// and returns `Result<(), E>` with `E: Into<HandlerError>`. See the `kafka_events` crate docs.

@@ -40,6 +40,11 @@
 //! | [`HandlerError::retryable`], any `?`-converted error, or a panic | retried with backoff up to `retry(max = N)` — through `<topic>.retry` and the `${SERVICE_NAME}-retry` group (default, `mode = "topic"`) or in place (`mode = "in_place"`) — then dead-lettered (`retries-exhausted`) |
 //! | a final failure in a handler **without** `dlq` | the partition stalls at that message: it is retried every `max_delay`, nothing after it is processed, [`Runtime::health`](runtime::Runtime::health) reports it; nothing is dropped |
 //!
+//! `#[kafka_handler(topic = "...", concurrency = 50)]` handles up to 50 messages of a partition
+//! at once, never two of one key, each key in offset order. Messages polled and not yet
+//! committed are capped per partition (`KAFKA_PARTITION_BUFFER`) and per consumer group member
+//! (`KAFKA_MAX_BUFFERED`); a partition over its cap is paused until it drains.
+//!
 //! An offset is committed only after its message was handled or its dead letter acknowledged by
 //! the broker; commits happen every `KAFKA_COMMIT_INTERVAL`, when partitions are revoked, and on
 //! shutdown. Delivery is at-least-once: after a crash, messages processed since the last commit
