@@ -67,6 +67,28 @@ fn spawn(run: &str, out: &Path) -> std::process::Child {
     spawn_child("crash_child", &[("CRASH_RUN", run), ("CRASH_OUT", out.to_str().unwrap())])
 }
 
+/// After the first consumer was killed: waits until the restarted `second` consumer has handled
+/// every event the first did not, stops it with SIGTERM (drain, commit, leave the group, exit 0)
+/// and returns its lines, asserting that no event was lost.
+async fn finish_after_restart(
+    second: std::process::Child,
+    first_out: &Path,
+    second_out: &Path,
+) -> Vec<(String, i32, i64)> {
+    let mut second = ChildGuard(Some(second));
+    let (first_out, second_out) = (first_out.to_path_buf(), second_out.to_path_buf());
+    wait_lines(&[&first_out, &second_out], "every event to be handled", |lines| {
+        lines.iter().map(|(id, _, _)| id).collect::<BTreeSet<_>>().len() == EVENTS
+    })
+    .await;
+    let exit = terminate(second.0.take().unwrap()).await;
+    assert!(exit.success(), "the runtime exits cleanly on SIGTERM: {exit:?}");
+    let (before, after) = (handled_lines(&first_out), handled_lines(&second_out));
+    let ids: BTreeSet<&String> = before.iter().chain(&after).map(|(id, _, _)| id).collect();
+    assert_eq!(ids.len(), EVENTS, "no event lost");
+    after
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_consumer_loses_nothing_and_sigterm_drains() {
     let run = unique("crash");
@@ -88,19 +110,7 @@ async fn a_killed_consumer_loses_nothing_and_sigterm_drains() {
     let before_kill = handled_lines(&first_out);
     assert!(before_kill.len() < EVENTS, "killed mid-stream ({} of {EVENTS} handled)", before_kill.len());
 
-    let mut second = ChildGuard(Some(spawn(&run, &second_out)));
-    wait_lines(&[&first_out, &second_out], "every event to be handled", |lines| {
-        lines.iter().map(|(id, _, _)| id).collect::<BTreeSet<_>>().len() == EVENTS
-    })
-    .await;
-
-    // Graceful stop: SIGTERM → drain, commit, leave the group, exit 0.
-    let exit = terminate(second.0.take().unwrap()).await;
-    assert!(exit.success(), "the runtime exits cleanly on SIGTERM: {exit:?}");
-
-    let after = handled_lines(&second_out);
-    let ids: BTreeSet<&String> = before_kill.iter().chain(&after).map(|(id, _, _)| id).collect();
-    assert_eq!(ids.len(), EVENTS, "no event lost");
+    let after = finish_after_restart(spawn(&run, &second_out), &first_out, &second_out).await;
     let mut per_child: HashMap<&String, usize> = HashMap::new();
     for (id, _, _) in &after {
         *per_child.entry(id).or_default() += 1;
@@ -182,17 +192,7 @@ async fn a_killed_concurrent_consumer_replays_at_most_its_held_window() {
         );
     }
 
-    let mut second = ChildGuard(Some(env(&second_out, "-1")));
-    wait_lines(&[&first_out, &second_out], "every event to be handled", |lines| {
-        lines.iter().map(|(id, _, _)| id).collect::<BTreeSet<_>>().len() == EVENTS
-    })
-    .await;
-    let exit = terminate(second.0.take().unwrap()).await;
-    assert!(exit.success(), "the runtime exits cleanly on SIGTERM: {exit:?}");
-
-    let after = handled_lines(&second_out);
-    let ids: BTreeSet<&String> = before_kill.iter().chain(&after).map(|(id, _, _)| id).collect();
-    assert_eq!(ids.len(), EVENTS, "no event lost");
+    let after = finish_after_restart(env(&second_out, "-1"), &first_out, &second_out).await;
     let second_ids: BTreeSet<&String> = after.iter().map(|(id, _, _)| id).collect();
     assert_eq!(second_ids.len(), after.len(), "the second consumer handled each event once");
     let replayed: BTreeSet<&String> = before_kill.iter().filter(|l| second_ids.contains(&l.0)).map(|l| &l.0).collect();

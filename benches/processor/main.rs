@@ -64,37 +64,26 @@ static B4: Meter = Meter::new();
 
 #[kafka_handler(topic = "b1", dlq)]
 async fn noop(reading: Reading) -> Result<(), HandlerError> {
-    let started = Instant::now();
-    std::hint::black_box(&reading);
-    B1.succeeded(started);
+    handle(&B1, &reading, Duration::ZERO).await;
     Ok(())
 }
 
 #[kafka_handler(topic = "b2_serial", dlq)]
 async fn slow_serial(reading: Reading) -> Result<(), HandlerError> {
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    std::hint::black_box(&reading);
-    B2_SERIAL.succeeded(started);
+    handle(&B2_SERIAL, &reading, SLOW).await;
     Ok(())
 }
 
 #[kafka_handler(topic = "b2_parallel", concurrency = 200, dlq)]
 async fn slow_parallel(reading: Reading) -> Result<(), HandlerError> {
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    std::hint::black_box(&reading);
-    B2_PARALLEL.succeeded(started);
+    handle(&B2_PARALLEL, &reading, SLOW).await;
     Ok(())
 }
 
 /// `slow_parallel` with the default partition cap, so the backlog pauses and resumes it.
 #[kafka_handler(topic = "b2_pausing", concurrency = 200, dlq)]
 async fn slow_pausing(reading: Reading) -> Result<(), HandlerError> {
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    std::hint::black_box(&reading);
-    B2_PAUSING.succeeded(started);
+    handle(&B2_PAUSING, &reading, SLOW).await;
     Ok(())
 }
 
@@ -112,10 +101,21 @@ async fn flaky(reading: Reading, ctx: MessageContext) -> Result<(), HandlerError
 
 #[kafka_handler(topic = "b4", dlq)]
 async fn backlog(reading: Reading) -> Result<(), HandlerError> {
-    let started = Instant::now();
-    std::hint::black_box(&reading);
-    B4.succeeded(started);
+    handle(&B4, &reading, Duration::ZERO).await;
     Ok(())
+}
+
+/// The 5 ms of I/O-bound work of the B2 handlers.
+const SLOW: Duration = Duration::from_millis(5);
+
+/// A handler body: `work` of (simulated, asynchronous) I/O, then one success for `meter`.
+async fn handle(meter: &Meter, reading: &Reading, work: Duration) {
+    let started = Instant::now();
+    if !work.is_zero() {
+        tokio::time::sleep(work).await;
+    }
+    std::hint::black_box(reading);
+    meter.succeeded(started);
 }
 
 /// One row of a table.
