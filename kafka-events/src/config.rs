@@ -43,6 +43,9 @@ pub enum Profile {
 /// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
 /// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY`, `KAFKA_RETRY_JITTER`, `KAFKA_RETRY_MODE` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s`, `0.1`, `topic` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
+/// | `KAFKA_EVENTS_HTTP` | `host:port` of the HTTP endpoint (`/health/live`, `/health/ready`, `/metrics`); port `0` picks a free one | off |
+/// | `KAFKA_EVENTS_POLL_TIMEOUT` | a poll thread silent for longer is not live (nor ready) | `60s` |
+/// | `KAFKA_EVENTS_STARTUP_GRACE` | how long the main group may have no assignment and still be ready | `60s` |
 #[derive(Clone)]
 pub struct Config {
     profile: Profile,
@@ -63,6 +66,9 @@ pub struct Config {
     partition_buffer: usize,
     max_buffered: usize,
     shutdown_timeout: Duration,
+    http: Option<std::net::SocketAddr>,
+    poll_timeout: Duration,
+    startup_grace: Duration,
     default_retry: RetryPolicy,
     handlers: Option<Vec<String>>,
     consumer_properties: BTreeMap<String, String>,
@@ -96,6 +102,9 @@ impl Config {
             partition_buffer: 5000,
             max_buffered: 20_000,
             shutdown_timeout: Duration::from_secs(30),
+            http: None,
+            poll_timeout: Duration::from_secs(60),
+            startup_grace: Duration::from_secs(60),
             default_retry: RetryPolicy::default(),
             handlers: None,
             consumer_properties: BTreeMap::new(),
@@ -187,6 +196,13 @@ impl Config {
         read("KAFKA_PARTITION_BUFFER", &mut |v| parse_num(v).map(|n| config.partition_buffer = n));
         read("KAFKA_MAX_BUFFERED", &mut |v| parse_num(v).map(|n| config.max_buffered = n));
         read("KAFKA_SHUTDOWN_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.shutdown_timeout = d));
+        read("KAFKA_EVENTS_HTTP", &mut |v| {
+            v.parse()
+                .map(|addr| config.http = Some(addr))
+                .map_err(|_| format!("`{v}` is not a socket address like `0.0.0.0:9464`"))
+        });
+        read("KAFKA_EVENTS_POLL_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.poll_timeout = d));
+        read("KAFKA_EVENTS_STARTUP_GRACE", &mut |v| parse_duration(v).map(|d| config.startup_grace = d));
         read("KAFKA_RETRY_MAX", &mut |v| parse_num(v).map(|n| config.default_retry.max = n));
         read("KAFKA_RETRY_INITIAL", &mut |v| parse_duration(v).map(|d| config.default_retry.initial = d));
         read("KAFKA_RETRY_MAX_DELAY", &mut |v| parse_duration(v).map(|d| config.default_retry.max_delay = d));
@@ -364,6 +380,22 @@ impl Config {
         self.max_buffered = messages;
         self
     }
+    /// Serves `/health/live`, `/health/ready` and `/metrics` on `addr` (port 0: any free port;
+    /// see [`Runtime::http_addr`](crate::runtime::Runtime::http_addr)).
+    pub fn with_http(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+    /// A poll thread silent for longer than this is not live.
+    pub fn with_poll_timeout(mut self, timeout: Duration) -> Self {
+        self.poll_timeout = timeout;
+        self
+    }
+    /// How long the main group may have no assignment and still be ready.
+    pub fn with_startup_grace(mut self, grace: Duration) -> Self {
+        self.startup_grace = grace;
+        self
+    }
     /// How long shutdown waits for in-flight messages.
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -450,6 +482,14 @@ impl Config {
     pub fn max_buffered(&self) -> usize {
         self.max_buffered
     }
+    /// Where the HTTP endpoint listens, if it is on.
+    pub fn http(&self) -> Option<std::net::SocketAddr> {
+        self.http
+    }
+    /// When the runtime counts as live and ready.
+    pub fn readiness_policy(&self) -> crate::health::ReadinessPolicy {
+        crate::health::ReadinessPolicy { poll_timeout: self.poll_timeout, startup_grace: self.startup_grace }
+    }
     /// The shutdown timeout.
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout
@@ -498,6 +538,9 @@ impl fmt::Debug for Config {
             .field("partition_buffer", &self.partition_buffer)
             .field("max_buffered", &self.max_buffered)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("http", &self.http)
+            .field("poll_timeout", &self.poll_timeout)
+            .field("startup_grace", &self.startup_grace)
             .field("default_retry", &self.default_retry)
             .field("handlers", &self.handlers)
             .field("consumer_properties", &redact(&self.consumer_properties))

@@ -30,6 +30,15 @@ pub enum Error {
     /// Installing the signal handlers failed.
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
+    /// The HTTP endpoint could not listen (`KAFKA_EVENTS_HTTP`).
+    #[error("the HTTP endpoint cannot listen on {addr}: {source}")]
+    Http {
+        /// The address it was given.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The consumer thread ended abnormally.
     #[error("the consumer of group `{group}` stopped unexpectedly: {reason}")]
     Consumer {

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::consumer::budget::Budget;
 use crate::handler::ErrorKind;
+use crate::metrics::Metrics;
 
 /// A partition held at one message because it failed and its handler has no `dlq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,44 @@ pub struct GroupHealth {
     pub buffered_peak: usize,
     /// The cap (`KAFKA_MAX_BUFFERED`): reaching it pauses every partition of the group.
     pub buffer_cap: usize,
+    /// Running, rebalancing or stopped.
+    pub state: GroupState,
+    /// Time since the group's poll thread last polled (it polls at least every 50 ms unless a
+    /// rebalance callback is waiting for in-flight messages).
+    pub since_last_poll: Option<Duration>,
+    /// Time since a lane of the group last received messages.
+    pub since_last_message: Option<Duration>,
+}
+
+/// What a consumer group member is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupState {
+    /// Polling and processing.
+    #[default]
+    Running,
+    /// Inside a rebalance callback (revoked lanes are finishing their messages).
+    Rebalancing,
+    /// Its poll thread has ended (shutdown or a fatal error).
+    Stopped,
+}
+
+/// When the runtime counts as ready (see [`Health::readiness`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadinessPolicy {
+    /// A poll thread silent for longer than this makes the runtime not live and not ready.
+    pub poll_timeout: Duration,
+    /// How long after start a main group without any assignment is still ready.
+    pub startup_grace: Duration,
+}
+
+/// The verdict of [`Health::readiness`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Ready to take traffic.
+    pub ready: bool,
+    /// Why not, one line per problem.
+    pub problems: Vec<String>,
 }
 
 /// A snapshot of the runtime's health.
@@ -60,11 +99,55 @@ impl Health {
     pub fn is_healthy(&self) -> bool {
         self.stalled.is_empty()
     }
+
+    /// Live while every poll thread runs and has polled within `policy.poll_timeout`.
+    pub fn liveness(&self, policy: &ReadinessPolicy) -> Readiness {
+        let mut problems = Vec::new();
+        for (group, health) in &self.groups {
+            match (health.state, health.since_last_poll) {
+                (GroupState::Stopped, _) => problems.push(format!("group `{group}`: its poll thread has stopped")),
+                (_, Some(silent)) if silent > policy.poll_timeout => problems.push(format!(
+                    "group `{group}`: no poll for {} (limit {})",
+                    humantime::format_duration(round_ms(silent)),
+                    humantime::format_duration(policy.poll_timeout)
+                )),
+                _ => {}
+            }
+        }
+        Readiness { ready: problems.is_empty(), problems }
+    }
+
+    /// Ready when live, no partition is stalled, and the main group (`…-main`) has had an
+    /// assignment — or the runtime started less than `policy.startup_grace` ago.
+    pub fn readiness(&self, policy: &ReadinessPolicy, uptime: Duration) -> Readiness {
+        let mut problems = self.liveness(policy).problems;
+        for stall in &self.stalled {
+            problems.push(format!(
+                "partition {}[{}] is stalled at offset {}: {}",
+                stall.topic, stall.partition, stall.offset, stall.reason
+            ));
+        }
+        if uptime > policy.startup_grace {
+            for (group, health) in self.groups.iter().filter(|(g, _)| g.ends_with("-main")) {
+                if health.assignments == 0 {
+                    problems.push(format!(
+                        "group `{group}`: no partition assigned {} after start",
+                        humantime::format_duration(round_ms(uptime))
+                    ));
+                }
+            }
+        }
+        Readiness { ready: problems.is_empty(), problems }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
 
 /// Shared, updated by the lanes and the consumer thread.
-#[derive(Debug, Default)]
 pub(crate) struct Status {
+    pub(crate) metrics: Arc<Metrics>,
     /// How many partitions are stalled: lets the hot path skip the lock when none is.
     stalled_count: AtomicUsize,
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
@@ -73,6 +156,16 @@ pub(crate) struct Status {
 }
 
 impl Status {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            stalled_count: AtomicUsize::new(0),
+            stalled: Mutex::default(),
+            groups: Mutex::default(),
+            budgets: Mutex::default(),
+        }
+    }
+
     pub(crate) fn stall(&self, topic: &str, partition: i32, offset: i64, kind: ErrorKind, reason: &str) {
         let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
         let since = stalled
@@ -102,6 +195,7 @@ impl Status {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         let entry = groups.entry(group.to_string()).or_default();
         entry.assigned_partitions = assigned;
+        self.metrics.rebalanced(group, revoked);
         if revoked {
             entry.revocations += 1;
         } else {
@@ -121,6 +215,16 @@ impl Status {
             entry.buffered = budget.held();
             entry.buffered_peak = budget.peak();
             entry.buffer_cap = budget.cap();
+            entry.since_last_poll = budget.since_last_poll();
+            entry.since_last_message = budget.since_last_message();
+            entry.state = if budget.is_stopped() {
+                GroupState::Stopped
+            } else if budget.is_rebalancing() {
+                GroupState::Rebalancing
+            } else {
+                GroupState::Running
+            };
+            self.metrics.set_buffered(group, entry.buffered);
         }
         Health { stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(), groups }
     }

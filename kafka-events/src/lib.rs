@@ -72,6 +72,8 @@ mod error;
 pub mod handler;
 mod headers;
 pub mod health;
+mod http;
+pub mod metrics;
 pub mod names;
 mod processor;
 pub mod publisher;

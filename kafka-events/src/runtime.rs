@@ -7,6 +7,8 @@ use crate::connection::Connection;
 use crate::consumer::{GroupMember, MemberSpec};
 use crate::error::Error;
 use crate::health::{Health, Status};
+use crate::http::HttpServer;
+use crate::metrics::Metrics;
 use crate::names::{main_group, retry_group};
 use crate::processor::Processor;
 use crate::publisher::Publisher;
@@ -37,8 +39,14 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
     let connection = Arc::new(Connection::open(&config)?);
     connection.ensure_topics(&config, &topology.all_topics()).await?;
 
-    let status = Arc::new(Status::default());
-    let processor = Arc::new(Processor::new(connection.producer.clone(), status.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let status = Arc::new(Status::new(metrics.clone()));
+    let processor =
+        Arc::new(Processor::new(connection.producer.clone(), status.clone(), metrics.for_topology(&topology)));
+    let http = match config.http() {
+        Some(addr) => Some(HttpServer::start(addr, status.clone(), config.readiness_policy()).await?),
+        None => None,
+    };
     let spec = |group: String, topics: Vec<String>| MemberSpec {
         group,
         topics,
@@ -58,11 +66,14 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
                     member.signal_stop();
                     let _ = member.join().await;
                 }
+                if let Some(http) = http {
+                    http.stop().await;
+                }
                 return Err(error);
             }
         }
     }
-    Ok(Runtime { config, connection, topology, status, members })
+    Ok(Runtime { config, connection, topology, status, members, http })
 }
 
 /// A running runtime. Stop it with [`Runtime::shutdown`]; dropping it without shutting down
@@ -73,6 +84,7 @@ pub struct Runtime {
     topology: Arc<Topology>,
     status: Arc<Status>,
     members: Vec<GroupMember>,
+    http: Option<HttpServer>,
 }
 
 impl Runtime {
@@ -81,9 +93,23 @@ impl Runtime {
         Publisher::new(self.connection.producer.clone(), self.config.clone())
     }
 
-    /// The current health: stalled partitions, assignment.
+    /// The current health: stalled partitions, and per consumer group its state, assignment,
+    /// held messages and time since its last poll. [`Health::readiness`] and
+    /// [`Health::liveness`] turn it into the verdicts `/health/ready` and `/health/live` serve.
     pub fn health(&self) -> Health {
         self.status.snapshot()
+    }
+
+    /// Every metric in the Prometheus text format — what `/metrics` serves — for those who
+    /// run their own HTTP server.
+    pub fn metrics_text(&self) -> String {
+        self.status.snapshot();
+        self.status.metrics.encode()
+    }
+
+    /// Where the HTTP endpoint listens (the actual port when it was configured as 0).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
     }
 
     /// The `bootstrap.servers` in use (the embedded broker's address when no brokers are set).
@@ -121,6 +147,9 @@ impl Runtime {
             if let Err(error) = member.join().await {
                 result = Err(error);
             }
+        }
+        if let Some(http) = self.http.take() {
+            http.stop().await;
         }
         let producer = self.connection.producer.clone();
         let timeout = self.config.shutdown_timeout();

@@ -16,6 +16,7 @@ pub(crate) struct GroupContext {
     pub(crate) group: String,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
     pub(crate) status: Arc<Status>,
+    pub(crate) budget: Arc<super::budget::Budget>,
     pub(crate) drain_timeout: Duration,
 }
 
@@ -34,6 +35,7 @@ impl ConsumerContext for GroupContext {
     /// consumer's own thread, so waiting here delays nothing but this group's poll; lanes of
     /// partitions that stay keep running.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.budget.set_rebalancing(true);
         let Rebalance::Revoke(revoked) = rebalance else { return };
         let partitions = partitions_of(revoked);
         tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
@@ -56,6 +58,7 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.budget.set_rebalancing(false);
         match rebalance {
             Rebalance::Assign(assigned) => {
                 let partitions = partitions_of(assigned);

@@ -134,6 +134,9 @@ impl Lanes {
 
     /// Hands each lane the messages staged for it since the last flush, as one batch.
     pub(crate) fn flush(&mut self) {
+        if self.lanes.values().any(|l| !l.staged.is_empty()) {
+            self.budget.received();
+        }
         for lane in self.lanes.values_mut().filter(|l| !l.staged.is_empty()) {
             let batch = std::mem::take(&mut lane.staged);
             if let Err(full) = lane.buffer.try_send(batch) {

@@ -67,12 +67,13 @@ impl GroupMember {
             spec.processor,
             tokio::runtime::Handle::current(),
             config.partition_buffer(),
-            budget,
+            budget.clone(),
         )));
         let context = GroupContext {
             group: spec.group.clone(),
             lanes: lanes.clone(),
             status: spec.status.clone(),
+            budget: budget.clone(),
             drain_timeout: config.shutdown_timeout(),
         };
         let consumer: BaseConsumer<GroupContext> = client
@@ -92,6 +93,8 @@ impl GroupMember {
             commit_interval: config.commit_interval(),
             drain_timeout: config.shutdown_timeout(),
             group: spec.group.clone(),
+            budget,
+            status: spec.status.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("kafka-events-{}", spec.group))
@@ -140,6 +143,8 @@ struct PollLoop {
     commit_interval: Duration,
     drain_timeout: Duration,
     group: String,
+    budget: Arc<Budget>,
+    status: Arc<Status>,
 }
 
 impl PollLoop {
@@ -171,6 +176,7 @@ impl PollLoop {
                 }
                 timeout = Duration::ZERO;
             }
+            self.budget.polled();
             let resume = {
                 let mut lanes = lock(&self.lanes);
                 lanes.flush();
@@ -208,7 +214,9 @@ impl PollLoop {
         if offsets.is_empty() {
             return;
         }
-        match commit(&self.consumer, &offsets) {
+        let result = commit(&self.consumer, &offsets);
+        self.status.metrics.committed(&self.group, result.is_ok());
+        match result {
             Ok(()) => {
                 tracing::debug!(group = %self.group, ?offsets, "committed");
                 lock(&self.lanes).committed(&offsets)
@@ -238,8 +246,9 @@ impl PollLoop {
                 }
             }
         }
-        let group = self.group.clone();
+        let (group, budget) = (self.group.clone(), self.budget.clone());
         drop(self);
+        budget.set_stopped();
         tracing::info!(group = %group, "left the group");
     }
 }

@@ -11,6 +11,7 @@ pub use input::{invoke, HandlerOutput};
 
 mod retry;
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,7 @@ use crate::connection::TracingContext;
 use crate::dlq::records::{dead_letter_headers, DeadLetter};
 use crate::handler::MessageContext;
 use crate::health::Status;
+use crate::metrics::HandlerMetrics;
 use crate::registry::BoundHandler;
 use outcome::{decide, Failure, Outcome};
 
@@ -47,11 +49,17 @@ pub(crate) enum Finish {
 pub(crate) struct Processor {
     producer: FutureProducer<TracingContext>,
     status: Arc<Status>,
+    /// Per handler topic.
+    metrics: HashMap<String, HandlerMetrics>,
 }
 
 impl Processor {
-    pub(crate) fn new(producer: FutureProducer<TracingContext>, status: Arc<Status>) -> Self {
-        Self { producer, status }
+    pub(crate) fn new(
+        producer: FutureProducer<TracingContext>,
+        status: Arc<Status>,
+        metrics: HashMap<String, HandlerMetrics>,
+    ) -> Self {
+        Self { producer, status, metrics }
     }
 
     /// Processes `message` with `handler` until its outcome is durable or `cancel` fires.
@@ -93,8 +101,18 @@ impl Processor {
                 }
             }
         }
+        let metrics = self.metrics.get(&handler.topic);
         loop {
-            let result = attempt_once(handler, message, attempt).await;
+            let (result, call) = attempt_once(handler, message, attempt).await;
+            if let Some(metrics) = metrics {
+                if let Some(elapsed) = call {
+                    metrics.observe_call(elapsed);
+                }
+                match &result {
+                    Ok(()) => metrics.processed(),
+                    Err(failure) => metrics.failed(failure.kind_name()),
+                }
+            }
             match decide(result, attempt, &handler.retry, handler.dlq_topic.is_some()) {
                 Outcome::Done => {
                     tracing::debug!(attempt, "handled");
@@ -102,6 +120,7 @@ impl Processor {
                     return Finish::Finished;
                 }
                 Outcome::Retry { delay, reason } => {
+                    metrics.inspect(|m| m.retried());
                     if let Some(retry_topic) = handler.retry_topic.as_deref() {
                         tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, retry_topic, "handler failed; sent to the retry topic");
                         let headers = retry::retry_headers(message, attempt, delay, &reason);
@@ -122,6 +141,7 @@ impl Processor {
                     let Some(dlq) = handler.dlq_topic.as_deref() else {
                         unreachable!("decide() dead-letters only when a DLQ is configured")
                     };
+                    metrics.inspect(|m| m.dead_lettered(kind.as_str()));
                     let letter = DeadLetter { kind, reason: &reason, attempts: attempt, handler: name };
                     tracing::warn!(dlq, error_kind = kind.as_str(), %reason, attempts = attempt, "dead-lettering");
                     let headers = dead_letter_headers(message, &letter);
@@ -159,6 +179,7 @@ impl Processor {
         cancel: &CancellationToken,
     ) -> Publishing {
         let producer = self.producer.clone();
+        let status = self.status.clone();
         let cancel = cancel.clone();
         let topic = topic.to_string();
         let (key, payload) = (message.key().map(<[u8]>::to_vec), message.payload().map(<[u8]>::to_vec));
@@ -183,6 +204,7 @@ impl Processor {
                         return Finish::Finished;
                     }
                     Err((error, _)) => {
+                        status.metrics.delivery_failed(&topic);
                         tracing::error!(topic, %error, "{what} publish failed; the offset stays unfinished, trying again");
                         if !wait(backoff, &cancel).await {
                             return Finish::Interrupted;
@@ -196,20 +218,27 @@ impl Processor {
     }
 }
 
-/// One attempt: decode, validate, run the handler, catch a panic.
-async fn attempt_once(handler: &BoundHandler, message: &OwnedMessage, attempt: u32) -> Result<(), Failure> {
+/// One attempt: decode, validate, run the handler, catch a panic. Also returns how long the
+/// handler ran, when it was called (decode and validation failures do not call it).
+async fn attempt_once(
+    handler: &BoundHandler,
+    message: &OwnedMessage,
+    attempt: u32,
+) -> (Result<(), Failure>, Option<Duration>) {
     let ctx = context(message, attempt);
     let invoke = handler.registration.invoke;
+    let started = std::time::Instant::now();
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(message.payload(), ctx))) {
         Ok(Ok(future)) => future,
-        Ok(Err(input)) => return Err(Failure::Input(input)),
-        Err(panic) => return Err(Failure::Panic(panic_message(&*panic))),
+        Ok(Err(input)) => return (Err(Failure::Input(input)), None),
+        Err(panic) => return (Err(Failure::Panic(panic_message(&*panic))), Some(started.elapsed())),
     };
-    match AssertUnwindSafe(future).catch_unwind().await {
+    let result = match AssertUnwindSafe(future).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(Failure::Handler(error)),
         Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
-    }
+    };
+    (result, Some(started.elapsed()))
 }
 
 fn context(message: &OwnedMessage, attempt: u32) -> MessageContext {

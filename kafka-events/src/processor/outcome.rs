@@ -17,6 +17,16 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// The `kind` label of `kafka_events_messages_failed_total`.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Input(e) => e.kind.as_str(),
+            Self::Handler(e) if e.is_permanent() => "permanent",
+            Self::Handler(_) => "retryable",
+            Self::Panic(_) => "panic",
+        }
+    }
+
     pub(crate) fn describe(&self) -> String {
         match self {
             Self::Input(e) => e.reason.clone(),

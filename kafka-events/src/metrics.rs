@@ -1,0 +1,202 @@
+//! Prometheus metrics of one runtime (prometheus-client), served at `/metrics` when the HTTP
+//! endpoint is on and available in-process through
+//! [`Runtime::metrics_text`](crate::runtime::Runtime::metrics_text).
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `kafka_events_messages_processed_total` | topic, handler | handler calls that succeeded |
+//! | `kafka_events_messages_failed_total` | topic, handler, kind | attempts that failed: `decode`, `validation` (handler not called), `permanent`, `retryable`, `panic` |
+//! | `kafka_events_messages_retried_total` | topic, handler | failed attempts scheduled for another try |
+//! | `kafka_events_messages_dead_lettered_total` | topic, handler, kind | messages sent to the dead-letter topic, by `x-dlq-error-kind` |
+//! | `kafka_events_handler_duration_seconds` | topic, handler | histogram of handler calls (decode/validation failures do not call it) |
+//! | `kafka_events_messages_buffered` | group | messages held (polled, not yet committed past) |
+//! | `kafka_events_rebalances_total` | group, kind | partitions `assigned` / `revoked` events |
+//! | `kafka_events_commits_total`, `kafka_events_commit_failures_total` | group | offset commits |
+//! | `kafka_events_delivery_failures_total` | topic | retry or dead-letter publishes the broker refused (each is retried) |
+//!
+//! `topic` is the handler's topic (also for messages read from its retry topic).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::registry::Topology;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerLabels {
+    topic: String,
+    handler: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    topic: String,
+    handler: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RebalanceLabels {
+    group: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+type HistogramFamily = Family<HandlerLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 100 µs … ~52 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+/// The counters of one handler, resolved once so the hot path does no label lookup.
+#[derive(Clone)]
+pub(crate) struct HandlerMetrics {
+    labels: HandlerLabels,
+    processed: Counter,
+    retried: Counter,
+    duration: Histogram,
+    metrics: Arc<Metrics>,
+}
+
+impl HandlerMetrics {
+    pub(crate) fn observe_call(&self, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+    pub(crate) fn processed(&self) {
+        self.processed.inc();
+    }
+    pub(crate) fn failed(&self, kind: &str) {
+        self.metrics.failed.get_or_create(&self.kind_labels(kind)).inc();
+    }
+    pub(crate) fn retried(&self) {
+        self.retried.inc();
+    }
+    pub(crate) fn dead_lettered(&self, kind: &str) {
+        self.metrics.dead_lettered.get_or_create(&self.kind_labels(kind)).inc();
+    }
+    fn kind_labels(&self, kind: &str) -> KindLabels {
+        KindLabels { topic: self.labels.topic.clone(), handler: self.labels.handler.clone(), kind: kind.to_string() }
+    }
+}
+
+/// Every metric of one runtime.
+pub(crate) struct Metrics {
+    registry: Registry,
+    processed: Family<HandlerLabels, Counter>,
+    failed: Family<KindLabels, Counter>,
+    retried: Family<HandlerLabels, Counter>,
+    dead_lettered: Family<KindLabels, Counter>,
+    duration: HistogramFamily,
+    buffered: Family<GroupLabels, Gauge>,
+    rebalances: Family<RebalanceLabels, Counter>,
+    commits: Family<GroupLabels, Counter>,
+    commit_failures: Family<GroupLabels, Counter>,
+    delivery_failures: Family<TopicLabels, Counter>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("kafka_events");
+        let processed = Family::<HandlerLabels, Counter>::default();
+        let failed = Family::<KindLabels, Counter>::default();
+        let retried = Family::<HandlerLabels, Counter>::default();
+        let dead_lettered = Family::<KindLabels, Counter>::default();
+        let duration = HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let buffered = Family::<GroupLabels, Gauge>::default();
+        let rebalances = Family::<RebalanceLabels, Counter>::default();
+        let commits = Family::<GroupLabels, Counter>::default();
+        let commit_failures = Family::<GroupLabels, Counter>::default();
+        let delivery_failures = Family::<TopicLabels, Counter>::default();
+        registry.register("messages_processed", "Handler calls that succeeded", processed.clone());
+        registry.register("messages_failed", "Attempts that failed, by kind", failed.clone());
+        registry.register("messages_retried", "Failed attempts scheduled for another try", retried.clone());
+        registry.register("messages_dead_lettered", "Messages sent to the dead-letter topic", dead_lettered.clone());
+        registry.register_with_unit("handler_duration", "Duration of handler calls", Unit::Seconds, duration.clone());
+        registry.register("messages_buffered", "Messages held: polled, not yet committed past", buffered.clone());
+        registry.register("rebalances", "Partition assignments and revocations", rebalances.clone());
+        registry.register("commits", "Offset commits", commits.clone());
+        registry.register("commit_failures", "Offset commits that failed", commit_failures.clone());
+        registry.register(
+            "delivery_failures",
+            "Retry or dead-letter publishes the broker refused (each is tried again)",
+            delivery_failures.clone(),
+        );
+        Self {
+            registry,
+            processed,
+            failed,
+            retried,
+            dead_lettered,
+            duration,
+            buffered,
+            rebalances,
+            commits,
+            commit_failures,
+            delivery_failures,
+        }
+    }
+
+    /// Per-handler handles, by handler topic.
+    pub(crate) fn for_topology(self: &Arc<Self>, topology: &Topology) -> HashMap<String, HandlerMetrics> {
+        topology
+            .handlers()
+            .map(|h| {
+                let labels = HandlerLabels { topic: h.topic.clone(), handler: h.name().to_string() };
+                let handles = HandlerMetrics {
+                    processed: self.processed.get_or_create(&labels).clone(),
+                    retried: self.retried.get_or_create(&labels).clone(),
+                    duration: self.duration.get_or_create(&labels).clone(),
+                    labels,
+                    metrics: self.clone(),
+                };
+                (h.topic.clone(), handles)
+            })
+            .collect()
+    }
+
+    pub(crate) fn rebalanced(&self, group: &str, revoked: bool) {
+        let kind = if revoked { "revoked" } else { "assigned" };
+        self.rebalances.get_or_create(&RebalanceLabels { group: group.into(), kind: kind.into() }).inc();
+    }
+
+    pub(crate) fn committed(&self, group: &str, ok: bool) {
+        let labels = GroupLabels { group: group.into() };
+        if ok {
+            self.commits.get_or_create(&labels).inc();
+        } else {
+            self.commit_failures.get_or_create(&labels).inc();
+        }
+    }
+
+    pub(crate) fn delivery_failed(&self, topic: &str) {
+        self.delivery_failures.get_or_create(&TopicLabels { topic: topic.into() }).inc();
+    }
+
+    pub(crate) fn set_buffered(&self, group: &str, held: usize) {
+        self.buffered.get_or_create(&GroupLabels { group: group.into() }).set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}

@@ -1,0 +1,188 @@
+//! The HTTP endpoint against a real broker: `/metrics` counts exactly what happened,
+//! `/health/ready` reports the groups and turns 503 when a partition stalls, `/health/live`
+//! stays 200.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{config, produce, producer, record, unique, wait_for, Call};
+use kafka_events::prelude::*;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+#[derive(Debug, Serialize, Deserialize, Validate)]
+struct Job {
+    #[validate(length(min = 1))]
+    id: String,
+    /// `ok`, `flaky` (fails its first attempt) or `fatal` (a permanent error).
+    mode: String,
+}
+
+fn job(id: &str, mode: &str) -> Vec<u8> {
+    serde_json::to_vec(&Job { id: id.into(), mode: mode.into() }).unwrap()
+}
+
+fn call(event: &Job, ctx: &MessageContext, succeeded: bool) -> Call {
+    Call {
+        id: event.id.clone(),
+        attempt: ctx.attempt(),
+        partition: ctx.partition(),
+        offset: ctx.offset(),
+        succeeded,
+        at: std::time::Instant::now(),
+    }
+}
+
+fn localhost_any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{addr}{path}")).await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The sum of the samples of `name` whose labels include every `key="value"` in `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+// ------------------------------------------------------------------------------------ metrics
+
+#[kafka_handler(topic = "metered", retry(max = 3, initial = "10ms", max_delay = "10ms", jitter = 0.0), dlq)]
+async fn metered(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
+    let failure = match event.mode.as_str() {
+        "flaky" if ctx.attempt() == 1 => Some(HandlerError::retryable("flaky on its first attempt")),
+        "fatal" => Some(HandlerError::permanent("fatal")),
+        _ => None,
+    };
+    record(ctx.topic(), call(&event, &ctx, failure.is_none()));
+    failure.map_or(Ok(()), Err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_what_happened() {
+    let run = unique("metered");
+    let config = config(&run, &["metered"]).with_http(localhost_any_port());
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
+    let addr = runtime.http_addr().expect("HTTP endpoint on");
+    let topic = format!("{run}.metered");
+    let producer = producer();
+    let mut sends = Vec::new();
+    for i in 0..480 {
+        sends.push((format!("ok-{i}"), job(&format!("ok-{i}"), "ok")));
+    }
+    for i in 0..20 {
+        sends.push((format!("flaky-{i}"), job(&format!("flaky-{i}"), "flaky")));
+    }
+    for i in 0..10 {
+        sends.push((format!("fatal-{i}"), job(&format!("fatal-{i}"), "fatal")));
+    }
+    for i in 0..5 {
+        sends.push((format!("junk-{i}"), b"{not json".to_vec()));
+    }
+    for (key, payload) in &sends {
+        produce(&producer, &topic, key, payload, &[], None).await;
+    }
+    // 480 + 20 × 2 + 10 handler calls; the 5 undecodable messages never reach the handler.
+    wait_for(&topic, Duration::from_secs(90), |calls| calls.len() >= 530).await;
+    let handler = "operability::metered";
+    let labels = [("topic", topic.as_str()), ("handler", handler)];
+    // The counters are bumped right after the handler returns; the scrape may come first.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (status, text) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        let done = sample(&text, "kafka_events_messages_processed_total", &labels) >= 500.0
+            && sample(&text, "kafka_events_messages_dead_lettered_total", &labels) >= 15.0;
+        if done || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    runtime.shutdown().await.expect("shutdown");
+
+    let count = |name: &str, extra: &[(&str, &str)]| {
+        let all: Vec<(&str, &str)> = labels.iter().copied().chain(extra.iter().copied()).collect();
+        sample(&text, name, &all)
+    };
+    assert_eq!(count("kafka_events_messages_processed_total", &[]), 500.0, "{text}");
+    assert_eq!(count("kafka_events_messages_failed_total", &[("kind", "retryable")]), 20.0);
+    assert_eq!(count("kafka_events_messages_failed_total", &[("kind", "permanent")]), 10.0);
+    assert_eq!(count("kafka_events_messages_failed_total", &[("kind", "decode")]), 5.0);
+    assert_eq!(count("kafka_events_messages_failed_total", &[]), 35.0);
+    assert_eq!(count("kafka_events_messages_retried_total", &[]), 20.0);
+    assert_eq!(count("kafka_events_messages_dead_lettered_total", &[("kind", "permanent")]), 10.0);
+    assert_eq!(count("kafka_events_messages_dead_lettered_total", &[("kind", "decode")]), 5.0);
+    assert_eq!(count("kafka_events_handler_duration_seconds_count", &[]), 530.0, "one observation per handler call");
+    let main = format!("{run}-svc-main");
+    assert!(sample(&text, "kafka_events_rebalances_total", &[("group", &main), ("kind", "assigned")]) >= 1.0);
+    assert!(sample(&text, "kafka_events_commits_total", &[("group", &main)]) >= 1.0);
+    assert!(text.contains("# TYPE kafka_events_handler_duration_seconds histogram"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------- readiness
+
+#[kafka_handler(topic = "guarded", retry(max = 0))]
+async fn guarded(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
+    record(ctx.topic(), call(&event, &ctx, event.mode != "fatal"));
+    if event.mode == "fatal" {
+        return Err(HandlerError::permanent("cannot be handled"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_the_groups_and_turns_503_when_a_partition_stalls() {
+    let run = unique("ready");
+    let config = config(&run, &["guarded"]).with_http(localhost_any_port());
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
+    let addr = runtime.http_addr().expect("HTTP endpoint on");
+    let topic = format!("{run}.guarded");
+    let producer = producer();
+    produce(&producer, &topic, "a", &job("first", "ok"), &[], Some(0)).await;
+    wait_for(&topic, Duration::from_secs(60), |calls| calls.iter().any(|c| c.id == "first")).await;
+
+    let (status, body) = get(addr, "/health/ready").await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let main = format!("{run}-svc-main");
+    let group = report["groups"].as_array().unwrap().iter().find(|g| g["group"] == main.as_str()).expect("main group");
+    assert_eq!(group["state"], "running");
+    assert_eq!(group["assigned_partitions"], 3);
+    assert!(group["seconds_since_last_poll"].as_f64().unwrap() < 5.0, "{body}");
+
+    produce(&producer, &topic, "a", &job("poison", "fatal"), &[], Some(0)).await;
+    wait_for(&topic, Duration::from_secs(60), |calls| calls.iter().any(|c| c.id == "poison")).await;
+    // The stall is recorded right after the handler returns.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = get(addr, "/health/ready").await;
+        if status == 503 || tokio::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "unavailable");
+    assert_eq!(report["stalled"][0]["topic"], topic.as_str());
+    assert_eq!(report["stalled"][0]["partition"], 0);
+    assert_eq!(report["stalled"][0]["kind"], "permanent");
+    assert!(report["problems"][0].as_str().unwrap().contains("stalled"), "{body}");
+    let (live, body) = get(addr, "/health/live").await;
+    assert_eq!(live, 200, "a stalled partition does not make the process dead: {body}");
+    runtime.shutdown().await.expect("shutdown");
+}
