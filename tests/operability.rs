@@ -7,7 +7,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{config, produce, producer, record, unique, wait_for, Call};
+use common::{
+    config, create_topic, produce, produce_many, producer, record, unbatched_producer, unique, wait_for, Call,
+};
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -184,5 +186,75 @@ async fn readiness_reports_the_groups_and_turns_503_when_a_partition_stalls() {
     assert!(report["problems"][0].as_str().unwrap().contains("stalled"), "{body}");
     let (live, body) = get(addr, "/health/live").await;
     assert_eq!(live, 200, "a stalled partition does not make the process dead: {body}");
+    runtime.shutdown().await.expect("shutdown");
+}
+
+// ----------------------------------------------------------------------------------------- lag
+
+static LAG_RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static LAG_RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Holds every message until the test releases it.
+#[kafka_handler(topic = "lagging", dlq)]
+async fn lagging(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
+    use std::sync::atomic::Ordering;
+    while !LAG_RELEASED.load(Ordering::SeqCst) {
+        let released = LAG_RELEASE.notified();
+        if LAG_RELEASED.load(Ordering::SeqCst) {
+            break;
+        }
+        released.await;
+    }
+    record(ctx.topic(), call(&event, &ctx, true));
+    Ok(())
+}
+
+/// Polls the runtime's health until `done` holds for its lag (the monitor measures on its own
+/// schedule; there is no event to await).
+async fn wait_lag(runtime: &kafka_events::runtime::Runtime, what: &str, done: impl Fn(i64) -> bool) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lag: i64 = runtime.health().lag.iter().map(|l| l.lag).sum();
+        if done(lag) {
+            return lag;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; lag {lag}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_reported_makes_the_runtime_not_ready_and_drops_to_zero_after_catching_up() {
+    let run = unique("lag");
+    let topic = format!("{run}.lagging");
+    create_topic(&topic, 1).await;
+    let config =
+        config(&run, &["lagging"]).with_http(localhost_any_port()).with_lag_monitor(Duration::from_millis(200), 1000);
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
+    let addr = runtime.http_addr().expect("HTTP endpoint on");
+    let events: Vec<(String, Vec<u8>)> = (0..2000).map(|i| (format!("k{i}"), job(&format!("lag-{i}"), "ok"))).collect();
+    // One record per batch: Tansu reports watermarks of multi-record batches wrongly (README).
+    produce_many(&unbatched_producer(), &topic, &events).await;
+
+    // The handler holds the first message: nothing is committed, so all 2,000 are lag.
+    let lag = wait_lag(&runtime, "lag 2,000", |lag| lag == 2000).await;
+    assert_eq!(lag, 2000);
+    let health = runtime.health();
+    let main: Vec<_> = health.lag.iter().filter(|l| l.topic == topic).collect();
+    assert_eq!(main.len(), 1, "{:?}", health.lag);
+    assert_eq!((main[0].partition, main[0].high_watermark, main[0].committed), (0, 2000, None));
+    assert!(health.lag.iter().filter(|l| l.topic != topic).all(|l| l.lag == 0), "the retry topic is empty");
+    let (status, body) = get(addr, "/health/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("lags 2000 messages (threshold 1000)"), "{body}");
+    let (_, metrics) = get(addr, "/metrics").await;
+    assert_eq!(sample(&metrics, "kafka_events_consumer_lag", &[("topic", &topic)]), 2000.0, "{metrics}");
+
+    LAG_RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
+    LAG_RELEASE.notify_waiters();
+    wait_for(&topic, Duration::from_secs(60), |calls| calls.len() >= 2000).await;
+    wait_lag(&runtime, "lag 0 after catching up", |lag| lag == 0).await;
+    let (status, body) = get(addr, "/health/ready").await;
+    assert_eq!(status, 200, "{body}");
     runtime.shutdown().await.expect("shutdown");
 }

@@ -46,6 +46,8 @@ pub enum Profile {
 /// | `KAFKA_EVENTS_HTTP` | `host:port` of the HTTP endpoint (`/health/live`, `/health/ready`, `/metrics`); port `0` picks a free one | off |
 /// | `KAFKA_EVENTS_POLL_TIMEOUT` | a poll thread silent for longer is not live (nor ready) | `60s` |
 /// | `KAFKA_EVENTS_STARTUP_GRACE` | how long the main group may have no assignment and still be ready | `60s` |
+/// | `KAFKA_EVENTS_LAG_INTERVAL` | how often the lag monitor measures consumer lag | `10s` |
+/// | `KAFKA_EVENTS_LAG_THRESHOLD` | lag (messages, per partition) above which the runtime is not ready and warns; `0` never | `1000` |
 #[derive(Clone)]
 pub struct Config {
     profile: Profile,
@@ -69,6 +71,8 @@ pub struct Config {
     http: Option<std::net::SocketAddr>,
     poll_timeout: Duration,
     startup_grace: Duration,
+    lag_interval: Duration,
+    lag_threshold: i64,
     default_retry: RetryPolicy,
     handlers: Option<Vec<String>>,
     consumer_properties: BTreeMap<String, String>,
@@ -105,6 +109,8 @@ impl Config {
             http: None,
             poll_timeout: Duration::from_secs(60),
             startup_grace: Duration::from_secs(60),
+            lag_interval: Duration::from_secs(10),
+            lag_threshold: 1000,
             default_retry: RetryPolicy::default(),
             handlers: None,
             consumer_properties: BTreeMap::new(),
@@ -203,6 +209,8 @@ impl Config {
         });
         read("KAFKA_EVENTS_POLL_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.poll_timeout = d));
         read("KAFKA_EVENTS_STARTUP_GRACE", &mut |v| parse_duration(v).map(|d| config.startup_grace = d));
+        read("KAFKA_EVENTS_LAG_INTERVAL", &mut |v| parse_duration(v).map(|d| config.lag_interval = d));
+        read("KAFKA_EVENTS_LAG_THRESHOLD", &mut |v| parse_num(v).map(|n| config.lag_threshold = n));
         read("KAFKA_RETRY_MAX", &mut |v| parse_num(v).map(|n| config.default_retry.max = n));
         read("KAFKA_RETRY_INITIAL", &mut |v| parse_duration(v).map(|d| config.default_retry.initial = d));
         read("KAFKA_RETRY_MAX_DELAY", &mut |v| parse_duration(v).map(|d| config.default_retry.max_delay = d));
@@ -292,6 +300,12 @@ impl Config {
         }
         if self.max_buffered == 0 {
             problem("KAFKA_MAX_BUFFERED", "must be at least 1".into());
+        }
+        if self.lag_interval.is_zero() {
+            problem("KAFKA_EVENTS_LAG_INTERVAL", "must be longer than 0".into());
+        }
+        if self.lag_threshold < 0 {
+            problem("KAFKA_EVENTS_LAG_THRESHOLD", format!("must be 0 (off) or more, got {}", self.lag_threshold));
         }
         for reason in self.default_retry.problems() {
             problem("KAFKA_RETRY_*", reason);
@@ -396,6 +410,13 @@ impl Config {
         self.startup_grace = grace;
         self
     }
+    /// How often consumer lag is measured, and the per-partition lag over which the runtime is
+    /// not ready (0: never).
+    pub fn with_lag_monitor(mut self, interval: Duration, threshold: i64) -> Self {
+        self.lag_interval = interval;
+        self.lag_threshold = threshold;
+        self
+    }
     /// How long shutdown waits for in-flight messages.
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -482,13 +503,21 @@ impl Config {
     pub fn max_buffered(&self) -> usize {
         self.max_buffered
     }
+    /// How often consumer lag is measured.
+    pub fn lag_interval(&self) -> Duration {
+        self.lag_interval
+    }
     /// Where the HTTP endpoint listens, if it is on.
     pub fn http(&self) -> Option<std::net::SocketAddr> {
         self.http
     }
     /// When the runtime counts as live and ready.
     pub fn readiness_policy(&self) -> crate::health::ReadinessPolicy {
-        crate::health::ReadinessPolicy { poll_timeout: self.poll_timeout, startup_grace: self.startup_grace }
+        crate::health::ReadinessPolicy {
+            poll_timeout: self.poll_timeout,
+            startup_grace: self.startup_grace,
+            lag_threshold: self.lag_threshold,
+        }
     }
     /// The shutdown timeout.
     pub fn shutdown_timeout(&self) -> Duration {
@@ -541,6 +570,8 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("poll_timeout", &self.poll_timeout)
             .field("startup_grace", &self.startup_grace)
+            .field("lag_interval", &self.lag_interval)
+            .field("lag_threshold", &self.lag_threshold)
             .field("default_retry", &self.default_retry)
             .field("handlers", &self.handlers)
             .field("consumer_properties", &redact(&self.consumer_properties))

@@ -53,6 +53,23 @@ pub struct GroupHealth {
     pub since_last_message: Option<Duration>,
 }
 
+/// Consumer lag of one partition, as the lag monitor last measured it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionLag {
+    /// The consumer group.
+    pub group: String,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The broker's high watermark (the offset the next record will get).
+    pub high_watermark: i64,
+    /// The group's committed offset, if it has one.
+    pub committed: Option<i64>,
+    /// `high_watermark − committed` (or − the low watermark when nothing is committed).
+    pub lag: i64,
+}
+
 /// What a consumer group member is doing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +90,8 @@ pub struct ReadinessPolicy {
     pub poll_timeout: Duration,
     /// How long after start a main group without any assignment is still ready.
     pub startup_grace: Duration,
+    /// A partition lagging by more messages than this makes the runtime not ready (0: never).
+    pub lag_threshold: i64,
 }
 
 /// The verdict of [`Health::readiness`].
@@ -92,6 +111,9 @@ pub struct Health {
     pub stalled: Vec<StalledPartition>,
     /// Every consumer group of this process (`-main`, `-retry`), by group id.
     pub groups: BTreeMap<String, GroupHealth>,
+    /// Lag of every partition this process owns, as last measured (every
+    /// `KAFKA_EVENTS_LAG_INTERVAL`).
+    pub lag: Vec<PartitionLag>,
 }
 
 impl Health {
@@ -117,7 +139,7 @@ impl Health {
         Readiness { ready: problems.is_empty(), problems }
     }
 
-    /// Ready when live, no partition is stalled, and the main group (`…-main`) has had an
+    /// Ready when live, no partition is stalled or lags over the threshold, and the main group (`…-main`) has had an
     /// assignment — or the runtime started less than `policy.startup_grace` ago.
     pub fn readiness(&self, policy: &ReadinessPolicy, uptime: Duration) -> Readiness {
         let mut problems = self.liveness(policy).problems;
@@ -125,6 +147,12 @@ impl Health {
             problems.push(format!(
                 "partition {}[{}] is stalled at offset {}: {}",
                 stall.topic, stall.partition, stall.offset, stall.reason
+            ));
+        }
+        for lag in self.lag.iter().filter(|l| policy.lag_threshold > 0 && l.lag > policy.lag_threshold) {
+            problems.push(format!(
+                "group `{}`: partition {}[{}] lags {} messages (threshold {})",
+                lag.group, lag.topic, lag.partition, lag.lag, policy.lag_threshold
             ));
         }
         if uptime > policy.startup_grace {
@@ -153,6 +181,7 @@ pub(crate) struct Status {
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
     groups: Mutex<BTreeMap<String, GroupHealth>>,
     budgets: Mutex<BTreeMap<String, Arc<Budget>>>,
+    lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
 }
 
 impl Status {
@@ -163,6 +192,7 @@ impl Status {
             stalled: Mutex::default(),
             groups: Mutex::default(),
             budgets: Mutex::default(),
+            lag: Mutex::default(),
         }
     }
 
@@ -208,6 +238,12 @@ impl Status {
         self.budgets.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), budget);
     }
 
+    /// The lag monitor's latest measurement for `group`.
+    pub(crate) fn set_lag(&self, group: &str, lags: Vec<PartitionLag>) {
+        self.metrics.set_lag(group, &lags);
+        self.lag.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), lags);
+    }
+
     pub(crate) fn snapshot(&self) -> Health {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (group, budget) in self.budgets.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -226,6 +262,10 @@ impl Status {
             };
             self.metrics.set_buffered(group, entry.buffered);
         }
-        Health { stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(), groups }
+        Health {
+            stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(),
+            groups,
+            lag: self.lag.lock().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned().collect(),
+        }
     }
 }

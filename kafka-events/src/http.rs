@@ -66,6 +66,7 @@ struct Report {
     uptime_seconds: f64,
     groups: Vec<GroupReport>,
     stalled: Vec<StallReport>,
+    lag: Vec<crate::health::PartitionLag>,
 }
 
 #[derive(Serialize)]
@@ -124,6 +125,7 @@ fn report(health: &Health, verdict: Readiness, uptime: f64) -> Response {
                 reason: s.reason.clone(),
             })
             .collect(),
+        lag: health.lag.clone(),
     };
     (code, Json(body)).into_response()
 }

@@ -10,6 +10,7 @@
 //! | `kafka_events_messages_dead_lettered_total` | topic, handler, kind | messages sent to the dead-letter topic, by `x-dlq-error-kind` |
 //! | `kafka_events_handler_duration_seconds` | topic, handler | histogram of handler calls (decode/validation failures do not call it) |
 //! | `kafka_events_messages_buffered` | group | messages held (polled, not yet committed past) |
+//! | `kafka_events_consumer_lag` | group, topic, partition | high watermark − committed offset, every `KAFKA_EVENTS_LAG_INTERVAL` |
 //! | `kafka_events_rebalances_total` | group, kind | partitions `assigned` / `revoked` events |
 //! | `kafka_events_commits_total`, `kafka_events_commit_failures_total` | group | offset commits |
 //! | `kafka_events_delivery_failures_total` | topic | retry or dead-letter publishes the broker refused (each is retried) |
@@ -51,6 +52,13 @@ struct GroupLabels {
 struct RebalanceLabels {
     group: String,
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    group: String,
+    topic: String,
+    partition: i32,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +113,9 @@ pub(crate) struct Metrics {
     dead_lettered: Family<KindLabels, Counter>,
     duration: HistogramFamily,
     buffered: Family<GroupLabels, Gauge>,
+    lag: Family<PartitionLabels, Gauge>,
+    /// The lag series last set per group, to drop partitions no longer owned.
+    lag_reported: std::sync::Mutex<HashMap<String, Vec<PartitionLabels>>>,
     rebalances: Family<RebalanceLabels, Counter>,
     commits: Family<GroupLabels, Counter>,
     commit_failures: Family<GroupLabels, Counter>,
@@ -120,6 +131,7 @@ impl Metrics {
         let dead_lettered = Family::<KindLabels, Counter>::default();
         let duration = HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
         let buffered = Family::<GroupLabels, Gauge>::default();
+        let lag = Family::<PartitionLabels, Gauge>::default();
         let rebalances = Family::<RebalanceLabels, Counter>::default();
         let commits = Family::<GroupLabels, Counter>::default();
         let commit_failures = Family::<GroupLabels, Counter>::default();
@@ -130,6 +142,7 @@ impl Metrics {
         registry.register("messages_dead_lettered", "Messages sent to the dead-letter topic", dead_lettered.clone());
         registry.register_with_unit("handler_duration", "Duration of handler calls", Unit::Seconds, duration.clone());
         registry.register("messages_buffered", "Messages held: polled, not yet committed past", buffered.clone());
+        registry.register("consumer_lag", "High watermark minus committed offset", lag.clone());
         registry.register("rebalances", "Partition assignments and revocations", rebalances.clone());
         registry.register("commits", "Offset commits", commits.clone());
         registry.register("commit_failures", "Offset commits that failed", commit_failures.clone());
@@ -146,6 +159,8 @@ impl Metrics {
             dead_lettered,
             duration,
             buffered,
+            lag,
+            lag_reported: std::sync::Mutex::default(),
             rebalances,
             commits,
             commit_failures,
@@ -191,6 +206,24 @@ impl Metrics {
 
     pub(crate) fn set_buffered(&self, group: &str, held: usize) {
         self.buffered.get_or_create(&GroupLabels { group: group.into() }).set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+
+    /// Replaces `group`'s lag gauges (partitions it no longer owns disappear).
+    pub(crate) fn set_lag(&self, group: &str, lags: &[crate::health::PartitionLag]) {
+        let mut reported = self.lag_reported.lock().unwrap_or_else(|p| p.into_inner());
+        let now: Vec<PartitionLabels> = lags
+            .iter()
+            .map(|lag| {
+                let labels =
+                    PartitionLabels { group: group.into(), topic: lag.topic.clone(), partition: lag.partition };
+                self.lag.get_or_create(&labels).set(lag.lag);
+                labels
+            })
+            .collect();
+        for gone in reported.get(group).into_iter().flatten().filter(|l| !now.contains(l)) {
+            self.lag.remove(gone);
+        }
+        reported.insert(group.to_string(), now);
     }
 
     /// The Prometheus text exposition of every metric.

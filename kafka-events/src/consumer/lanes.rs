@@ -75,6 +75,11 @@ impl Lanes {
         self.lanes.len()
     }
 
+    /// The partitions this member owns now.
+    pub(crate) fn assigned(&self) -> Vec<Tp> {
+        self.lanes.keys().cloned().collect()
+    }
+
     /// Starts a lane for a newly assigned partition.
     pub(crate) fn assign(&mut self, tp: Tp) {
         if self.lanes.contains_key(&tp) {

@@ -7,6 +7,7 @@
 pub(crate) mod budget;
 mod context;
 mod keys;
+mod lag;
 mod lane;
 mod lanes;
 
@@ -33,6 +34,7 @@ pub(crate) struct GroupMember {
     group: String,
     stop: CancellationToken,
     thread: Option<JoinHandle<()>>,
+    lag_monitor: Option<JoinHandle<()>>,
 }
 
 /// Everything a member needs.
@@ -49,6 +51,7 @@ pub(crate) struct MemberSpec {
 impl GroupMember {
     /// Creates the consumer, subscribes to every topic of the topology and starts polling.
     pub(crate) fn start(spec: MemberSpec, config: &Config) -> Result<Self, Error> {
+        let lag_client = spec.client.clone();
         let mut client = spec.client;
         client
             .set("group.id", &spec.group)
@@ -86,6 +89,20 @@ impl GroupMember {
         tracing::info!(group = %spec.group, topics = ?topics, "subscribed");
 
         let stop = CancellationToken::new();
+        let lag_monitor = lag::LagMonitor {
+            group: spec.group.clone(),
+            client: lag_client,
+            lanes: lanes.clone(),
+            status: spec.status.clone(),
+            interval: config.lag_interval(),
+            threshold: config.readiness_policy().lag_threshold,
+            stop: stop.clone(),
+        }
+        .spawn()
+        .map_err(|e| Error::Consumer {
+            group: spec.group.clone(),
+            reason: format!("cannot start its lag monitor: {e}"),
+        })?;
         let poll = PollLoop {
             consumer,
             lanes,
@@ -103,7 +120,7 @@ impl GroupMember {
                 group: spec.group.clone(),
                 reason: format!("cannot start its thread: {e}"),
             })?;
-        Ok(Self { group: spec.group, stop, thread: Some(thread) })
+        Ok(Self { group: spec.group, stop, thread: Some(thread), lag_monitor: Some(lag_monitor) })
     }
 
     /// Signals the member to stop: stop fetching, finish in-flight messages, commit, leave the
@@ -114,6 +131,9 @@ impl GroupMember {
 
     /// Waits for the member's thread to end.
     pub(crate) async fn join(mut self) -> Result<(), Error> {
+        if let Some(monitor) = self.lag_monitor.take() {
+            let _ = tokio::task::spawn_blocking(move || monitor.join()).await;
+        }
         let Some(thread) = self.thread.take() else { return Ok(()) };
         let group = self.group.clone();
         tokio::task::spawn_blocking(move || thread.join())
