@@ -122,6 +122,7 @@ pub struct MessageContext {
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
     pub(crate) attempt: u32,
+    pub(crate) trace: crate::trace::TraceContext,
 }
 
 impl MessageContext {
@@ -164,6 +165,12 @@ impl MessageContext {
     /// Which attempt this is: 1 for the first delivery, 2 for the first retry, and so on.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+    /// The trace context of this handling: the trace of the message's `traceparent` header (a
+    /// new trace when it has none) with a span of its own. Messages published while the handler
+    /// runs carry it as their parent.
+    pub fn trace(&self) -> &crate::trace::TraceContext {
+        &self.trace
     }
 }
 
@@ -343,6 +350,7 @@ mod tests {
             key: Some(b"k".to_vec()),
             headers: vec![("a".into(), Some(b"1".to_vec())), ("a".into(), Some(b"2".to_vec())), ("n".into(), None)],
             attempt: 1,
+            trace: crate::trace::TraceContext::new_root(),
         };
         assert_eq!(ctx.header_str("a"), Some("2"));
         assert_eq!(ctx.header("n"), None);

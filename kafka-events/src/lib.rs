@@ -80,6 +80,7 @@ pub mod publisher;
 pub mod registry;
 pub mod retry;
 pub mod runtime;
+pub mod trace;
 
 pub use config::{Config, ConfigError, Profile};
 pub use error::Error;

@@ -1,4 +1,5 @@
 //! Publishing events: typed JSON, keys, headers; delivery errors are returned, never swallowed.
+//! Every message carries a W3C `traceparent` (see [`trace`](crate::trace)) unless one is given.
 
 use std::time::Duration;
 
@@ -107,9 +108,14 @@ impl Publisher {
         options: PublishOptions,
     ) -> Result<Delivery, PublishError> {
         let topic = self.config.topic_name(topic);
-        let mut headers = OwnedHeaders::new_with_capacity(options.headers.len());
+        let mut headers = OwnedHeaders::new_with_capacity(options.headers.len() + 1);
         for (name, value) in &options.headers {
             headers = headers.insert(Header { key: name, value: Some(value) });
+        }
+        if !options.headers.iter().any(|(name, _)| name == crate::trace::TRACEPARENT) {
+            // Inside a handler: the handler's span is the parent; elsewhere a new trace starts.
+            let parent = crate::trace::current().unwrap_or_else(crate::trace::TraceContext::new_root);
+            headers = headers.insert(Header { key: crate::trace::TRACEPARENT, value: Some(&parent.traceparent()) });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).payload(payload).headers(headers);
         if let Some(key) = &options.key {

@@ -113,6 +113,7 @@ mod tests {
             key: None,
             headers: vec![],
             attempt: 1,
+            trace: crate::trace::TraceContext::new_root(),
         }
     }
 

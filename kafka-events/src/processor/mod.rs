@@ -70,14 +70,22 @@ impl Processor {
         cancel: &CancellationToken,
     ) -> Finish {
         let name = handler.name();
+        let trace = crate::headers::header_str(message, crate::trace::TRACEPARENT)
+            .and_then(crate::trace::TraceContext::parse)
+            .map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child());
         let span = tracing::info_span!(
             "message",
             topic = message.topic(),
             partition = message.partition(),
             offset = message.offset(),
+            key = message.key().map(String::from_utf8_lossy).as_deref(),
             handler = %name,
+            trace_id = trace.trace_id(),
+            span_id = trace.span_id(),
+            attempt = tracing::field::Empty,
+            outcome = tracing::field::Empty,
         );
-        self.process_inner(handler, name, message, cancel).instrument(span).await
+        self.process_inner(handler, name, message, cancel, &trace).instrument(span).await
     }
 
     async fn process_inner(
@@ -86,7 +94,9 @@ impl Processor {
         name: &str,
         message: &OwnedMessage,
         cancel: &CancellationToken,
+        trace: &crate::trace::TraceContext,
     ) -> Finish {
+        let span = tracing::Span::current();
         let from_retry_topic = handler.retry_topic.as_deref() == Some(message.topic());
         let mut attempt = 1u32;
         if from_retry_topic {
@@ -103,7 +113,8 @@ impl Processor {
         }
         let metrics = self.metrics.get(&handler.topic);
         loop {
-            let (result, call) = attempt_once(handler, message, attempt).await;
+            span.record("attempt", attempt);
+            let (result, call) = attempt_once(handler, message, attempt, trace).await;
             if let Some(metrics) = metrics {
                 if let Some(elapsed) = call {
                     metrics.observe_call(elapsed);
@@ -113,7 +124,9 @@ impl Processor {
                     Err(failure) => metrics.failed(failure.kind_name()),
                 }
             }
-            match decide(result, attempt, &handler.retry, handler.dlq_topic.is_some()) {
+            let outcome = decide(result, attempt, &handler.retry, handler.dlq_topic.is_some());
+            span.record("outcome", outcome.name());
+            match outcome {
                 Outcome::Done => {
                     tracing::debug!(attempt, "handled");
                     self.status.clear_stall(message.topic(), message.partition());
@@ -224,8 +237,9 @@ async fn attempt_once(
     handler: &BoundHandler,
     message: &OwnedMessage,
     attempt: u32,
+    trace: &crate::trace::TraceContext,
 ) -> (Result<(), Failure>, Option<Duration>) {
-    let ctx = context(message, attempt);
+    let ctx = context(message, attempt, trace.clone());
     let invoke = handler.registration.invoke;
     let started = std::time::Instant::now();
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(message.payload(), ctx))) {
@@ -233,7 +247,7 @@ async fn attempt_once(
         Ok(Err(input)) => return (Err(Failure::Input(input)), None),
         Err(panic) => return (Err(Failure::Panic(panic_message(&*panic))), Some(started.elapsed())),
     };
-    let result = match AssertUnwindSafe(future).catch_unwind().await {
+    let result = match crate::trace::scope(trace.clone(), AssertUnwindSafe(future).catch_unwind()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(Failure::Handler(error)),
         Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
@@ -241,7 +255,7 @@ async fn attempt_once(
     (result, Some(started.elapsed()))
 }
 
-fn context(message: &OwnedMessage, attempt: u32) -> MessageContext {
+fn context(message: &OwnedMessage, attempt: u32, trace: crate::trace::TraceContext) -> MessageContext {
     let origin = crate::headers::origin(message);
     MessageContext {
         topic: origin.topic,
@@ -254,6 +268,7 @@ fn context(message: &OwnedMessage, attempt: u32) -> MessageContext {
             .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
             .unwrap_or_default(),
         attempt,
+        trace,
     }
 }
 

@@ -50,6 +50,18 @@ pub(crate) enum Outcome {
     Stall { kind: ErrorKind, reason: String, delay: Duration },
 }
 
+impl Outcome {
+    /// The `outcome` field of the message's span.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Retry { .. } => "retry",
+            Self::DeadLetter { .. } => "dead-letter",
+            Self::Stall { .. } => "stall",
+        }
+    }
+}
+
 /// Decides the outcome of attempt number `attempt` (1-based).
 pub(crate) fn decide(result: Result<(), Failure>, attempt: u32, policy: &RetryPolicy, has_dlq: bool) -> Outcome {
     let failure = match result {

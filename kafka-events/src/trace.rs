@@ -1,0 +1,122 @@
+//! W3C trace context (`traceparent`) across Kafka: the processor reads it from each message's
+//! headers (or starts a trace), records `trace_id` and `span_id` on the message's span, and makes
+//! it current while the handler runs; the [`Publisher`](crate::publisher::Publisher) writes it on
+//! every message it sends — continuing the current handler's trace, or starting one — so a chain
+//! of handlers is one trace.
+
+/// The `traceparent` header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// One span's W3C trace context: `00-<trace id>-<span id>-<flags>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: String,
+    span_id: String,
+    sampled: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+fn is_hex_id(id: &str, len: usize) -> bool {
+    id.len() == len
+        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && id.bytes().any(|b| b != b'0')
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` value; `None` when it is not a valid version-00 header.
+    pub fn parse(traceparent: &str) -> Option<Self> {
+        let mut parts = traceparent.trim().split('-');
+        let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || version != "00" || !is_hex_id(trace_id, 32) || !is_hex_id(span_id, 16) {
+            return None;
+        }
+        let flags = u8::from_str_radix(flags, 16).ok().filter(|_| flags.len() == 2)?;
+        Some(Self { trace_id: trace_id.into(), span_id: span_id.into(), sampled: flags & 1 == 1 })
+    }
+
+    /// A new trace with a new span.
+    pub fn new_root() -> Self {
+        Self { trace_id: hex(&fastrand::u128(1..).to_be_bytes()), span_id: new_span_id(), sampled: true }
+    }
+
+    /// A new span in the same trace.
+    pub fn child(&self) -> Self {
+        Self { trace_id: self.trace_id.clone(), span_id: new_span_id(), sampled: self.sampled }
+    }
+
+    /// The 32-hex-digit trace id.
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// The 16-hex-digit span id.
+    pub fn span_id(&self) -> &str {
+        &self.span_id
+    }
+
+    /// The `traceparent` header value naming this span as the parent.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+    }
+}
+
+fn new_span_id() -> String {
+    hex(&fastrand::u64(1..).to_be_bytes())
+}
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// The trace context of the handler running on this task, if any.
+pub fn current() -> Option<TraceContext> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// Runs `future` with `trace` as the current trace context.
+pub(crate) async fn scope<F: std::future::Future>(trace: TraceContext, future: F) -> F::Output {
+    CURRENT.scope(trace, future).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_children() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceContext::parse(header).unwrap();
+        assert_eq!(parsed.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parsed.traceparent(), header);
+        let child = parsed.child();
+        assert_eq!(child.trace_id(), parsed.trace_id());
+        assert_ne!(child.span_id(), parsed.span_id());
+        let root = TraceContext::new_root();
+        assert_eq!(TraceContext::parse(&root.traceparent()), Some(root));
+    }
+
+    #[test]
+    fn invalid_headers_are_refused() {
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+    }
+}
