@@ -17,6 +17,9 @@ mod kw {
     syn::custom_keyword!(mode);
     syn::custom_keyword!(concurrency);
     syn::custom_keyword!(keyless);
+    syn::custom_keyword!(circuit);
+    syn::custom_keyword!(failures);
+    syn::custom_keyword!(reset);
 }
 
 /// Upper bound on `concurrency = N`; keep in step with `kafka_events::consumer::MAX_CONCURRENCY`.
@@ -32,7 +35,15 @@ pub(crate) struct HandlerArgs {
     pub concurrency: Option<u32>,
     /// `keyless = "..."`: the variant name of `Keyless`, and where it was written.
     pub keyless: Option<(&'static str, Span)>,
+    pub circuit: Option<CircuitArgs>,
     pub errors: Vec<syn::Error>,
+}
+
+/// `circuit(failures = N, reset = "30s")`.
+#[derive(Default)]
+pub(crate) struct CircuitArgs {
+    pub failures: Option<u32>,
+    pub reset_ms: Option<u64>,
 }
 
 #[derive(Default)]
@@ -52,8 +63,15 @@ pub(crate) enum Dlq {
 
 impl Parse for HandlerArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut args =
-            HandlerArgs { topic: None, retry: None, dlq: None, concurrency: None, keyless: None, errors: Vec::new() };
+        let mut args = HandlerArgs {
+            topic: None,
+            retry: None,
+            dlq: None,
+            concurrency: None,
+            keyless: None,
+            circuit: None,
+            errors: Vec::new(),
+        };
         while !input.is_empty() {
             if let Err(error) = args.parse_one(input) {
                 args.errors.push(error);
@@ -132,6 +150,21 @@ impl HandlerArgs {
             if self.concurrency.replace(n).is_some() {
                 return Err(syn::Error::new(key.span, "expected only a single `concurrency` argument"));
             }
+        } else if lookahead.peek(kw::circuit) {
+            let key = input.parse::<kw::circuit>()?;
+            if !input.peek(syn::token::Paren) {
+                return Err(syn::Error::new(
+                    key.span,
+                    "`circuit` takes arguments, e.g. `circuit(failures = 5, reset = \"30s\")`",
+                ));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            let circuit = parse_circuit(&content, &mut self.errors)?;
+            if self.circuit.is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `circuit(...)` argument"));
+            }
+            self.circuit = Some(circuit);
         } else if lookahead.peek(kw::keyless) {
             let key = input.parse::<kw::keyless>()?;
             input.parse::<Token![=]>()?;
@@ -154,7 +187,7 @@ impl HandlerArgs {
             return Err(syn::Error::new(
                 ident.span(),
                 format!(
-                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N` or `keyless = \"...\"`"
+                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N`, `keyless = \"...\"` or `circuit(...)`"
                 ),
             ));
         } else {
@@ -290,6 +323,59 @@ fn parse_retry_one(
         return Err(lookahead.error());
     }
     Ok(())
+}
+
+fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<CircuitArgs> {
+    let mut circuit = CircuitArgs::default();
+    while !input.is_empty() {
+        let result = (|| {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::failures) {
+                let key = input.parse::<kw::failures>()?;
+                input.parse::<Token![=]>()?;
+                let hint = "`failures` must be a whole number of at least 1: consecutive failed calls that open the circuit, e.g. `failures = 5`";
+                let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+                let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
+                if n == 0 {
+                    return Err(syn::Error::new(lit.span(), hint));
+                }
+                if circuit.failures.replace(n).is_some() {
+                    return Err(syn::Error::new(
+                        key.span,
+                        "expected only a single `failures` argument in `circuit(...)`",
+                    ));
+                }
+            } else if lookahead.peek(kw::reset) {
+                let key = input.parse::<kw::reset>()?;
+                input.parse::<Token![=]>()?;
+                let (ms, span) = parse_duration(input, "reset")?;
+                if ms == 0 {
+                    return Err(syn::Error::new(span, "`reset` must be longer than 0, e.g. `reset = \"30s\"`"));
+                }
+                if circuit.reset_ms.replace(ms).is_some() {
+                    return Err(syn::Error::new(key.span, "expected only a single `reset` argument in `circuit(...)`"));
+                }
+            } else if input.peek(syn::Ident) {
+                let ident: syn::Ident = input.parse()?;
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!("unknown `circuit` argument `{ident}`; expected `failures` or `reset`"),
+                ));
+            } else {
+                return Err(lookahead.error());
+            }
+            Ok(())
+        })();
+        if let Err(error) = result {
+            errors.push(error);
+            skip_to_comma(input);
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(circuit)
 }
 
 fn parse_duration(input: ParseStream<'_>, name: &str) -> syn::Result<(u64, Span)> {

@@ -137,6 +137,15 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         let keyless = syn::Ident::new(args.keyless.map_or("Ordered", |(k, _)| k), Span::call_site());
         quote!(.concurrency(#max, ::kafka_events::__private::Keyless::#keyless))
     });
+    let circuit = args.circuit.as_ref().map(|c| {
+        let failures = c
+            .failures
+            .map_or_else(|| quote!(::core::option::Option::None), |n| quote!(::core::option::Option::Some(#n)));
+        let reset = c
+            .reset_ms
+            .map_or_else(|| quote!(::core::option::Option::None), |n| quote!(::core::option::Option::Some(#n)));
+        quote!(.circuit(::kafka_events::__private::CircuitSpec { failures: #failures, reset_ms: #reset }))
+    });
     // The `T: Event` bound of `invoke` is the probe: spanned on the user's type, so rustc points
     // there and shows `Event`'s `on_unimplemented` note.
     let invoke = quote_spanned! {event_type.span()=>
@@ -163,6 +172,7 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                 #retry
                 #dlq
                 #concurrency
+                #circuit
             }
         };
     }

@@ -46,6 +46,7 @@ pub enum Profile {
 /// | `KAFKA_EVENTS_HTTP` | `host:port` of the HTTP endpoint (`/health/live`, `/health/ready`, `/metrics`); port `0` picks a free one | off |
 /// | `KAFKA_EVENTS_POLL_TIMEOUT` | a poll thread silent for longer is not live (nor ready) | `60s` |
 /// | `KAFKA_EVENTS_STARTUP_GRACE` | how long the main group may have no assignment and still be ready | `60s` |
+/// | `KAFKA_CIRCUIT_FAILURES`, `KAFKA_CIRCUIT_RESET` | circuit breaker of handlers without `circuit(...)`: consecutive failed calls that open it (`0`: no breaker), and how long it stays open; `circuit(...)` fields left out take these (failures `5` when this is `0`) | `0`, `30s` |
 /// | `KAFKA_EVENTS_LAG_INTERVAL` | how often the lag monitor measures consumer lag | `10s` |
 /// | `KAFKA_EVENTS_LAG_THRESHOLD` | lag (messages, per partition) above which the runtime is not ready and warns; `0` never | `1000` |
 #[derive(Clone)]
@@ -73,6 +74,8 @@ pub struct Config {
     startup_grace: Duration,
     lag_interval: Duration,
     lag_threshold: i64,
+    circuit_failures: u32,
+    circuit_reset: Duration,
     default_retry: RetryPolicy,
     handlers: Option<Vec<String>>,
     consumer_properties: BTreeMap<String, String>,
@@ -111,6 +114,8 @@ impl Config {
             startup_grace: Duration::from_secs(60),
             lag_interval: Duration::from_secs(10),
             lag_threshold: 1000,
+            circuit_failures: 0,
+            circuit_reset: Duration::from_secs(30),
             default_retry: RetryPolicy::default(),
             handlers: None,
             consumer_properties: BTreeMap::new(),
@@ -210,6 +215,8 @@ impl Config {
         read("KAFKA_EVENTS_POLL_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.poll_timeout = d));
         read("KAFKA_EVENTS_STARTUP_GRACE", &mut |v| parse_duration(v).map(|d| config.startup_grace = d));
         read("KAFKA_EVENTS_LAG_INTERVAL", &mut |v| parse_duration(v).map(|d| config.lag_interval = d));
+        read("KAFKA_CIRCUIT_FAILURES", &mut |v| parse_num(v).map(|n| config.circuit_failures = n));
+        read("KAFKA_CIRCUIT_RESET", &mut |v| parse_duration(v).map(|d| config.circuit_reset = d));
         read("KAFKA_EVENTS_LAG_THRESHOLD", &mut |v| parse_num(v).map(|n| config.lag_threshold = n));
         read("KAFKA_RETRY_MAX", &mut |v| parse_num(v).map(|n| config.default_retry.max = n));
         read("KAFKA_RETRY_INITIAL", &mut |v| parse_duration(v).map(|d| config.default_retry.initial = d));
@@ -300,6 +307,9 @@ impl Config {
         }
         if self.max_buffered == 0 {
             problem("KAFKA_MAX_BUFFERED", "must be at least 1".into());
+        }
+        if self.circuit_failures > 0 && self.circuit_reset.is_zero() {
+            problem("KAFKA_CIRCUIT_RESET", "must be longer than 0 when KAFKA_CIRCUIT_FAILURES is set".into());
         }
         if self.lag_interval.is_zero() {
             problem("KAFKA_EVENTS_LAG_INTERVAL", "must be longer than 0".into());
@@ -417,6 +427,12 @@ impl Config {
         self.lag_threshold = threshold;
         self
     }
+    /// A circuit breaker for every handler without `circuit(...)` (`failures = 0`: none).
+    pub fn with_circuit(mut self, failures: u32, reset: Duration) -> Self {
+        self.circuit_failures = failures;
+        self.circuit_reset = reset;
+        self
+    }
     /// How long shutdown waits for in-flight messages.
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -503,6 +519,17 @@ impl Config {
     pub fn max_buffered(&self) -> usize {
         self.max_buffered
     }
+    /// Whether handlers without `circuit(...)` get a breaker.
+    pub fn circuit_enabled(&self) -> bool {
+        self.circuit_failures > 0
+    }
+    /// The circuit policy `circuit(...)` fields default to.
+    pub fn default_circuit(&self) -> crate::circuit::CircuitPolicy {
+        crate::circuit::CircuitPolicy {
+            failures: if self.circuit_failures == 0 { 5 } else { self.circuit_failures },
+            reset: self.circuit_reset,
+        }
+    }
     /// How often consumer lag is measured.
     pub fn lag_interval(&self) -> Duration {
         self.lag_interval
@@ -572,6 +599,8 @@ impl fmt::Debug for Config {
             .field("startup_grace", &self.startup_grace)
             .field("lag_interval", &self.lag_interval)
             .field("lag_threshold", &self.lag_threshold)
+            .field("circuit_failures", &self.circuit_failures)
+            .field("circuit_reset", &self.circuit_reset)
             .field("default_retry", &self.default_retry)
             .field("handlers", &self.handlers)
             .field("consumer_properties", &redact(&self.consumer_properties))

@@ -39,6 +39,7 @@ pub struct HandlerRegistration {
     pub(crate) dlq: DlqSpec,
     pub(crate) concurrency: u32,
     pub(crate) keyless: Keyless,
+    pub(crate) circuit: Option<crate::circuit::CircuitSpec>,
     pub(crate) invoke: InvokeFn,
 }
 
@@ -73,8 +74,15 @@ impl HandlerRegistration {
             dlq: DlqSpec::Disabled,
             concurrency: 1,
             keyless: Keyless::Ordered,
+            circuit: None,
             invoke,
         }
+    }
+
+    /// Sets `circuit(...)`.
+    pub const fn circuit(mut self, circuit: crate::circuit::CircuitSpec) -> Self {
+        self.circuit = Some(circuit);
+        self
     }
 
     /// Sets `concurrency = N` (messages of one partition handled at once, never two of one key)

@@ -51,6 +51,8 @@ pub struct GroupHealth {
     pub since_last_poll: Option<Duration>,
     /// Time since a lane of the group last received messages.
     pub since_last_message: Option<Duration>,
+    /// Partitions paused now (over a cap, or their handler's circuit is open).
+    pub paused_partitions: usize,
 }
 
 /// Consumer lag of one partition, as the lag monitor last measured it.
@@ -114,6 +116,8 @@ pub struct Health {
     /// Lag of every partition this process owns, as last measured (every
     /// `KAFKA_EVENTS_LAG_INTERVAL`).
     pub lag: Vec<PartitionLag>,
+    /// Every handler's circuit breaker (handlers without one are not listed).
+    pub circuits: Vec<crate::circuit::CircuitHealth>,
 }
 
 impl Health {
@@ -182,6 +186,7 @@ pub(crate) struct Status {
     groups: Mutex<BTreeMap<String, GroupHealth>>,
     budgets: Mutex<BTreeMap<String, Arc<Budget>>>,
     lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
+    circuits: Mutex<Vec<Arc<crate::circuit::CircuitBreaker>>>,
 }
 
 impl Status {
@@ -193,6 +198,7 @@ impl Status {
             groups: Mutex::default(),
             budgets: Mutex::default(),
             lag: Mutex::default(),
+            circuits: Mutex::default(),
         }
     }
 
@@ -238,6 +244,11 @@ impl Status {
         self.budgets.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), budget);
     }
 
+    /// Reports these circuit breakers from now on.
+    pub(crate) fn track_circuits(&self, breakers: impl IntoIterator<Item = Arc<crate::circuit::CircuitBreaker>>) {
+        self.circuits.lock().unwrap_or_else(|p| p.into_inner()).extend(breakers);
+    }
+
     /// The lag monitor's latest measurement for `group`.
     pub(crate) fn set_lag(&self, group: &str, lags: Vec<PartitionLag>) {
         self.metrics.set_lag(group, &lags);
@@ -253,6 +264,7 @@ impl Status {
             entry.buffer_cap = budget.cap();
             entry.since_last_poll = budget.since_last_poll();
             entry.since_last_message = budget.since_last_message();
+            entry.paused_partitions = budget.paused();
             entry.state = if budget.is_stopped() {
                 GroupState::Stopped
             } else if budget.is_rebalancing() {
@@ -266,6 +278,12 @@ impl Status {
             stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(),
             groups,
             lag: self.lag.lock().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned().collect(),
+            circuits: {
+                let circuits: Vec<_> =
+                    self.circuits.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|b| b.health()).collect();
+                self.metrics.set_circuits(&circuits);
+                circuits
+            },
         }
     }
 }

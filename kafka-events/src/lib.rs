@@ -63,6 +63,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod circuit;
 pub mod config;
 mod connection;
 mod consumer;
@@ -99,6 +100,7 @@ pub mod prelude {
 /// Used by the code `#[kafka_handler]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::circuit::CircuitSpec;
     pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn, Keyless};
     pub use crate::processor::{invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetryMode, RetrySpec};

@@ -11,6 +11,8 @@
 //! | `kafka_events_handler_duration_seconds` | topic, handler | histogram of handler calls (decode/validation failures do not call it) |
 //! | `kafka_events_messages_buffered` | group | messages held (polled, not yet committed past) |
 //! | `kafka_events_consumer_lag` | group, topic, partition | high watermark − committed offset, every `KAFKA_EVENTS_LAG_INTERVAL` |
+//! | `kafka_events_circuit_state` | topic, handler | 0 closed, 1 half-open, 2 open |
+//! | `kafka_events_circuit_opened_total` | topic, handler | times the circuit opened |
 //! | `kafka_events_rebalances_total` | group, kind | partitions `assigned` / `revoked` events |
 //! | `kafka_events_commits_total`, `kafka_events_commit_failures_total` | group | offset commits |
 //! | `kafka_events_delivery_failures_total` | topic | retry or dead-letter publishes the broker refused (each is retried) |
@@ -117,6 +119,8 @@ pub(crate) struct Metrics {
     /// The lag series last set per group, to drop partitions no longer owned.
     lag_reported: std::sync::Mutex<HashMap<String, Vec<PartitionLabels>>>,
     rebalances: Family<RebalanceLabels, Counter>,
+    circuit_state: Family<HandlerLabels, Gauge>,
+    circuit_opened: Family<HandlerLabels, Counter>,
     commits: Family<GroupLabels, Counter>,
     commit_failures: Family<GroupLabels, Counter>,
     delivery_failures: Family<TopicLabels, Counter>,
@@ -133,6 +137,8 @@ impl Metrics {
         let buffered = Family::<GroupLabels, Gauge>::default();
         let lag = Family::<PartitionLabels, Gauge>::default();
         let rebalances = Family::<RebalanceLabels, Counter>::default();
+        let circuit_state = Family::<HandlerLabels, Gauge>::default();
+        let circuit_opened = Family::<HandlerLabels, Counter>::default();
         let commits = Family::<GroupLabels, Counter>::default();
         let commit_failures = Family::<GroupLabels, Counter>::default();
         let delivery_failures = Family::<TopicLabels, Counter>::default();
@@ -144,6 +150,8 @@ impl Metrics {
         registry.register("messages_buffered", "Messages held: polled, not yet committed past", buffered.clone());
         registry.register("consumer_lag", "High watermark minus committed offset", lag.clone());
         registry.register("rebalances", "Partition assignments and revocations", rebalances.clone());
+        registry.register("circuit_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", circuit_state.clone());
+        registry.register("circuit_opened", "Times the circuit breaker opened", circuit_opened.clone());
         registry.register("commits", "Offset commits", commits.clone());
         registry.register("commit_failures", "Offset commits that failed", commit_failures.clone());
         registry.register(
@@ -162,6 +170,8 @@ impl Metrics {
             lag,
             lag_reported: std::sync::Mutex::default(),
             rebalances,
+            circuit_state,
+            circuit_opened,
             commits,
             commit_failures,
             delivery_failures,
@@ -224,6 +234,25 @@ impl Metrics {
             self.lag.remove(gone);
         }
         reported.insert(group.to_string(), now);
+    }
+
+    /// The circuit gauges, from the breakers' current state.
+    pub(crate) fn set_circuits(&self, circuits: &[crate::circuit::CircuitHealth]) {
+        use crate::circuit::CircuitState;
+        for circuit in circuits {
+            let labels = HandlerLabels { topic: circuit.topic.clone(), handler: circuit.handler.clone() };
+            let state = match circuit.state {
+                CircuitState::Closed => 0,
+                CircuitState::HalfOpen => 1,
+                CircuitState::Open => 2,
+            };
+            self.circuit_state.get_or_create(&labels).set(state);
+        }
+    }
+
+    /// The counter a handler's circuit breaker increments when it opens.
+    pub(crate) fn circuit_opened(&self, topic: &str, handler: &str) -> Counter {
+        self.circuit_opened.get_or_create(&HandlerLabels { topic: topic.into(), handler: handler.into() }).clone()
     }
 
     /// The Prometheus text exposition of every metric.

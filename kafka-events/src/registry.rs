@@ -32,6 +32,8 @@ pub struct BoundHandler {
     pub retry_topic: Option<String>,
     /// Its effective retry policy.
     pub retry: RetryPolicy,
+    /// Its circuit breaker's policy, if it has one.
+    pub circuit: Option<crate::circuit::CircuitPolicy>,
 }
 
 impl BoundHandler {
@@ -127,7 +129,22 @@ impl Topology {
                 }
             }
             let name = registration.qualified_name();
-            by_topic.insert(topic.clone(), BoundHandler { registration, name, topic, dlq_topic, retry_topic, retry });
+            let circuit = match registration.circuit {
+                Some(spec) => Some(spec.resolve(config.default_circuit())),
+                None => config.circuit_enabled().then(|| config.default_circuit()),
+            };
+            if let Some(circuit) = circuit.filter(|c| c.failures == 0 || c.reset.is_zero()) {
+                problems.push(format!(
+                    "{}: circuit breaker needs failures ≥ 1 and a reset longer than 0, got failures = {} and reset = {}",
+                    registration.site(),
+                    circuit.failures,
+                    humantime::format_duration(circuit.reset)
+                ));
+            }
+            by_topic.insert(
+                topic.clone(),
+                BoundHandler { registration, name, topic, dlq_topic, retry_topic, retry, circuit },
+            );
         }
         if problems.is_empty() {
             Ok(Self { handlers: by_topic })

@@ -1,7 +1,9 @@
 //! Starting and stopping: discovery, validation, connection, the main group, shutdown.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::circuit::CircuitBreaker;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::consumer::{GroupMember, MemberSpec};
@@ -41,8 +43,21 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
 
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::new(metrics.clone()));
-    let processor =
-        Arc::new(Processor::new(connection.producer.clone(), status.clone(), metrics.for_topology(&topology)));
+    let breakers: HashMap<String, Arc<CircuitBreaker>> = topology
+        .handlers()
+        .filter_map(|h| {
+            let opened = metrics.circuit_opened(&h.topic, h.name());
+            let breaker = CircuitBreaker::new(h.circuit?, h.name(), &h.topic, opened);
+            Some((h.topic.clone(), Arc::new(breaker)))
+        })
+        .collect();
+    status.track_circuits(breakers.values().cloned());
+    let processor = Arc::new(Processor::new(
+        connection.producer.clone(),
+        status.clone(),
+        metrics.for_topology(&topology),
+        breakers,
+    ));
     let http = match config.http() {
         Some(addr) => Some(HttpServer::start(addr, status.clone(), config.readiness_policy()).await?),
         None => None,

@@ -21,6 +21,7 @@ pub(crate) struct Budget {
     last_message: AtomicU64,
     rebalancing: AtomicBool,
     stopped: AtomicBool,
+    paused: AtomicUsize,
 }
 
 fn now_ms() -> u64 {
@@ -41,6 +42,7 @@ impl Budget {
             last_message: AtomicU64::new(0),
             rebalancing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            paused: AtomicUsize::new(0),
         }
     }
 
@@ -54,6 +56,13 @@ impl Budget {
     }
     pub(crate) fn set_rebalancing(&self, on: bool) {
         self.rebalancing.store(on, Ordering::Relaxed);
+    }
+    /// How many partitions the poll thread has paused now.
+    pub(crate) fn set_paused(&self, partitions: usize) {
+        self.paused.store(partitions, Ordering::Relaxed);
+    }
+    pub(crate) fn paused(&self) -> usize {
+        self.paused.load(Ordering::Relaxed)
     }
     pub(crate) fn set_stopped(&self) {
         self.stopped.store(true, Ordering::Relaxed);

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::Budget;
 use super::lane::run_lane;
 use super::lock;
+use crate::circuit::CircuitBreaker;
 use crate::processor::offsets::OffsetTracker;
 use crate::processor::Processor;
 use crate::registry::Topology;
@@ -37,6 +38,8 @@ struct Lane {
     staged: Vec<OwnedMessage>,
     paused: bool,
     committed: Option<i64>,
+    /// Its handler's circuit breaker: while it is open the partition stays paused.
+    breaker: Option<Arc<CircuitBreaker>>,
 }
 
 /// What routing a message asks of the consumer.
@@ -94,6 +97,7 @@ impl Lanes {
         let (ended_tx, ended) = std_mpsc::channel();
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone())));
         let cancel = CancellationToken::new();
+        let breaker = self.processor.breaker(&handler.topic);
         self.runtime.spawn(run_lane(
             handler,
             receiver,
@@ -102,8 +106,10 @@ impl Lanes {
             self.processor.clone(),
             ended_tx,
         ));
-        self.lanes
-            .insert(tp, Lane { buffer, tracker, cancel, ended, staged: Vec::new(), paused: false, committed: None });
+        self.lanes.insert(
+            tp,
+            Lane { buffer, tracker, cancel, ended, staged: Vec::new(), paused: false, committed: None, breaker },
+        );
     }
 
     /// Routes a polled message to its lane; it is held from now until its outcome is durable.
@@ -151,8 +157,25 @@ impl Lanes {
         }
     }
 
+    /// Partitions whose handler's circuit has opened since the last call: they are paused.
+    pub(crate) fn circuit_pauses(&mut self) -> Vec<Tp> {
+        self.lanes
+            .iter_mut()
+            .filter(|(_, lane)| !lane.paused && lane.breaker.as_ref().is_some_and(|b| b.blocks()))
+            .map(|(tp, lane)| {
+                lane.paused = true;
+                tp.clone()
+            })
+            .collect()
+    }
+
+    /// How many partitions are paused now.
+    pub(crate) fn paused(&self) -> usize {
+        self.lanes.values().filter(|l| l.paused).count()
+    }
+
     /// The paused partitions that have drained to half their cap, while the member has drained
-    /// to half its own: they are resumed.
+    /// to half its own, and whose circuit is closed: they are resumed.
     pub(crate) fn refill(&mut self) -> Vec<Tp> {
         let mut resume = Vec::new();
         if !self.lanes.values().any(|l| l.paused) || !self.budget.has_drained() {
@@ -160,6 +183,9 @@ impl Lanes {
         }
         let low_water = self.partition_cap / 2;
         for (tp, lane) in self.lanes.iter_mut().filter(|(_, l)| l.paused) {
+            if lane.breaker.as_ref().is_some_and(|b| b.blocks()) {
+                continue;
+            }
             if lock(&lane.tracker).held() <= low_water {
                 lane.paused = false;
                 resume.push(tp.clone());

@@ -197,11 +197,14 @@ impl PollLoop {
                 timeout = Duration::ZERO;
             }
             self.budget.polled();
-            let resume = {
+            let (resume, paused) = {
                 let mut lanes = lock(&self.lanes);
                 lanes.flush();
-                lanes.refill()
+                pause.extend(lanes.circuit_pauses());
+                let resume = lanes.refill();
+                (resume, lanes.paused())
             };
+            self.budget.set_paused(paused);
             if !pause.is_empty() {
                 self.set_paused(&pause, true);
                 pause.clear();

@@ -22,6 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::circuit::{CircuitBreaker, Verdict};
 use crate::connection::TracingContext;
 use crate::dlq::records::{dead_letter_headers, DeadLetter};
 use crate::handler::MessageContext;
@@ -51,6 +52,8 @@ pub(crate) struct Processor {
     status: Arc<Status>,
     /// Per handler topic.
     metrics: HashMap<String, HandlerMetrics>,
+    /// Per handler topic, for handlers with a circuit breaker.
+    breakers: HashMap<String, Arc<CircuitBreaker>>,
 }
 
 impl Processor {
@@ -58,8 +61,14 @@ impl Processor {
         producer: FutureProducer<TracingContext>,
         status: Arc<Status>,
         metrics: HashMap<String, HandlerMetrics>,
+        breakers: HashMap<String, Arc<CircuitBreaker>>,
     ) -> Self {
-        Self { producer, status, metrics }
+        Self { producer, status, metrics, breakers }
+    }
+
+    /// The circuit breaker of the handler of `topic`, if it has one.
+    pub(crate) fn breaker(&self, handler_topic: &str) -> Option<Arc<CircuitBreaker>> {
+        self.breakers.get(handler_topic).cloned()
     }
 
     /// Processes `message` with `handler` until its outcome is durable or `cancel` fires.
@@ -112,9 +121,21 @@ impl Processor {
             }
         }
         let metrics = self.metrics.get(&handler.topic);
+        let breaker = self.breakers.get(&handler.topic);
         loop {
             span.record("attempt", attempt);
+            // An open circuit holds the message here (the consumer pauses the partition).
+            let permit = match breaker {
+                Some(breaker) => match breaker.admit(cancel).await {
+                    Some(permit) => Some(permit),
+                    None => return Finish::Interrupted,
+                },
+                None => None,
+            };
             let (result, call) = attempt_once(handler, message, attempt, trace).await;
+            if let (Some(breaker), Some(permit)) = (breaker, permit) {
+                breaker.record(permit, verdict(&result));
+            }
             if let Some(metrics) = metrics {
                 if let Some(elapsed) = call {
                     metrics.observe_call(elapsed);
@@ -228,6 +249,17 @@ impl Processor {
             }
         };
         Box::pin(publish.in_current_span())
+    }
+}
+
+/// What an attempt tells the handler's circuit breaker: only failures a broken dependency
+/// causes (retryable errors, panics) count against it.
+fn verdict(result: &Result<(), Failure>) -> Verdict {
+    match result {
+        Ok(()) => Verdict::Success,
+        Err(Failure::Handler(error)) if !error.is_permanent() => Verdict::Failure,
+        Err(Failure::Panic(_)) => Verdict::Failure,
+        Err(_) => Verdict::Neutral,
     }
 }
 
