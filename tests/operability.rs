@@ -258,3 +258,63 @@ async fn lag_is_reported_makes_the_runtime_not_ready_and_drops_to_zero_after_cat
     assert_eq!(status, 200, "{body}");
     runtime.shutdown().await.expect("shutdown");
 }
+
+// ------------------------------------------------------------------------- broker down and up
+
+#[kafka_handler(topic = "resilient", dlq)]
+async fn resilient(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
+    record(ctx.topic(), call(&event, &ctx, true));
+    Ok(())
+}
+
+/// Polls `path` until it answers `status` (the runtime notices broker changes on its own
+/// schedule); returns the body and how long it took.
+async fn wait_status(addr: SocketAddr, path: &str, status: u16, within: Duration) -> (String, Duration) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let (now, body) = get(addr, path).await;
+        if now == status {
+            return (body, started.elapsed());
+        }
+        assert!(started.elapsed() < within, "{path} did not answer {status} within {within:?}: {now} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The broker is librdkafka's mock cluster, hosted by this test on a loopback port: it can be
+/// taken down and brought back with its data (Tansu's memory storage would lose the topics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_503_while_the_broker_is_down_and_the_runtime_recovers_when_it_is_back() {
+    let broker = kafka_events::embedded::EmbeddedBroker::start().expect("mock cluster");
+    let run = unique("resilient");
+    let topic = format!("{run}.resilient");
+    for name in [topic.clone(), format!("{topic}.retry"), format!("{topic}.dlq")] {
+        broker.create_topic(&name, 1).expect("create topic");
+    }
+    let config = config(&run, &["resilient"])
+        .with_brokers(broker.bootstrap_servers())
+        .with_topic_provisioning(false)
+        .with_http(localhost_any_port())
+        .with_lag_monitor(Duration::from_millis(200), 1000);
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
+    let addr = runtime.http_addr().expect("HTTP endpoint on");
+    let producer = common::unbatched_producer_for(broker.bootstrap_servers());
+
+    produce(&producer, &topic, "a", &job("before", "ok"), &[], None).await;
+    wait_for(&topic, Duration::from_secs(60), |calls| calls.iter().any(|c| c.id == "before")).await;
+    wait_status(addr, "/health/ready", 200, Duration::from_secs(30)).await;
+
+    broker.set_down(true).expect("broker down");
+    let (body, took) = wait_status(addr, "/health/ready", 503, Duration::from_secs(30)).await;
+    println!("not ready {took:?} after the broker went down");
+    assert!(body.contains("no broker has answered"), "{body}");
+    let (live, body) = get(addr, "/health/live").await;
+    assert_eq!(live, 200, "the process itself is fine: {body}");
+
+    broker.set_down(false).expect("broker up");
+    let (_, took) = wait_status(addr, "/health/ready", 200, Duration::from_secs(60)).await;
+    println!("ready again {took:?} after the broker came back");
+    produce(&producer, &topic, "a", &job("after", "ok"), &[], None).await;
+    wait_for(&topic, Duration::from_secs(60), |calls| calls.iter().any(|c| c.id == "after")).await;
+    runtime.shutdown().await.expect("shutdown");
+}

@@ -10,6 +10,7 @@ use rdkafka::mocking::MockCluster;
 
 enum Request {
     CreateTopic { name: String, partitions: i32, reply: mpsc::Sender<KafkaResult<()>> },
+    SetDown { down: bool, reply: mpsc::Sender<KafkaResult<()>> },
 }
 
 /// An in-process Kafka-protocol broker (librdkafka's mock cluster). Data lives in memory and is
@@ -42,6 +43,10 @@ impl EmbeddedBroker {
                         Request::CreateTopic { name, partitions, reply } => {
                             let _ = reply.send(cluster.create_topic(&name, partitions, 1));
                         }
+                        Request::SetDown { down, reply } => {
+                            let result = if down { cluster.broker_down(1) } else { cluster.broker_up(1) };
+                            let _ = reply.send(result);
+                        }
                     }
                 }
             })
@@ -58,13 +63,19 @@ impl EmbeddedBroker {
 
     /// Creates `name` with `partitions` partitions (replication factor 1).
     pub fn create_topic(&self, name: &str, partitions: i32) -> KafkaResult<()> {
+        self.ask(|reply| Request::CreateTopic { name: name.into(), partitions, reply })
+    }
+
+    /// Takes the broker down (connections are closed and refused; its data is kept) or brings it
+    /// back up — for testing what clients do when the broker goes away.
+    pub fn set_down(&self, down: bool) -> KafkaResult<()> {
+        self.ask(|reply| Request::SetDown { down, reply })
+    }
+
+    fn ask(&self, request: impl FnOnce(mpsc::Sender<KafkaResult<()>>) -> Request) -> KafkaResult<()> {
         let failed = || KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail);
         let (reply, answer) = mpsc::channel();
-        self.requests
-            .as_ref()
-            .ok_or_else(failed)?
-            .send(Request::CreateTopic { name: name.into(), partitions, reply })
-            .map_err(|_| failed())?;
+        self.requests.as_ref().ok_or_else(failed)?.send(request(reply)).map_err(|_| failed())?;
         answer.recv().map_err(|_| failed())?
     }
 }

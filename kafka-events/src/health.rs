@@ -53,6 +53,8 @@ pub struct GroupHealth {
     pub since_last_message: Option<Duration>,
     /// Partitions paused now (over a cap, or their handler's circuit is open).
     pub paused_partitions: usize,
+    /// How long no broker has answered this group's clients, when that is the case.
+    pub brokers_unreachable_for: Option<Duration>,
 }
 
 /// Consumer lag of one partition, as the lag monitor last measured it.
@@ -143,10 +145,19 @@ impl Health {
         Readiness { ready: problems.is_empty(), problems }
     }
 
-    /// Ready when live, no partition is stalled or lags over the threshold, and the main group (`…-main`) has had an
+    /// Ready when live, brokers answer, no partition is stalled or lags over the threshold, and
+    /// the main group (`…-main`) has had an
     /// assignment — or the runtime started less than `policy.startup_grace` ago.
     pub fn readiness(&self, policy: &ReadinessPolicy, uptime: Duration) -> Readiness {
         let mut problems = self.liveness(policy).problems;
+        for (group, health) in &self.groups {
+            if let Some(down) = health.brokers_unreachable_for {
+                problems.push(format!(
+                    "group `{group}`: no broker has answered for {}",
+                    humantime::format_duration(round_ms(down))
+                ));
+            }
+        }
         for stall in &self.stalled {
             problems.push(format!(
                 "partition {}[{}] is stalled at offset {}: {}",
@@ -265,6 +276,7 @@ impl Status {
             entry.since_last_poll = budget.since_last_poll();
             entry.since_last_message = budget.since_last_message();
             entry.paused_partitions = budget.paused();
+            entry.brokers_unreachable_for = budget.unreachable_for();
             entry.state = if budget.is_stopped() {
                 GroupState::Stopped
             } else if budget.is_rebalancing() {

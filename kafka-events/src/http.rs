@@ -67,6 +67,7 @@ struct Report {
     groups: Vec<GroupReport>,
     stalled: Vec<StallReport>,
     lag: Vec<crate::health::PartitionLag>,
+    circuits: Vec<crate::circuit::CircuitHealth>,
 }
 
 #[derive(Serialize)]
@@ -81,6 +82,8 @@ struct GroupReport {
     buffered: usize,
     buffered_peak: usize,
     buffer_cap: usize,
+    paused_partitions: usize,
+    seconds_brokers_unreachable: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -112,6 +115,8 @@ fn report(health: &Health, verdict: Readiness, uptime: f64) -> Response {
                 buffered: g.buffered,
                 buffered_peak: g.buffered_peak,
                 buffer_cap: g.buffer_cap,
+                paused_partitions: g.paused_partitions,
+                seconds_brokers_unreachable: g.brokers_unreachable_for.map(|d| d.as_secs_f64()),
             })
             .collect(),
         stalled: health
@@ -126,6 +131,7 @@ fn report(health: &Health, verdict: Readiness, uptime: f64) -> Response {
             })
             .collect(),
         lag: health.lag.clone(),
+        circuits: health.circuits.clone(),
     };
     (code, Json(body)).into_response()
 }

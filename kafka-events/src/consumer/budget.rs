@@ -22,6 +22,8 @@ pub(crate) struct Budget {
     rebalancing: AtomicBool,
     stopped: AtomicBool,
     paused: AtomicUsize,
+    /// Since when no broker answers (milliseconds since the epoch); 0: reachable.
+    unreachable_since: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -43,6 +45,7 @@ impl Budget {
             rebalancing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             paused: AtomicUsize::new(0),
+            unreachable_since: AtomicU64::new(0),
         }
     }
 
@@ -63,6 +66,20 @@ impl Budget {
     }
     pub(crate) fn paused(&self) -> usize {
         self.paused.load(Ordering::Relaxed)
+    }
+    /// No broker answers (librdkafka reported all brokers down, or a lag query failed).
+    pub(crate) fn broker_unreachable(&self) {
+        let _ = self.unreachable_since.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+    /// A broker answered.
+    pub(crate) fn broker_reachable(&self) {
+        if self.unreachable_since.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!("brokers reachable again");
+        }
+    }
+    /// How long no broker has answered, if that is the case.
+    pub(crate) fn unreachable_for(&self) -> Option<Duration> {
+        since(self.unreachable_since.load(Ordering::Relaxed))
     }
     pub(crate) fn set_stopped(&self) {
         self.stopped.store(true, Ordering::Relaxed);

@@ -25,6 +25,9 @@ impl ClientContext for GroupContext {
         log_to_tracing(level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.budget.broker_unreachable();
+        }
         tracing::warn!(target: "librdkafka", group = %self.group, %error, "{reason}");
     }
 }

@@ -4,7 +4,8 @@
 //! partition over `KAFKA_EVENTS_LAG_THRESHOLD` makes the runtime not ready and is logged.
 //!
 //! It runs on its own thread with its own client (no group membership: it never subscribes), so
-//! slow broker answers never delay polling.
+//! slow broker answers never delay polling. Its queries double as the broker reachability probe
+//! readiness uses (together with librdkafka's "all brokers down" error).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ pub(crate) struct LagMonitor {
     pub(crate) client: ClientConfig,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
     pub(crate) status: Arc<Status>,
+    pub(crate) budget: Arc<super::budget::Budget>,
     pub(crate) interval: Duration,
     pub(crate) threshold: i64,
     pub(crate) stop: CancellationToken,
@@ -65,6 +67,11 @@ impl LagMonitor {
     fn measure(&self, consumer: &BaseConsumer) -> Vec<PartitionLag> {
         let assigned = lock(&self.lanes).assigned();
         if assigned.is_empty() {
+            // Nothing to measure: still find out whether a broker answers.
+            match consumer.fetch_metadata(None, QUERY_TIMEOUT) {
+                Ok(_) => self.budget.broker_reachable(),
+                Err(_) => self.budget.broker_unreachable(),
+            }
             return Vec::new();
         }
         let mut list = TopicPartitionList::new();
@@ -75,9 +82,11 @@ impl LagMonitor {
             Ok(committed) => committed,
             Err(error) => {
                 tracing::debug!(group = %self.group, %error, "lag: committed offsets unavailable");
+                self.budget.broker_unreachable();
                 return Vec::new();
             }
         };
+        self.budget.broker_reachable();
         assigned
             .into_iter()
             .filter_map(|(topic, partition)| {

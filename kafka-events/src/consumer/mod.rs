@@ -94,6 +94,7 @@ impl GroupMember {
             client: lag_client,
             lanes: lanes.clone(),
             status: spec.status.clone(),
+            budget: budget.clone(),
             interval: config.lag_interval(),
             threshold: config.readiness_policy().lag_threshold,
             stop: stop.clone(),
