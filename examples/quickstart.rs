@@ -47,11 +47,15 @@ async fn on_order(event: OrderCreated, ctx: MessageContext) -> Result<(), Handle
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error,librdkafka=off".into()),
-        )
-        .init();
+    // `RUST_LOG=kafka_events=debug LOG_FORMAT=json cargo run --example quickstart` shows the
+    // runtime's structured logs, one JSON object per line.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error,librdkafka=off".into());
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        tracing_subscriber::fmt().json().with_current_span(true).with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let (tx, mut handled_rx) = mpsc::unbounded_channel();
     HANDLED.set(tx).expect("set once");
 

@@ -178,6 +178,7 @@ async fn readiness_reports_the_groups_and_turns_503_when_a_partition_stalls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status, 503, "{body}");
+    println!("/health/ready with a stalled partition: {body}");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["status"], "unavailable");
     assert_eq!(report["stalled"][0]["topic"], topic.as_str());

@@ -17,6 +17,7 @@ use kafka_events::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 use validator::Validate;
@@ -51,11 +52,25 @@ static SPANS: Mutex<Vec<SpanFields>> = Mutex::new(Vec::new());
 
 struct CaptureMessageSpans;
 
-impl<S: tracing::Subscriber> Layer<S> for CaptureMessageSpans {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, _: &tracing::span::Id, _: Context<'_, S>) {
+/// Keeps each `message` span's fields (set at creation or recorded later) and collects them in
+/// `SPANS` when the span closes.
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for CaptureMessageSpans {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
         if attrs.metadata().name() == "message" {
             let mut fields = SpanFields::default();
             attrs.record(&mut fields);
+            ctx.span(id).expect("new span").extensions_mut().insert(fields);
+        }
+    }
+    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+                values.record(fields);
+            }
+        }
+    }
+    fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
+        if let Some(fields) = ctx.span(&id).and_then(|span| span.extensions().get::<SpanFields>().cloned()) {
             SPANS.lock().unwrap().push(fields);
         }
     }

@@ -76,6 +76,8 @@ pub mod health;
 mod http;
 pub mod metrics;
 pub mod names;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod processor;
 pub mod publisher;
 pub mod registry;

@@ -63,6 +63,16 @@ impl TraceContext {
         &self.span_id
     }
 
+    /// Whether the trace is sampled (flag `01`).
+    pub fn sampled(&self) -> bool {
+        self.sampled
+    }
+
+    #[cfg(feature = "otel")]
+    pub(crate) fn from_parts(trace_id: String, span_id: String, sampled: bool) -> Self {
+        Self { trace_id, span_id, sampled }
+    }
+
     /// The `traceparent` header value naming this span as the parent.
     pub fn traceparent(&self) -> String {
         format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))

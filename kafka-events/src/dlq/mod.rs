@@ -1,4 +1,4 @@
-//! Dead-letter topics: the records the processor writes ([`records`], internal) and the
+//! Dead-letter topics: the records the processor writes (headers listed in [`crate::names::header`]) and the
 //! operations people run on them — stats, peek and replay ([`DeadLetters`]), also available as the
 //! `kafka-events dlq …` command.
 

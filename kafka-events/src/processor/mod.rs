@@ -79,9 +79,8 @@ impl Processor {
         cancel: &CancellationToken,
     ) -> Finish {
         let name = handler.name();
-        let trace = crate::headers::header_str(message, crate::trace::TRACEPARENT)
-            .and_then(crate::trace::TraceContext::parse)
-            .map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child());
+        let parent =
+            crate::headers::header_str(message, crate::trace::TRACEPARENT).and_then(crate::trace::TraceContext::parse);
         let span = tracing::info_span!(
             "message",
             topic = message.topic(),
@@ -89,11 +88,21 @@ impl Processor {
             offset = message.offset(),
             key = message.key().map(String::from_utf8_lossy).as_deref(),
             handler = %name,
-            trace_id = trace.trace_id(),
-            span_id = trace.span_id(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
             attempt = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
+        // With an OpenTelemetry layer, the span's own ids; else a child of the message's trace
+        // (a new trace when it has none).
+        #[cfg(feature = "otel")]
+        let adopted = crate::otel::adopt(&span, parent.as_ref());
+        #[cfg(not(feature = "otel"))]
+        let adopted = None;
+        let trace = adopted
+            .unwrap_or_else(|| parent.map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child()));
+        span.record("trace_id", trace.trace_id());
+        span.record("span_id", trace.span_id());
         self.process_inner(handler, name, message, cancel, &trace).instrument(span).await
     }
 
