@@ -174,6 +174,14 @@ impl MessageContext {
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
+    /// The message's `x-message-id`, if it has one.
+    pub fn message_id(&self) -> Option<&str> {
+        self.header_str(crate::names::header::MESSAGE_ID)
+    }
+    /// The message's `x-correlation-id`, if it has one.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.header_str(crate::names::header::CORRELATION_ID)
+    }
     /// The trace context of this handling: the trace of the message's `traceparent` header (a
     /// new trace when it has none) with a span of its own. Messages published while the handler
     /// runs carry it as their parent.

@@ -1,5 +1,16 @@
 //! Publishing events: typed JSON, keys, headers; delivery errors are returned, never swallowed.
-//! Every message carries a W3C `traceparent` (see [`trace`](crate::trace)) unless one is given.
+//!
+//! Every message gets, unless the options give them:
+//! - `x-message-id`: a UUIDv7 (unique, ordered by creation time);
+//! - `x-correlation-id` when published from inside a handler: the handled message's
+//!   `x-correlation-id`, or its `x-message-id` when it has none — so a request and everything
+//!   it causes share one id;
+//! - `traceparent` (see [`trace`](crate::trace)).
+//!
+//! Backpressure: librdkafka's producer queue is bounded (`queue.buffering.max.messages`,
+//! `queue.buffering.max.kbytes`, settable with `Config::with_producer_property`); when it is
+//! full, `publish` waits (up to 30 s) for room instead of growing memory, then fails with
+//! `QueueFull`.
 
 use std::time::Duration;
 
@@ -10,6 +21,17 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::connection::TracingContext;
+use crate::names::header::{CORRELATION_ID, MESSAGE_ID};
+
+tokio::task_local! {
+    /// The correlation id of the message being handled on this task.
+    static CORRELATION: Option<String>;
+}
+
+/// Runs a handler's future with `correlation` as the id its publishes carry.
+pub(crate) async fn with_correlation<F: std::future::Future>(correlation: Option<String>, future: F) -> F::Output {
+    CORRELATION.scope(correlation, future).await
+}
 
 /// Publishes events through the runtime's one idempotent producer. Cheap to clone.
 ///
@@ -112,7 +134,17 @@ impl Publisher {
         for (name, value) in &options.headers {
             headers = headers.insert(Header { key: name, value: Some(value) });
         }
-        if !options.headers.iter().any(|(name, _)| name == crate::trace::TRACEPARENT) {
+        let given = |header: &str| options.headers.iter().any(|(name, _)| name == header);
+        if !given(MESSAGE_ID) {
+            let id = uuid::Uuid::now_v7().to_string();
+            headers = headers.insert(Header { key: MESSAGE_ID, value: Some(&id) });
+        }
+        if !given(CORRELATION_ID) {
+            if let Ok(Some(correlation)) = CORRELATION.try_with(Clone::clone) {
+                headers = headers.insert(Header { key: CORRELATION_ID, value: Some(&correlation) });
+            }
+        }
+        if !given(crate::trace::TRACEPARENT) {
             // Inside a handler: the handler's span is the parent; elsewhere a new trace starts.
             let parent = crate::trace::current().unwrap_or_else(crate::trace::TraceContext::new_root);
             headers = headers.insert(Header { key: crate::trace::TRACEPARENT, value: Some(&parent.traceparent()) });

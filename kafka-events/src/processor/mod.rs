@@ -288,7 +288,12 @@ async fn attempt_once(
         Ok(Err(input)) => return (Err(Failure::Input(input)), None),
         Err(panic) => return (Err(Failure::Panic(panic_message(&*panic))), Some(started.elapsed())),
     };
-    let result = match crate::trace::scope(trace.clone(), AssertUnwindSafe(future).catch_unwind()).await {
+    // What the handler publishes carries this message's correlation id (or its id).
+    let correlation = crate::headers::header_str(message, crate::names::header::CORRELATION_ID)
+        .or_else(|| crate::headers::header_str(message, crate::names::header::MESSAGE_ID))
+        .map(str::to_string);
+    let future = crate::publisher::with_correlation(correlation, AssertUnwindSafe(future).catch_unwind());
+    let result = match crate::trace::scope(trace.clone(), future).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(Failure::Handler(error)),
         Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
