@@ -43,6 +43,11 @@ pub enum Profile {
 /// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
 /// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY`, `KAFKA_RETRY_JITTER`, `KAFKA_RETRY_MODE` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s`, `0.1`, `topic` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
+/// | `KAFKA_EVENTS_CONFIG` | a TOML file of these settings, read by [`Config::from_env`] under the environment (see [`Config::from_sources`]) | none |
+/// | `KAFKA_ENABLED` | `false` starts nothing ([`runtime::start`](crate::runtime::start) logs it and returns) | `true` |
+/// | `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` | `PLAINTEXT`/`SSL`/`SASL_PLAINTEXT`/`SASL_SSL`; `PLAIN`/`SCRAM-SHA-256`/`SCRAM-SHA-512`; credentials (never shown in `Debug` or errors) | none |
+/// | `KAFKA_SSL_CA_LOCATION`, `KAFKA_SSL_CERTIFICATE_LOCATION`, `KAFKA_SSL_KEY_LOCATION`, `KAFKA_SSL_KEY_PASSWORD` | TLS files (checked to exist) | none |
+/// | `KAFKA_CONSUMER_*`, `KAFKA_PRODUCER_*`, `KAFKA_CLIENT_*` | any librdkafka property of the consumers, the producer, or every client: `KAFKA_CONSUMER_SESSION_TIMEOUT_MS=30000` sets `session.timeout.ms` | none |
 /// | `KAFKA_EVENTS_HTTP` | `host:port` of the HTTP endpoint (`/health/live`, `/health/ready`, `/metrics`); port `0` picks a free one | off |
 /// | `KAFKA_EVENTS_POLL_TIMEOUT` | a poll thread silent for longer is not live (nor ready) | `60s` |
 /// | `KAFKA_EVENTS_STARTUP_GRACE` | how long the main group may have no assignment and still be ready | `60s` |
@@ -80,6 +85,9 @@ pub struct Config {
     handlers: Option<Vec<String>>,
     consumer_properties: BTreeMap<String, String>,
     producer_properties: BTreeMap<String, String>,
+    /// Properties of every client (security).
+    client_properties: BTreeMap<String, String>,
+    enabled: bool,
     /// Problems found while reading values (e.g. an env var that is not a number), reported by
     /// `validate` together with the rest.
     read_problems: Vec<ConfigProblem>,
@@ -120,38 +128,105 @@ impl Config {
             handlers: None,
             consumer_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
+            client_properties: BTreeMap::new(),
+            enabled: true,
             read_problems: Vec::new(),
         }
     }
 
-    /// Defaults for production against `brokers` (comma-separated `host:port`).
+    /// Defaults for production against `brokers` (comma-separated `host:port`): no topic
+    /// provisioning, replication factor 3, and the seeds' client settings — producer `acks=all`,
+    /// idempotence, `compression.type=lz4`, `linger.ms=5`; consumer `session.timeout.ms=30000`,
+    /// `max.partition.fetch.bytes=1048576` — each overridable with the property setters.
     pub fn production(service_name: impl Into<String>, brokers: impl Into<String>) -> Self {
-        Self {
+        let mut config = Self {
             profile: Profile::Production,
             brokers: Some(brokers.into()),
             provision_topics: false,
             topic_replication: 3,
             ..Self::development(service_name)
+        };
+        for (key, value) in [("compression.type", "lz4"), ("linger.ms", "5")] {
+            config.producer_properties.insert(key.into(), value.into());
         }
+        for (key, value) in [("session.timeout.ms", "30000"), ("max.partition.fetch.bytes", "1048576")] {
+            config.consumer_properties.insert(key.into(), value.into());
+        }
+        config
     }
 
-    /// Reads the variables listed on [`Config`] from the process environment. Values that cannot
-    /// be read are reported by [`validate`](Self::validate) together with every other problem;
-    /// this function fails only through that validation.
+    /// Reads the variables listed on [`Config`] from the process environment — on top of the
+    /// TOML file `KAFKA_EVENTS_CONFIG` names, if it names one (the environment wins). Values that
+    /// cannot be read are reported by [`validate`](Self::validate) together with every other
+    /// problem; this function fails only through that validation.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let config = Self::from_vars(std::env::vars());
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = env.iter().find(|(k, _)| k == "KAFKA_EVENTS_CONFIG").map(|(_, v)| std::path::PathBuf::from(v));
+        let config = Self::from_sources(file.as_deref(), env);
         config.validate()?;
         Ok(config)
     }
 
+    /// Reads a TOML file of the same settings, then applies `env` over it (the environment
+    /// wins). The file uses the variable names as keys, in any case (`KAFKA_BROKERS = "…"` or
+    /// `kafka_brokers = "…"`); numbers, booleans and arrays (joined with commas) are accepted
+    /// as well as strings; tables `[consumer]`, `[producer]` and `[client]` pass librdkafka
+    /// properties through (`"session.timeout.ms" = 30000`). Unknown keys are problems, so a typo
+    /// is not silently ignored. Builder methods called afterwards override both.
+    pub fn from_sources(file: Option<&std::path::Path>, env: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut problems = Vec::new();
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        let mut file_keys = Vec::new();
+        if let Some(path) = file {
+            let key = format!("KAFKA_EVENTS_CONFIG ({})", path.display());
+            match std::fs::read_to_string(path) {
+                Err(error) => problems.push(ConfigProblem::new(&key, format!("cannot read it: {error}"))),
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Err(error) => problems.push(ConfigProblem::new(&key, format!("not valid TOML: {error}"))),
+                    Ok(table) => {
+                        for (name, value) in file_vars(&table, &key, &mut problems) {
+                            file_keys.push(name.clone());
+                            vars.insert(name, value);
+                        }
+                    }
+                },
+            }
+        }
+        vars.extend(env);
+        let (mut config, looked_up) = Self::read_vars(vars);
+        for name in file_keys {
+            let passthrough =
+                ["KAFKA_CONSUMER_", "KAFKA_PRODUCER_", "KAFKA_CLIENT_"].iter().any(|p| name.starts_with(p));
+            if !passthrough && !looked_up.contains(&name) {
+                problems.push(ConfigProblem::new(
+                    &name,
+                    "unknown setting in the config file (see the variables documented on `Config`)",
+                ));
+            }
+        }
+        config.read_problems.extend(problems);
+        config
+    }
+
     /// Like [`from_env`](Self::from_env), from any list of variables, without validating.
     pub fn from_vars<K: AsRef<str>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self::read_vars(vars).0
+    }
+
+    /// [`from_vars`](Self::from_vars), also returning every variable name it looked at.
+    fn read_vars<K: AsRef<str>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> (Self, std::collections::BTreeSet<String>) {
         let vars: BTreeMap<String, String> = vars
             .into_iter()
             .map(|(k, v)| (k.as_ref().to_string(), v.into()))
             .filter(|(k, _)| k.starts_with("KAFKA_") || k == "SERVICE_NAME")
             .collect();
-        let get = |key: &str| vars.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let looked_up = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let get = |key: &str| {
+            looked_up.borrow_mut().insert(key.to_string());
+            vars.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        };
         let mut problems = Vec::new();
 
         let profile = match get("KAFKA_EVENTS_PROFILE").as_deref() {
@@ -232,8 +307,24 @@ impl Config {
                 .map(|m| config.default_retry.mode = m)
                 .ok_or_else(|| format!("`{v}` is not `topic` or `in_place`"))
         });
+        read("KAFKA_ENABLED", &mut |v| parse_bool(v).map(|b| config.enabled = b));
+        for (var, property) in SECURITY_VARS {
+            if let Some(value) = get(var) {
+                config.client_properties.insert((*property).to_string(), value);
+            }
+        }
+        for (name, value) in &vars {
+            let value = value.trim().to_string();
+            if let Some(property) = name.strip_prefix("KAFKA_CONSUMER_") {
+                config.consumer_properties.insert(property_name(property), value);
+            } else if let Some(property) = name.strip_prefix("KAFKA_PRODUCER_") {
+                config.producer_properties.insert(property_name(property), value);
+            } else if let Some(property) = name.strip_prefix("KAFKA_CLIENT_").filter(|p| *p != "ID") {
+                config.client_properties.insert(property_name(property), value);
+            }
+        }
         config.read_problems = problems;
-        config
+        (config, looked_up.into_inner())
     }
 
     /// Checks every setting and returns all problems at once.
@@ -308,6 +399,7 @@ impl Config {
         if self.max_buffered == 0 {
             problem("KAFKA_MAX_BUFFERED", "must be at least 1".into());
         }
+        self.check_security(&mut problem);
         if self.circuit_failures > 0 && self.circuit_reset.is_zero() {
             problem("KAFKA_CIRCUIT_RESET", "must be longer than 0 when KAFKA_CIRCUIT_FAILURES is set".into());
         }
@@ -431,6 +523,16 @@ impl Config {
     pub fn with_circuit(mut self, failures: u32, reset: Duration) -> Self {
         self.circuit_failures = failures;
         self.circuit_reset = reset;
+        self
+    }
+    /// Sets a librdkafka property on every client (consumers, producer, admin), e.g. security.
+    pub fn with_client_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_properties.insert(key.into(), value.into());
+        self
+    }
+    /// `false` (`KAFKA_ENABLED=false`): [`runtime::start`](crate::runtime::start) starts nothing.
+    pub fn with_enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
         self
     }
     /// How long shutdown waits for in-flight messages.
@@ -564,6 +666,13 @@ impl Config {
     pub(crate) fn producer_properties(&self) -> &BTreeMap<String, String> {
         &self.producer_properties
     }
+    pub(crate) fn client_properties(&self) -> &BTreeMap<String, String> {
+        &self.client_properties
+    }
+    /// Whether Kafka is enabled (`KAFKA_ENABLED`, default `true`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 impl fmt::Debug for Config {
@@ -605,6 +714,8 @@ impl fmt::Debug for Config {
             .field("handlers", &self.handlers)
             .field("consumer_properties", &redact(&self.consumer_properties))
             .field("producer_properties", &redact(&self.producer_properties))
+            .field("client_properties", &redact(&self.client_properties))
+            .field("enabled", &self.enabled)
             .finish()
     }
 }
@@ -615,6 +726,118 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(format!("`{value}` is not a boolean (true/false)")),
     }
+}
+
+impl Config {
+    /// Security settings that cannot work: unknown protocol or mechanism, SASL without
+    /// credentials, certificate files that do not exist.
+    fn check_security(&self, problem: &mut dyn FnMut(&str, String)) {
+        let get = |p: &str| self.client_properties.get(p).map(String::as_str);
+        let protocol = get("security.protocol").map(str::to_ascii_uppercase);
+        if let Some(protocol) = &protocol {
+            if !matches!(protocol.as_str(), "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") {
+                problem(
+                    "KAFKA_SECURITY_PROTOCOL",
+                    format!("`{protocol}` is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+                );
+            }
+        }
+        let sasl = protocol.as_deref().is_some_and(|p| p.starts_with("SASL"));
+        match get("sasl.mechanism").map(str::to_ascii_uppercase) {
+            Some(m) if !matches!(m.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => {
+                problem("KAFKA_SASL_MECHANISM", format!("`{m}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+            }
+            None if sasl => problem("KAFKA_SASL_MECHANISM", "required with a SASL security protocol".into()),
+            _ => {}
+        }
+        if sasl {
+            for (var, property) in [("KAFKA_SASL_USERNAME", "sasl.username"), ("KAFKA_SASL_PASSWORD", "sasl.password")]
+            {
+                if get(property).is_none_or(str::is_empty) {
+                    problem(var, "required with a SASL security protocol".into());
+                }
+            }
+        }
+        for (var, property) in SECURITY_VARS.iter().filter(|(_, p)| p.ends_with(".location")) {
+            if let Some(path) = get(property) {
+                if !std::path::Path::new(path).is_file() {
+                    problem(var, format!("`{path}` is not a readable file"));
+                }
+            }
+        }
+    }
+}
+
+/// Security variables and the librdkafka property each sets on every client.
+const SECURITY_VARS: &[(&str, &str)] = &[
+    ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
+    ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+    ("KAFKA_SASL_USERNAME", "sasl.username"),
+    ("KAFKA_SASL_PASSWORD", "sasl.password"),
+    ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
+    ("KAFKA_SSL_CERTIFICATE_LOCATION", "ssl.certificate.location"),
+    ("KAFKA_SSL_KEY_LOCATION", "ssl.key.location"),
+    ("KAFKA_SSL_KEY_PASSWORD", "ssl.key.password"),
+];
+
+/// `SESSION_TIMEOUT_MS` → `session.timeout.ms`.
+fn property_name(var_suffix: &str) -> String {
+    var_suffix.to_ascii_lowercase().replace('_', ".")
+}
+
+/// The settings of a TOML config file as variables: top-level keys are variable names (any
+/// case); `[consumer]`, `[producer]` and `[client]` hold librdkafka properties.
+fn file_vars(table: &toml::Table, file: &str, problems: &mut Vec<ConfigProblem>) -> Vec<(String, String)> {
+    let scalar = |value: &toml::Value| match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(n) => Some(n.to_string()),
+        toml::Value::Float(x) => Some(x.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Datetime(d) => Some(d.to_string()),
+        toml::Value::Array(items) => {
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => Some(s.clone()),
+                    toml::Value::Integer(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+            parts.map(|p| p.join(","))
+        }
+        toml::Value::Table(_) => None,
+    };
+    let mut vars = Vec::new();
+    for (key, value) in table {
+        match (key.to_ascii_lowercase().as_str(), value) {
+            (section @ ("consumer" | "producer" | "client"), toml::Value::Table(properties)) => {
+                for (property, value) in properties {
+                    match scalar(value) {
+                        Some(v) => vars.push((
+                            format!(
+                                "KAFKA_{}_{}",
+                                section.to_ascii_uppercase(),
+                                property.replace('.', "_").to_ascii_uppercase()
+                            ),
+                            v,
+                        )),
+                        None => problems.push(ConfigProblem::new(
+                            &format!("{file}: [{section}] {property}"),
+                            "must be a string, number or boolean",
+                        )),
+                    }
+                }
+            }
+            (_, value) => match scalar(value) {
+                Some(v) => vars.push((key.to_ascii_uppercase(), v)),
+                None => problems.push(ConfigProblem::new(
+                    &format!("{file}: {key}"),
+                    "must be a string, number, boolean or array (tables only for [consumer], [producer], [client])",
+                )),
+            },
+        }
+    }
+    vars
 }
 
 fn parse_num<N: std::str::FromStr>(value: &str) -> Result<N, String> {
@@ -742,5 +965,95 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("[redacted]"));
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write_file(text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("kafka-events-config-{}.toml", fastrand::u64(..)));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn file_then_environment_then_builder() {
+        let path = write_file(
+            r#"
+            SERVICE_NAME = "orders"
+            KAFKA_BROKERS = ["kafka-1:9092", "kafka-2:9092"]
+            kafka_commit_interval = "2s"
+            KAFKA_TOPIC_PARTITIONS = 6
+            KAFKA_PROVISION_TOPICS = false
+
+            [consumer]
+            "session.timeout.ms" = 20000
+
+            [producer]
+            "linger.ms" = 10
+            "#,
+        );
+        let env = vars(&[("KAFKA_COMMIT_INTERVAL", "500ms"), ("KAFKA_PRODUCER_LINGER_MS", "1"), ("HOME", "/root")]);
+        let config = Config::from_sources(Some(&path), env).with_partition_buffer(42);
+        config.validate().expect("valid");
+        assert_eq!(config.service_name(), "orders", "from the file");
+        assert_eq!(config.brokers(), Some("kafka-1:9092,kafka-2:9092"), "arrays are joined");
+        assert_eq!(config.commit_interval(), Duration::from_millis(500), "the environment wins over the file");
+        assert_eq!(config.topic_partitions(), 6);
+        assert!(!config.provision_topics());
+        assert_eq!(config.consumer_properties()["session.timeout.ms"], "20000");
+        assert_eq!(config.producer_properties()["linger.ms"], "1", "environment over file for properties too");
+        assert_eq!(config.partition_buffer(), 42, "builder methods override both");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_bad_config_file_is_named_with_every_problem() {
+        let path =
+            write_file("SERVICE_NAME = \"orders\"\nKAFKA_BROKRES = \"kafka:9092\"\nKAFKA_COMMIT_INTERVAL = \"soon\"\n");
+        let err = Config::from_sources(Some(&path), vec![]).validate().unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"KAFKA_BROKRES"), "a typo is an unknown setting: {err}");
+        assert!(keys.contains(&"KAFKA_COMMIT_INTERVAL"), "{err}");
+        let missing = Config::from_sources(Some(std::path::Path::new("/nonexistent/kafka.toml")), vec![]);
+        let err = missing.validate().unwrap_err();
+        assert!(err.problems[0].key.starts_with("KAFKA_EVENTS_CONFIG"), "{err}");
+        assert!(err.to_string().contains("cannot read it"), "{err}");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn security_settings_are_checked_and_secrets_never_shown() {
+        let config = Config::from_vars(vars(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-1"),
+            ("KAFKA_SASL_USERNAME", "svc"),
+            ("KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+        ]));
+        let err = config.validate().unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["KAFKA_SASL_MECHANISM", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CA_LOCATION"], "{err}");
+
+        let config = Config::from_vars(vars(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_USERNAME", "svc"),
+            ("KAFKA_SASL_PASSWORD", "s3cr3t-value"),
+        ]));
+        config.validate().expect("valid");
+        assert_eq!(config.client_properties()["sasl.mechanism"], "SCRAM-SHA-512");
+        assert!(!format!("{config:?}").contains("s3cr3t-value"), "{config:?}");
+    }
+
+    #[test]
+    fn production_has_the_seed_defaults_and_kafka_can_be_disabled() {
+        let config = Config::production("orders", "kafka:9092");
+        assert_eq!(config.producer_properties()["compression.type"], "lz4");
+        assert_eq!(config.producer_properties()["linger.ms"], "5");
+        assert_eq!(config.consumer_properties()["session.timeout.ms"], "30000");
+        assert!(!Config::from_vars(vars(&[("KAFKA_ENABLED", "false")])).enabled());
+        let err = Config::from_vars(vars(&[("KAFKA_ENABLED", "perhaps")])).validate().unwrap_err();
+        assert_eq!(err.problems[0].key, "KAFKA_ENABLED");
     }
 }

@@ -202,6 +202,9 @@ impl Connection {
 fn base_config(config: &Config, bootstrap_servers: &str) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", bootstrap_servers).set("client.id", config.client_id());
+    for (key, value) in config.client_properties() {
+        client.set(key, value);
+    }
     client
 }
 

@@ -30,6 +30,10 @@ pub enum Error {
     /// Installing the signal handlers failed.
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
+    /// `KAFKA_ENABLED=false`: [`launch`](crate::runtime::launch) starts nothing.
+    /// ([`start`](crate::runtime::start) logs it and returns `Ok`.)
+    #[error("Kafka is disabled (KAFKA_ENABLED=false): no consumer or producer was started")]
+    Disabled,
     /// The HTTP endpoint could not listen (`KAFKA_EVENTS_HTTP`).
     #[error("the HTTP endpoint cannot listen on {addr}: {source}")]
     Http {

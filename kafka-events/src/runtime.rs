@@ -20,14 +20,25 @@ use crate::registry::Topology;
 ///
 /// Fails at start-up, before touching the network, when the configuration or the handler
 /// topology is invalid, listing every problem.
+///
+/// With `KAFKA_ENABLED=false` it starts nothing, logs so, and returns `Ok(())`.
 pub async fn start(config: Config) -> Result<(), Error> {
-    launch(config).await?.run_until_signal().await
+    match launch(config).await {
+        Err(Error::Disabled) => {
+            tracing::info!("Kafka is disabled (KAFKA_ENABLED=false): no consumer or producer started");
+            Ok(())
+        }
+        result => result?.run_until_signal().await,
+    }
 }
 
 /// Starts every handler and returns at once with a [`Runtime`] handle; the caller decides when
 /// to [`shut down`](Runtime::shutdown).
 pub async fn launch(config: Config) -> Result<Runtime, Error> {
     config.validate()?;
+    if !config.enabled() {
+        return Err(Error::Disabled);
+    }
     let topology = Arc::new(Topology::discover(&config)?);
     for handler in topology.handlers() {
         tracing::info!(
