@@ -44,6 +44,7 @@ pub enum Profile {
 /// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY`, `KAFKA_RETRY_JITTER`, `KAFKA_RETRY_MODE` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s`, `0.1`, `topic` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
 /// | `KAFKA_EVENTS_CONFIG` | a TOML file of these settings, read by [`Config::from_env`] under the environment (see [`Config::from_sources`]) | none |
+/// | `KAFKA_STARTUP_TIMEOUT` | how long start-up waits for a broker to answer (retrying with backoff) before it fails | `5m` |
 /// | `KAFKA_ENABLED` | `false` starts nothing ([`runtime::start`](crate::runtime::start) logs it and returns) | `true` |
 /// | `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` | `PLAINTEXT`/`SSL`/`SASL_PLAINTEXT`/`SASL_SSL`; `PLAIN`/`SCRAM-SHA-256`/`SCRAM-SHA-512`; credentials (never shown in `Debug` or errors) | none |
 /// | `KAFKA_SSL_CA_LOCATION`, `KAFKA_SSL_CERTIFICATE_LOCATION`, `KAFKA_SSL_KEY_LOCATION`, `KAFKA_SSL_KEY_PASSWORD` | TLS files (checked to exist) | none |
@@ -75,6 +76,7 @@ pub struct Config {
     max_buffered: usize,
     shutdown_timeout: Duration,
     http: Option<std::net::SocketAddr>,
+    startup_timeout: Duration,
     poll_timeout: Duration,
     startup_grace: Duration,
     lag_interval: Duration,
@@ -118,6 +120,7 @@ impl Config {
             max_buffered: 20_000,
             shutdown_timeout: Duration::from_secs(30),
             http: None,
+            startup_timeout: Duration::from_secs(300),
             poll_timeout: Duration::from_secs(60),
             startup_grace: Duration::from_secs(60),
             lag_interval: Duration::from_secs(10),
@@ -308,6 +311,7 @@ impl Config {
                 .ok_or_else(|| format!("`{v}` is not `topic` or `in_place`"))
         });
         read("KAFKA_ENABLED", &mut |v| parse_bool(v).map(|b| config.enabled = b));
+        read("KAFKA_STARTUP_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.startup_timeout = d));
         for (var, property) in SECURITY_VARS {
             if let Some(value) = get(var) {
                 config.client_properties.insert((*property).to_string(), value);
@@ -530,6 +534,11 @@ impl Config {
         self.client_properties.insert(key.into(), value.into());
         self
     }
+    /// How long start-up waits for a broker to answer.
+    pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
     /// `false` (`KAFKA_ENABLED=false`): [`runtime::start`](crate::runtime::start) starts nothing.
     pub fn with_enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
@@ -669,6 +678,10 @@ impl Config {
     pub(crate) fn client_properties(&self) -> &BTreeMap<String, String> {
         &self.client_properties
     }
+    /// How long start-up waits for a broker to answer.
+    pub fn startup_timeout(&self) -> Duration {
+        self.startup_timeout
+    }
     /// Whether Kafka is enabled (`KAFKA_ENABLED`, default `true`).
     pub fn enabled(&self) -> bool {
         self.enabled
@@ -716,6 +729,7 @@ impl fmt::Debug for Config {
             .field("producer_properties", &redact(&self.producer_properties))
             .field("client_properties", &redact(&self.client_properties))
             .field("enabled", &self.enabled)
+            .field("startup_timeout", &self.startup_timeout)
             .finish()
     }
 }

@@ -16,15 +16,42 @@ use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
 use crate::registry::TopicKind;
 
-/// Routes librdkafka's logs and client errors into `tracing`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TracingContext;
+/// Routes librdkafka's logs and client errors into `tracing`, and remembers an authentication
+/// failure so that start-up can stop at once with a clear error instead of retrying.
+#[derive(Debug, Clone, Default)]
+pub struct TracingContext {
+    auth_failure: std::sync::Arc<Mutex<Option<String>>>,
+}
+
+impl TracingContext {
+    /// The last authentication (SASL or TLS handshake) failure librdkafka reported, if any.
+    pub(crate) fn auth_failure(&self) -> Option<String> {
+        self.auth_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Errors no retry can fix: the broker refused who we are.
+pub(crate) fn is_auth_failure(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::UnsupportedSASLMechanism
+                | RDKafkaErrorCode::IllegalSASLState
+                | RDKafkaErrorCode::SSL
+        )
+    )
+}
 
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         log_to_tracing(level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
+        if is_auth_failure(&error) {
+            *self.auth_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{error}: {reason}"));
+        }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 }
@@ -46,6 +73,8 @@ pub(crate) struct Connection {
     bootstrap_servers: String,
     pub(crate) producer: FutureProducer<TracingContext>,
     admin: AdminClient<TracingContext>,
+    /// Shared with the producer and the admin client.
+    context: TracingContext,
     provisioned: Mutex<HashSet<String>>,
     // Declared last: dropped after the clients that talk to it.
     embedded: Option<EmbeddedBroker>,
@@ -65,17 +94,68 @@ impl Connection {
         if embedded.is_some() {
             tracing::info!(bootstrap = %bootstrap_servers, "no KAFKA_BROKERS: started the embedded broker (in-memory, development only)");
         }
+        let context = TracingContext::default();
         let producer: FutureProducer<TracingContext> = producer_config(config, &bootstrap_servers)
-            .create_with_context(TracingContext)
+            .create_with_context(context.clone())
             .map_err(|e| Error::kafka("creating the producer", e))?;
         let admin: AdminClient<TracingContext> = producer_config(config, &bootstrap_servers)
-            .create_with_context(TracingContext)
+            .create_with_context(context.clone())
             .map_err(|e| Error::kafka("creating the admin client", e))?;
-        Ok(Self { bootstrap_servers, producer, admin, provisioned: Mutex::new(HashSet::new()), embedded })
+        Ok(Self { bootstrap_servers, producer, admin, context, provisioned: Mutex::new(HashSet::new()), embedded })
     }
 
     pub(crate) fn bootstrap_servers(&self) -> &str {
         &self.bootstrap_servers
+    }
+
+    /// Waits until a broker answers: tries a metadata request, and while none answers tries
+    /// again with exponential backoff (0.5 s doubling to 30 s), logging each failure, for up to
+    /// `KAFKA_STARTUP_TIMEOUT`. A broker that refuses our credentials ends it at once.
+    pub(crate) async fn await_brokers(&self, config: &Config) -> Result<(), Error> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let producer = self.producer.clone();
+            let answer =
+                tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(5)))
+                    .await
+                    .map_err(|e| Error::Provisioning(vec![format!("metadata request panicked: {e}")]))?;
+            let auth = self.context.auth_failure();
+            match (answer, auth) {
+                (_, Some(reason)) => {
+                    return Err(Error::Authentication { brokers: self.bootstrap_servers.clone(), reason })
+                }
+                (Err(error), None) if is_auth_failure(&error) => {
+                    return Err(Error::Authentication {
+                        brokers: self.bootstrap_servers.clone(),
+                        reason: error.to_string(),
+                    })
+                }
+                (Ok(_), None) => {
+                    if started.elapsed() > Duration::from_secs(1) {
+                        tracing::info!(brokers = %self.bootstrap_servers, "brokers answer; starting");
+                    }
+                    return Ok(());
+                }
+                (Err(error), None) => {
+                    if started.elapsed() + backoff > config.startup_timeout() {
+                        return Err(Error::Unreachable {
+                            brokers: self.bootstrap_servers.clone(),
+                            waited: started.elapsed(),
+                            reason: error.to_string(),
+                        });
+                    }
+                    tracing::warn!(
+                        brokers = %self.bootstrap_servers,
+                        %error,
+                        "no broker answers at start-up; trying again in {}",
+                        humantime::format_duration(backoff)
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
     }
 
     /// The settings every client of this process shares (brokers, client id).

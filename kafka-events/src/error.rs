@@ -30,6 +30,24 @@ pub enum Error {
     /// Installing the signal handlers failed.
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
+    /// The brokers refused our credentials (SASL) or TLS handshake: no retry can fix it.
+    #[error("the brokers at {brokers} refused authentication: {reason}; check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")]
+    Authentication {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// librdkafka's error.
+        reason: String,
+    },
+    /// No broker answered within `KAFKA_STARTUP_TIMEOUT`.
+    #[error("no broker at {brokers} answered within {}: {reason}", humantime::format_duration(*.waited))]
+    Unreachable {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// How long start-up tried.
+        waited: std::time::Duration,
+        /// The last error.
+        reason: String,
+    },
     /// `KAFKA_ENABLED=false`: [`launch`](crate::runtime::launch) starts nothing.
     /// ([`start`](crate::runtime::start) logs it and returns `Ok`.)
     #[error("Kafka is disabled (KAFKA_ENABLED=false): no consumer or producer was started")]

@@ -50,6 +50,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         );
     }
     let connection = Arc::new(Connection::open(&config)?);
+    connection.await_brokers(&config).await?;
     connection.ensure_topics(&config, &topology.all_topics()).await?;
 
     let metrics = Arc::new(Metrics::new());
