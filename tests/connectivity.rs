@@ -64,29 +64,38 @@ async fn start_up_waits_for_a_broker_that_is_down_and_goes_on_when_it_comes_up()
     runtime.shutdown().await.expect("shutdown");
 }
 
+/// Starts `tansu broker` with `args` on a free loopback port, returning its guard and address;
+/// `None` (saying so) when there is no `tansu` binary on the PATH.
+fn spawn_tansu(args: &[&str], advertised_host: &str) -> Option<(common::ChildGuard, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spawned = std::process::Command::new("tansu")
+        .arg("broker")
+        .args(args)
+        .args(["--storage-engine", "memory://tansu/"])
+        .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
+        .args(["--advertised-listener-url", &format!("tcp://{advertised_host}:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(tansu) = spawned else {
+        eprintln!("SKIPPED: no `tansu` on the PATH to start a broker of its own");
+        return None;
+    };
+    let guard = common::ChildGuard(Some(tansu));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((guard, format!("{advertised_host}:{port}")))
+}
+
 /// A Tansu broker started by this test with `--authentication` (it has no users, so no
 /// credentials are right). Skipped, saying so, when no `tansu` binary is on the PATH (a suite
 /// run against your own Kafka cluster).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_fails_fast_with_a_clear_error_when_the_broker_refuses_authentication() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let address = format!("127.0.0.1:{port}");
-    let spawned = std::process::Command::new("tansu")
-        .args(["broker", "--authentication", "--storage-engine", "memory://tansu/"])
-        .args(["--listener-url", &format!("tcp://{address}"), "--advertised-listener-url", &format!("tcp://{address}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(tansu) = spawned else {
-        eprintln!("SKIPPED: no `tansu` on the PATH to start an authenticating broker");
-        return;
-    };
-    let _guard = common::ChildGuard(Some(tansu));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&address).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {address}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let Some((_tansu, address)) = spawn_tansu(&["--authentication"], "127.0.0.1") else { return };
 
     let run = unique("auth");
     let config = config(&run, &["patient"])
