@@ -155,7 +155,8 @@ async fn a_retry_delay_longer_than_max_poll_interval_keeps_the_retry_group_membe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_retries_land_in_the_dlq_with_their_origin_and_attempt_count() {
     let run = unique("exhausted");
-    let runtime = kafka_events::runtime::launch(config(&run, &["exhausted"])).await.expect("launch");
+    let config = config(&run, &["exhausted"]).with_topic_cleanup_policy("compact,delete");
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
     let topic = format!("{run}.exhausted");
     let producer = producer();
     let mut origins = HashMap::new();
@@ -197,4 +198,6 @@ async fn exhausted_retries_land_in_the_dlq_with_their_origin_and_attempt_count()
     // Provisioned with the seeds' retention: 90 days for dead letters, 7 days for retries.
     assert_eq!(topic_config(&format!("{topic}.dlq"), "retention.ms").await.as_deref(), Some("7776000000"));
     assert_eq!(topic_config(&format!("{topic}.retry"), "retention.ms").await.as_deref(), Some("604800000"));
+    // KAFKA_TOPIC_CLEANUP_POLICY applies to the handler's topic only.
+    assert_eq!(topic_config(&topic, "cleanup.policy").await.as_deref(), Some("compact,delete"));
 }

@@ -35,6 +35,7 @@ pub enum Profile {
 /// | `KAFKA_PROVISION_TOPICS` | create missing handler and DLQ topics at start-up | `true` in development, `false` in production |
 /// | `KAFKA_TOPIC_PARTITIONS` | partitions of provisioned topics | `3` |
 /// | `KAFKA_TOPIC_REPLICATION_FACTOR` | replication factor of provisioned topics | `1` in development, `3` in production |
+/// | `KAFKA_TOPIC_CLEANUP_POLICY` | `cleanup.policy` of created handler topics: `delete`, `compact` or `compact,delete` (retry and dead-letter topics always `delete`) | broker default |
 /// | `KAFKA_TOPIC_RETENTION`, `KAFKA_RETRY_RETENTION`, `KAFKA_DLQ_RETENTION` | `retention.ms` of created handler, retry and dead-letter topics | broker default, `7days`, `90days` |
 /// | `KAFKA_AUTO_OFFSET_RESET` | where a new group starts: `earliest` or `latest` | `earliest` |
 /// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
@@ -68,6 +69,7 @@ pub struct Config {
     topic_partitions: i32,
     topic_replication: i32,
     topic_retention: Option<Duration>,
+    cleanup_policy: Option<String>,
     retry_retention: Option<Duration>,
     dlq_retention: Option<Duration>,
     auto_offset_reset: String,
@@ -112,6 +114,7 @@ impl Config {
             topic_partitions: 3,
             topic_replication: 1,
             topic_retention: None,
+            cleanup_policy: None,
             retry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             dlq_retention: Some(Duration::from_secs(90 * 24 * 3600)),
             auto_offset_reset: "earliest".into(),
@@ -279,6 +282,16 @@ impl Config {
         read("KAFKA_TOPIC_PARTITIONS", &mut |v| parse_num(v).map(|n| config.topic_partitions = n));
         read("KAFKA_TOPIC_REPLICATION_FACTOR", &mut |v| parse_num(v).map(|n| config.topic_replication = n));
         read("KAFKA_TOPIC_RETENTION", &mut |v| parse_duration(v).map(|d| config.topic_retention = Some(d)));
+        read("KAFKA_TOPIC_CLEANUP_POLICY", &mut |v| {
+            let policy = v.replace(' ', "");
+            match policy.as_str() {
+                "delete" | "compact" | "compact,delete" | "delete,compact" => {
+                    config.cleanup_policy = Some(policy);
+                    Ok(())
+                }
+                _ => Err(format!("`{v}` is not `delete`, `compact` or `compact,delete`")),
+            }
+        });
         read("KAFKA_RETRY_RETENTION", &mut |v| parse_duration(v).map(|d| config.retry_retention = Some(d)));
         read("KAFKA_DLQ_RETENTION", &mut |v| parse_duration(v).map(|d| config.dlq_retention = Some(d)));
         read("KAFKA_COMMIT_INTERVAL", &mut |v| parse_duration(v).map(|d| config.commit_interval = d));
@@ -404,6 +417,14 @@ impl Config {
             problem("KAFKA_MAX_BUFFERED", "must be at least 1".into());
         }
         self.check_security(&mut problem);
+        if let Some(policy) = &self.cleanup_policy {
+            if !matches!(policy.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
+                problem(
+                    "KAFKA_TOPIC_CLEANUP_POLICY",
+                    format!("`{policy}` is not `delete`, `compact` or `compact,delete`"),
+                );
+            }
+        }
         if self.circuit_failures > 0 && self.circuit_reset.is_zero() {
             problem("KAFKA_CIRCUIT_RESET", "must be longer than 0 when KAFKA_CIRCUIT_FAILURES is set".into());
         }
@@ -534,6 +555,11 @@ impl Config {
         self.client_properties.insert(key.into(), value.into());
         self
     }
+    /// `cleanup.policy` of created handler topics (`delete`, `compact`, `compact,delete`).
+    pub fn with_topic_cleanup_policy(mut self, policy: impl Into<String>) -> Self {
+        self.cleanup_policy = Some(policy.into());
+        self
+    }
     /// How long start-up waits for a broker to answer.
     pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
@@ -609,6 +635,11 @@ impl Config {
     /// Replication factor of provisioned topics.
     pub fn topic_replication(&self) -> i32 {
         self.topic_replication
+    }
+    /// Retention of created handler, retry and dead-letter topics.
+    /// `cleanup.policy` of created handler topics, if set.
+    pub fn cleanup_policy(&self) -> Option<&str> {
+        self.cleanup_policy.as_deref()
     }
     /// Retention of created handler, retry and dead-letter topics.
     pub fn retention(&self) -> (Option<Duration>, Option<Duration>, Option<Duration>) {
@@ -729,6 +760,7 @@ impl fmt::Debug for Config {
             .field("producer_properties", &redact(&self.producer_properties))
             .field("client_properties", &redact(&self.client_properties))
             .field("enabled", &self.enabled)
+            .field("cleanup_policy", &self.cleanup_policy)
             .field("startup_timeout", &self.startup_timeout)
             .finish()
     }

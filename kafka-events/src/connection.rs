@@ -209,12 +209,15 @@ impl Connection {
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .zip(&retention_ms)
-            .map(|((t, _), retention)| {
-                let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
-                match retention {
-                    Some(ms) => topic.set("retention.ms", ms),
-                    None => topic,
+            .map(|((t, kind), retention)| {
+                let mut topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+                if let Some(ms) = retention {
+                    topic = topic.set("retention.ms", ms);
                 }
+                if let (TopicKind::Handler, Some(policy)) = (kind, config.cleanup_policy()) {
+                    topic = topic.set("cleanup.policy", policy);
+                }
+                topic
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -240,6 +243,7 @@ impl Connection {
         let producer = self.producer.clone();
         let wanted = topics.to_vec();
         let provisioning = config.provision_topics();
+        let expected_partitions = config.topic_partitions();
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
@@ -257,6 +261,20 @@ impl Connection {
                     Err(_) => wanted.iter().collect(),
                 };
                 if missing.is_empty() {
+                    // Existing topics are never changed; a partition count other than the
+                    // configured one is worth knowing (ordering and parallelism depend on it).
+                    if let Ok(metadata) = &metadata {
+                        for topic in metadata.topics().iter().filter(|t| wanted.iter().any(|w| w == t.name())) {
+                            if topic.partitions().len() != expected_partitions as usize {
+                                tracing::warn!(
+                                    topic = topic.name(),
+                                    partitions = topic.partitions().len(),
+                                    configured = expected_partitions,
+                                    "topic exists with another partition count than KAFKA_TOPIC_PARTITIONS; it is used as it is"
+                                );
+                            }
+                        }
+                    }
                     return Ok(());
                 }
                 if Instant::now() >= deadline {
