@@ -20,6 +20,10 @@ mod kw {
     syn::custom_keyword!(circuit);
     syn::custom_keyword!(failures);
     syn::custom_keyword!(reset);
+    syn::custom_keyword!(provision);
+    syn::custom_keyword!(partitions);
+    syn::custom_keyword!(retention);
+    syn::custom_keyword!(cleanup);
 }
 
 /// Upper bound on `concurrency = N`; keep in step with `kafka_events::consumer::MAX_CONCURRENCY`.
@@ -36,7 +40,16 @@ pub(crate) struct HandlerArgs {
     /// `keyless = "..."`: the variant name of `Keyless`, and where it was written.
     pub keyless: Option<(&'static str, Span)>,
     pub circuit: Option<CircuitArgs>,
+    pub provision: Option<ProvisionArgs>,
     pub errors: Vec<syn::Error>,
+}
+
+/// `provision(partitions = N, retention = "7d", cleanup = "compact")`.
+#[derive(Default)]
+pub(crate) struct ProvisionArgs {
+    pub partitions: Option<i32>,
+    pub retention_ms: Option<u64>,
+    pub cleanup: Option<String>,
 }
 
 /// `circuit(failures = N, reset = "30s")`.
@@ -70,6 +83,7 @@ impl Parse for HandlerArgs {
             concurrency: None,
             keyless: None,
             circuit: None,
+            provision: None,
             errors: Vec::new(),
         };
         while !input.is_empty() {
@@ -165,6 +179,21 @@ impl HandlerArgs {
                 return Err(syn::Error::new(key.span, "expected only a single `circuit(...)` argument"));
             }
             self.circuit = Some(circuit);
+        } else if lookahead.peek(kw::provision) {
+            let key = input.parse::<kw::provision>()?;
+            if !input.peek(syn::token::Paren) {
+                return Err(syn::Error::new(
+                    key.span,
+                    "`provision` takes arguments, e.g. `provision(partitions = 6, retention = \"7days\", cleanup = \"compact\")`",
+                ));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            let provision = parse_provision(&content, &mut self.errors)?;
+            if self.provision.is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `provision(...)` argument"));
+            }
+            self.provision = Some(provision);
         } else if lookahead.peek(kw::keyless) {
             let key = input.parse::<kw::keyless>()?;
             input.parse::<Token![=]>()?;
@@ -187,7 +216,7 @@ impl HandlerArgs {
             return Err(syn::Error::new(
                 ident.span(),
                 format!(
-                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N`, `keyless = \"...\"` or `circuit(...)`"
+                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N`, `keyless = \"...\"`, `circuit(...)` or `provision(...)`"
                 ),
             ));
         } else {
@@ -376,6 +405,79 @@ fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::R
         input.parse::<Token![,]>()?;
     }
     Ok(circuit)
+}
+
+fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<ProvisionArgs> {
+    let mut provision = ProvisionArgs::default();
+    while !input.is_empty() {
+        let result = (|| {
+            let duplicate = |span: Span, name: &str| {
+                syn::Error::new(span, format!("expected only a single `{name}` argument in `provision(...)`"))
+            };
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::partitions) {
+                let key = input.parse::<kw::partitions>()?;
+                input.parse::<Token![=]>()?;
+                let hint = "`partitions` must be a whole number from 1 to 10000, e.g. `partitions = 6`";
+                let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+                let n: i32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
+                if !(1..=10_000).contains(&n) {
+                    return Err(syn::Error::new(lit.span(), hint));
+                }
+                if provision.partitions.replace(n).is_some() {
+                    return Err(duplicate(key.span, "partitions"));
+                }
+            } else if lookahead.peek(kw::retention) {
+                let key = input.parse::<kw::retention>()?;
+                input.parse::<Token![=]>()?;
+                let (ms, span) = parse_duration(input, "retention")?;
+                if ms == 0 {
+                    return Err(syn::Error::new(
+                        span,
+                        "`retention` must be longer than 0, e.g. `retention = \"7days\"`",
+                    ));
+                }
+                if provision.retention_ms.replace(ms).is_some() {
+                    return Err(duplicate(key.span, "retention"));
+                }
+            } else if lookahead.peek(kw::cleanup) {
+                let key = input.parse::<kw::cleanup>()?;
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                let policy = lit.value().replace(' ', "");
+                if !matches!(policy.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "unknown cleanup policy `{}`; expected \"delete\", \"compact\" or \"compact,delete\"",
+                            lit.value()
+                        ),
+                    ));
+                }
+                if provision.cleanup.replace(policy).is_some() {
+                    return Err(duplicate(key.span, "cleanup"));
+                }
+            } else if input.peek(syn::Ident) {
+                let ident: syn::Ident = input.parse()?;
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!("unknown `provision` argument `{ident}`; expected `partitions`, `retention` or `cleanup`"),
+                ));
+            } else {
+                return Err(lookahead.error());
+            }
+            Ok(())
+        })();
+        if let Err(error) = result {
+            errors.push(error);
+            skip_to_comma(input);
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(provision)
 }
 
 fn parse_duration(input: ParseStream<'_>, name: &str) -> syn::Result<(u64, Span)> {

@@ -146,6 +146,13 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
             .map_or_else(|| quote!(::core::option::Option::None), |n| quote!(::core::option::Option::Some(#n)));
         quote!(.circuit(::kafka_events::__private::CircuitSpec { failures: #failures, reset_ms: #reset }))
     });
+    let provision = args.provision.as_ref().map(|p| {
+        let none = || quote!(::core::option::Option::None);
+        let partitions = p.partitions.map_or_else(none, |n| quote!(::core::option::Option::Some(#n)));
+        let retention = p.retention_ms.map_or_else(none, |n| quote!(::core::option::Option::Some(#n)));
+        let cleanup = p.cleanup.as_ref().map_or_else(none, |c| quote!(::core::option::Option::Some(#c)));
+        quote!(.provision(::kafka_events::__private::ProvisionSpec { partitions: #partitions, retention_ms: #retention, cleanup: #cleanup }))
+    });
     // The `T: Event` bound of `invoke` is the probe: spanned on the user's type, so rustc points
     // there and shows `Event`'s `on_unimplemented` note.
     let invoke = quote_spanned! {event_type.span()=>
@@ -173,6 +180,7 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                 #dlq
                 #concurrency
                 #circuit
+                #provision
             }
         };
     }

@@ -14,7 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::Config;
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
-use crate::registry::TopicKind;
+use crate::registry::TopicPlan;
 
 /// Routes librdkafka's logs and client errors into `tracing`, and remembers an authentication
 /// failure so that start-up can stop at once with a clear error instead of retrying.
@@ -165,10 +165,10 @@ impl Connection {
 
     /// Creates the missing `topics` (when provisioning is on), then checks every one of them
     /// exists. Topics already checked are cached and never asked about again.
-    pub(crate) async fn ensure_topics(&self, config: &Config, topics: &[(String, TopicKind)]) -> Result<(), Error> {
-        let missing: Vec<(String, TopicKind)> = {
+    pub(crate) async fn ensure_topics(&self, config: &Config, topics: &[TopicPlan]) -> Result<(), Error> {
+        let missing: Vec<TopicPlan> = {
             let done = self.provisioned.lock().unwrap_or_else(|p| p.into_inner());
-            topics.iter().filter(|(t, _)| !done.contains(t)).cloned().collect()
+            topics.iter().filter(|t| !done.contains(&t.name)).cloned().collect()
         };
         if missing.is_empty() {
             return Ok(());
@@ -176,45 +176,33 @@ impl Connection {
         if config.provision_topics() {
             self.create_topics(config, &missing).await?;
         }
-        let missing: Vec<String> = missing.into_iter().map(|(t, _)| t).collect();
         self.await_metadata(config, &missing).await?;
-        self.provisioned.lock().unwrap_or_else(|p| p.into_inner()).extend(missing);
+        self.provisioned.lock().unwrap_or_else(|p| p.into_inner()).extend(missing.into_iter().map(|t| t.name));
         Ok(())
     }
 
-    async fn create_topics(&self, config: &Config, topics: &[(String, TopicKind)]) -> Result<(), Error> {
-        let partitions = config.topic_partitions();
+    async fn create_topics(&self, config: &Config, topics: &[TopicPlan]) -> Result<(), Error> {
         if let Some(broker) = &self.embedded {
             // The mock cluster takes no topic configs: retention does not apply in memory.
-            for (topic, _) in topics {
+            for topic in topics {
                 broker
-                    .create_topic(topic, partitions)
-                    .map_err(|e| Error::Provisioning(vec![format!("`{topic}`: {e}")]))?;
+                    .create_topic(&topic.name, topic.partitions)
+                    .map_err(|e| Error::Provisioning(vec![format!("`{}`: {e}", topic.name)]))?;
             }
             return Ok(());
         }
         let replication = config.topic_replication();
-        let (topic_retention, retry_retention, dlq_retention) = config.retention();
-        let retention_ms: Vec<Option<String>> = topics
-            .iter()
-            .map(|(_, kind)| {
-                let retention = match kind {
-                    TopicKind::Handler => topic_retention,
-                    TopicKind::Retry => retry_retention,
-                    TopicKind::DeadLetter => dlq_retention,
-                };
-                retention.map(|r| r.as_millis().to_string())
-            })
-            .collect();
+        let retention_ms: Vec<Option<String>> =
+            topics.iter().map(|t| t.retention.map(|r| r.as_millis().to_string())).collect();
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .zip(&retention_ms)
-            .map(|((t, kind), retention)| {
-                let mut topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+            .map(|(plan, retention)| {
+                let mut topic = NewTopic::new(&plan.name, plan.partitions, TopicReplication::Fixed(replication));
                 if let Some(ms) = retention {
                     topic = topic.set("retention.ms", ms);
                 }
-                if let (TopicKind::Handler, Some(policy)) = (kind, config.cleanup_policy()) {
+                if let Some(policy) = &plan.cleanup {
                     topic = topic.set("cleanup.policy", policy);
                 }
                 topic
@@ -226,7 +214,7 @@ impl Connection {
         let mut problems = Vec::new();
         for result in results {
             match result {
-                Ok(topic) => tracing::info!(topic, partitions, "created topic"),
+                Ok(topic) => tracing::info!(topic, "created topic"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => problems.push(format!("`{topic}`: {code}")),
             }
@@ -239,11 +227,11 @@ impl Connection {
     }
 
     /// Waits (up to 15 s) until the cluster's metadata lists every topic with partitions.
-    async fn await_metadata(&self, config: &Config, topics: &[String]) -> Result<(), Error> {
+    async fn await_metadata(&self, config: &Config, topics: &[TopicPlan]) -> Result<(), Error> {
         let producer = self.producer.clone();
-        let wanted = topics.to_vec();
+        let plans = topics.to_vec();
+        let wanted: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
         let provisioning = config.provision_topics();
-        let expected_partitions = config.topic_partitions();
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
@@ -264,13 +252,14 @@ impl Connection {
                     // Existing topics are never changed; a partition count other than the
                     // configured one is worth knowing (ordering and parallelism depend on it).
                     if let Ok(metadata) = &metadata {
-                        for topic in metadata.topics().iter().filter(|t| wanted.iter().any(|w| w == t.name())) {
-                            if topic.partitions().len() != expected_partitions as usize {
+                        for topic in metadata.topics() {
+                            let Some(plan) = plans.iter().find(|p| p.name == topic.name()) else { continue };
+                            if topic.partitions().len() != plan.partitions as usize {
                                 tracing::warn!(
                                     topic = topic.name(),
                                     partitions = topic.partitions().len(),
-                                    configured = expected_partitions,
-                                    "topic exists with another partition count than KAFKA_TOPIC_PARTITIONS; it is used as it is"
+                                    configured = plan.partitions,
+                                    "topic exists with another partition count than configured; it is used as it is"
                                 );
                             }
                         }

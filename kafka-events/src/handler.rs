@@ -40,7 +40,18 @@ pub struct HandlerRegistration {
     pub(crate) concurrency: u32,
     pub(crate) keyless: Keyless,
     pub(crate) circuit: Option<crate::circuit::CircuitSpec>,
+    pub(crate) provision: Option<ProvisionSpec>,
     pub(crate) invoke: InvokeFn,
+}
+
+/// `provision(partitions = N, retention = "...", cleanup = "...")`: how the handler's topic is
+/// created when it does not exist; unset fields take the configured defaults.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProvisionSpec {
+    pub partitions: Option<i32>,
+    pub retention_ms: Option<u64>,
+    pub cleanup: Option<&'static str>,
 }
 
 /// How a handler with `concurrency` above 1 orders messages that have no key.
@@ -75,8 +86,15 @@ impl HandlerRegistration {
             concurrency: 1,
             keyless: Keyless::Ordered,
             circuit: None,
+            provision: None,
             invoke,
         }
+    }
+
+    /// Sets `provision(...)`.
+    pub const fn provision(mut self, provision: ProvisionSpec) -> Self {
+        self.provision = Some(provision);
+        self
     }
 
     /// Sets `circuit(...)`.

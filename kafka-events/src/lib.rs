@@ -103,7 +103,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::circuit::CircuitSpec;
-    pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn, Keyless};
+    pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn, Keyless, ProvisionSpec};
     pub use crate::processor::{invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetryMode, RetrySpec};
     pub use inventory;

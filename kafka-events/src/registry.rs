@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::handler::{DlqSpec, HandlerRegistration};
@@ -168,20 +169,33 @@ impl Topology {
         self.handlers.values().filter_map(|h| h.retry_topic.as_deref()).collect()
     }
 
-    /// Every topic the runtime needs — handler, retry and dead-letter topics — with its kind.
-    pub fn all_topics(&self) -> Vec<(String, TopicKind)> {
-        let mut topics: Vec<(String, TopicKind)> = self
+    /// Every topic the runtime needs — handler, retry and dead-letter topics — with how to create
+    /// it: the handler's `provision(...)` over the configured defaults (a handler's retry and
+    /// dead-letter topics get its partition count).
+    pub fn topic_plans(&self, config: &Config) -> Vec<TopicPlan> {
+        let (topic_retention, retry_retention, dlq_retention) = config.retention();
+        let mut plans: Vec<TopicPlan> = self
             .handlers
             .values()
             .flat_map(|h| {
-                std::iter::once((h.topic.clone(), TopicKind::Handler))
-                    .chain(h.retry_topic.clone().map(|t| (t, TopicKind::Retry)))
-                    .chain(h.dlq_topic.clone().map(|t| (t, TopicKind::DeadLetter)))
+                let spec = h.registration.provision.unwrap_or_default();
+                let partitions = spec.partitions.unwrap_or(config.topic_partitions());
+                let plan = |name: String, kind: TopicKind, retention: Option<Duration>, cleanup: Option<String>| {
+                    TopicPlan { name, kind, partitions, retention, cleanup }
+                };
+                std::iter::once(plan(
+                    h.topic.clone(),
+                    TopicKind::Handler,
+                    spec.retention_ms.map(Duration::from_millis).or(topic_retention),
+                    spec.cleanup.map(str::to_string).or_else(|| config.cleanup_policy().map(str::to_string)),
+                ))
+                .chain(h.retry_topic.clone().map(|t| plan(t, TopicKind::Retry, retry_retention, None)))
+                .chain(h.dlq_topic.clone().map(|t| plan(t, TopicKind::DeadLetter, dlq_retention, None)))
             })
             .collect();
-        topics.sort();
-        topics.dedup_by(|a, b| a.0 == b.0);
-        topics
+        plans.sort_by(|a, b| a.name.cmp(&b.name));
+        plans.dedup_by(|a, b| a.name == b.name);
+        plans
     }
 
     /// Every handler, sorted by topic.
@@ -193,6 +207,21 @@ impl Topology {
     pub fn topics(&self) -> Vec<&str> {
         self.handlers.keys().map(String::as_str).collect()
     }
+}
+
+/// How the runtime creates one topic it needs (existing topics are never changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPlan {
+    /// The topic (prefix applied).
+    pub name: String,
+    /// What it is for.
+    pub kind: TopicKind,
+    /// Partitions.
+    pub partitions: i32,
+    /// `retention.ms`, when set.
+    pub retention: Option<Duration>,
+    /// `cleanup.policy`, when set.
+    pub cleanup: Option<String>,
 }
 
 /// What a topic is for; decides its retention when it is created.

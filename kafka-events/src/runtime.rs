@@ -51,7 +51,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
     }
     let connection = Arc::new(Connection::open(&config)?);
     connection.await_brokers(&config).await?;
-    connection.ensure_topics(&config, &topology.all_topics()).await?;
+    connection.ensure_topics(&config, &topology.topic_plans(&config)).await?;
 
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::new(metrics.clone()));
