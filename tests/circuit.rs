@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{config, create_topic, produce, producer, record, unique, wait_for, Call};
+use common::{config, create_topic, produce, producer, unique, wait_for};
 use kafka_events::circuit::CircuitState;
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -33,17 +33,7 @@ const RESET: Duration = Duration::from_secs(1);
 )]
 async fn fragile(event: Request, ctx: MessageContext) -> Result<(), HandlerError> {
     let up = DEPENDENCY_UP.load(Ordering::SeqCst);
-    record(
-        ctx.topic(),
-        Call {
-            id: event.id.clone(),
-            attempt: ctx.attempt(),
-            partition: ctx.partition(),
-            offset: ctx.offset(),
-            succeeded: up,
-            at: std::time::Instant::now(),
-        },
-    );
+    common::record_call(&ctx, &event.id, up);
     if up {
         Ok(())
     } else {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, produce, record, unique, wait_for, Call};
+use common::{config, produce, unique, wait_for};
 use kafka_events::embedded::EmbeddedBroker;
 use kafka_events::prelude::*;
 use kafka_events::Error;
@@ -21,17 +21,7 @@ struct Ping {
 
 #[kafka_handler(topic = "patient", dlq)]
 async fn patient(event: Ping, ctx: MessageContext) -> Result<(), HandlerError> {
-    record(
-        ctx.topic(),
-        Call {
-            id: event.id,
-            attempt: ctx.attempt(),
-            partition: ctx.partition(),
-            offset: ctx.offset(),
-            succeeded: true,
-            at: std::time::Instant::now(),
-        },
-    );
+    common::record_call(&ctx, &event.id, true);
     Ok(())
 }
 

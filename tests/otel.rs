@@ -9,7 +9,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{config, header, read_topic, record, unique, wait_for, Call};
+use common::{config, header, read_topic, unique, wait_for};
 use kafka_events::prelude::*;
 use kafka_events::trace::TraceContext;
 use opentelemetry::trace::TracerProvider as _;
@@ -30,17 +30,7 @@ static SEEN: Mutex<Option<TraceContext>> = Mutex::new(None);
 #[kafka_handler(topic = "exported", dlq)]
 async fn exported(event: Ping, ctx: MessageContext) -> Result<(), HandlerError> {
     *SEEN.lock().unwrap() = Some(ctx.trace().clone());
-    record(
-        ctx.topic(),
-        Call {
-            id: event.id,
-            attempt: ctx.attempt(),
-            partition: ctx.partition(),
-            offset: ctx.offset(),
-            succeeded: true,
-            at: std::time::Instant::now(),
-        },
-    );
+    common::record_call(&ctx, &event.id, true);
     Ok(())
 }
 

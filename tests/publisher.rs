@@ -89,17 +89,7 @@ static RELAY_PUBLISHER: OnceLock<Publisher> = OnceLock::new();
 async fn relay(event: Quote, ctx: MessageContext) -> Result<(), HandlerError> {
     let reply = Quote { id: format!("reply-{}", event.id), price: event.price + 1 };
     RELAY_PUBLISHER.get().expect("publisher").publish("replies", &reply).await?;
-    common::record(
-        ctx.topic(),
-        common::Call {
-            id: event.id,
-            attempt: ctx.attempt(),
-            partition: ctx.partition(),
-            offset: ctx.offset(),
-            succeeded: true,
-            at: std::time::Instant::now(),
-        },
-    );
+    common::record_call(&ctx, &event.id, true);
     Ok(())
 }
 

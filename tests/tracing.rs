@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{config, header, read_topic, record, unique, wait_for, Call};
+use common::{config, header, read_topic, unique, wait_for};
 use kafka_events::prelude::*;
 use kafka_events::publisher::Publisher;
 use kafka_events::trace::TraceContext;
@@ -82,17 +82,7 @@ static PUBLISHER: OnceLock<Publisher> = OnceLock::new();
 
 fn seen(ctx: &MessageContext, id: &str) {
     SEEN.lock().unwrap().push((ctx.topic().to_string(), ctx.trace().clone()));
-    record(
-        ctx.topic(),
-        Call {
-            id: id.into(),
-            attempt: ctx.attempt(),
-            partition: ctx.partition(),
-            offset: ctx.offset(),
-            succeeded: true,
-            at: std::time::Instant::now(),
-        },
-    );
+    common::record_call(ctx, id, true);
 }
 
 /// Handles a hop and publishes the next one.

@@ -230,16 +230,7 @@ fn parse_retry(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Res
     let mut retry = RetryArgs::default();
     let mut initial: Option<(u64, Span)> = None;
     let mut max_delay: Option<u64> = None;
-    while !input.is_empty() {
-        if let Err(error) = parse_retry_one(input, &mut retry, &mut initial, &mut max_delay) {
-            errors.push(error);
-            skip_to_comma(input);
-        }
-        if input.is_empty() {
-            break;
-        }
-        input.parse::<Token![,]>()?;
-    }
+    parse_list(input, errors, |input| parse_retry_one(input, &mut retry, &mut initial, &mut max_delay))?;
     retry.initial_ms = initial.map(|(ms, _)| ms);
     retry.max_delay_ms = max_delay;
     if let (Some((initial, span)), Some(max_delay)) = (initial, max_delay) {
@@ -356,119 +347,113 @@ fn parse_retry_one(
 
 fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<CircuitArgs> {
     let mut circuit = CircuitArgs::default();
-    while !input.is_empty() {
-        let result = (|| {
-            let lookahead = input.lookahead1();
-            if lookahead.peek(kw::failures) {
-                let key = input.parse::<kw::failures>()?;
-                input.parse::<Token![=]>()?;
-                let hint = "`failures` must be a whole number of at least 1: consecutive failed calls that open the circuit, e.g. `failures = 5`";
-                let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
-                let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
-                if n == 0 {
-                    return Err(syn::Error::new(lit.span(), hint));
-                }
-                if circuit.failures.replace(n).is_some() {
-                    return Err(syn::Error::new(
-                        key.span,
-                        "expected only a single `failures` argument in `circuit(...)`",
-                    ));
-                }
-            } else if lookahead.peek(kw::reset) {
-                let key = input.parse::<kw::reset>()?;
-                input.parse::<Token![=]>()?;
-                let (ms, span) = parse_duration(input, "reset")?;
-                if ms == 0 {
-                    return Err(syn::Error::new(span, "`reset` must be longer than 0, e.g. `reset = \"30s\"`"));
-                }
-                if circuit.reset_ms.replace(ms).is_some() {
-                    return Err(syn::Error::new(key.span, "expected only a single `reset` argument in `circuit(...)`"));
-                }
-            } else if input.peek(syn::Ident) {
-                let ident: syn::Ident = input.parse()?;
-                return Err(syn::Error::new(
-                    ident.span(),
-                    format!("unknown `circuit` argument `{ident}`; expected `failures` or `reset`"),
-                ));
-            } else {
-                return Err(lookahead.error());
+    parse_list(input, errors, |input| {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::failures) {
+            let key = input.parse::<kw::failures>()?;
+            input.parse::<Token![=]>()?;
+            let hint = "`failures` must be a whole number of at least 1: consecutive failed calls that open the circuit, e.g. `failures = 5`";
+            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+            let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
+            if n == 0 {
+                return Err(syn::Error::new(lit.span(), hint));
             }
-            Ok(())
-        })();
-        if let Err(error) = result {
-            errors.push(error);
-            skip_to_comma(input);
+            if circuit.failures.replace(n).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `failures` argument in `circuit(...)`"));
+            }
+        } else if lookahead.peek(kw::reset) {
+            let key = input.parse::<kw::reset>()?;
+            input.parse::<Token![=]>()?;
+            let (ms, span) = parse_duration(input, "reset")?;
+            if ms == 0 {
+                return Err(syn::Error::new(span, "`reset` must be longer than 0, e.g. `reset = \"30s\"`"));
+            }
+            if circuit.reset_ms.replace(ms).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `reset` argument in `circuit(...)`"));
+            }
+        } else if input.peek(syn::Ident) {
+            let ident: syn::Ident = input.parse()?;
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("unknown `circuit` argument `{ident}`; expected `failures` or `reset`"),
+            ));
+        } else {
+            return Err(lookahead.error());
         }
-        if input.is_empty() {
-            break;
-        }
-        input.parse::<Token![,]>()?;
-    }
+        Ok(())
+    })?;
     Ok(circuit)
 }
 
 fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<ProvisionArgs> {
     let mut provision = ProvisionArgs::default();
-    while !input.is_empty() {
-        let result = (|| {
-            let duplicate = |span: Span, name: &str| {
-                syn::Error::new(span, format!("expected only a single `{name}` argument in `provision(...)`"))
-            };
-            let lookahead = input.lookahead1();
-            if lookahead.peek(kw::partitions) {
-                let key = input.parse::<kw::partitions>()?;
-                input.parse::<Token![=]>()?;
-                let hint = "`partitions` must be a whole number from 1 to 10000, e.g. `partitions = 6`";
-                let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
-                let n: i32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
-                if !(1..=10_000).contains(&n) {
-                    return Err(syn::Error::new(lit.span(), hint));
-                }
-                if provision.partitions.replace(n).is_some() {
-                    return Err(duplicate(key.span, "partitions"));
-                }
-            } else if lookahead.peek(kw::retention) {
-                let key = input.parse::<kw::retention>()?;
-                input.parse::<Token![=]>()?;
-                let (ms, span) = parse_duration(input, "retention")?;
-                if ms == 0 {
-                    return Err(syn::Error::new(
-                        span,
-                        "`retention` must be longer than 0, e.g. `retention = \"7days\"`",
-                    ));
-                }
-                if provision.retention_ms.replace(ms).is_some() {
-                    return Err(duplicate(key.span, "retention"));
-                }
-            } else if lookahead.peek(kw::cleanup) {
-                let key = input.parse::<kw::cleanup>()?;
-                input.parse::<Token![=]>()?;
-                let lit: LitStr = input.parse()?;
-                let policy = lit.value().replace(' ', "");
-                if !matches!(policy.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        format!(
-                            "unknown cleanup policy `{}`; expected \"delete\", \"compact\" or \"compact,delete\"",
-                            lit.value()
-                        ),
-                    ));
-                }
-                if provision.cleanup.replace(policy).is_some() {
-                    return Err(duplicate(key.span, "cleanup"));
-                }
-            } else if input.peek(syn::Ident) {
-                let ident: syn::Ident = input.parse()?;
-                return Err(syn::Error::new(
-                    ident.span(),
-                    format!("unknown `provision` argument `{ident}`; expected `partitions`, `retention` or `cleanup`"),
-                ));
-            } else {
-                return Err(lookahead.error());
+    parse_list(input, errors, |input| {
+        let duplicate = |span: Span, name: &str| {
+            syn::Error::new(span, format!("expected only a single `{name}` argument in `provision(...)`"))
+        };
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::partitions) {
+            let key = input.parse::<kw::partitions>()?;
+            input.parse::<Token![=]>()?;
+            let hint = "`partitions` must be a whole number from 1 to 10000, e.g. `partitions = 6`";
+            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+            let n: i32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
+            if !(1..=10_000).contains(&n) {
+                return Err(syn::Error::new(lit.span(), hint));
             }
-            Ok(())
-        })();
-        if let Err(error) = result {
+            if provision.partitions.replace(n).is_some() {
+                return Err(duplicate(key.span, "partitions"));
+            }
+        } else if lookahead.peek(kw::retention) {
+            let key = input.parse::<kw::retention>()?;
+            input.parse::<Token![=]>()?;
+            let (ms, span) = parse_duration(input, "retention")?;
+            if ms == 0 {
+                return Err(syn::Error::new(span, "`retention` must be longer than 0, e.g. `retention = \"7days\"`"));
+            }
+            if provision.retention_ms.replace(ms).is_some() {
+                return Err(duplicate(key.span, "retention"));
+            }
+        } else if lookahead.peek(kw::cleanup) {
+            let key = input.parse::<kw::cleanup>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitStr = input.parse()?;
+            let policy = lit.value().replace(' ', "");
+            if !matches!(policy.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown cleanup policy `{}`; expected \"delete\", \"compact\" or \"compact,delete\"",
+                        lit.value()
+                    ),
+                ));
+            }
+            if provision.cleanup.replace(policy).is_some() {
+                return Err(duplicate(key.span, "cleanup"));
+            }
+        } else if input.peek(syn::Ident) {
+            let ident: syn::Ident = input.parse()?;
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("unknown `provision` argument `{ident}`; expected `partitions`, `retention` or `cleanup`"),
+            ));
+        } else {
+            return Err(lookahead.error());
+        }
+        Ok(())
+    })?;
+    Ok(provision)
+}
+
+/// Parses a comma-separated argument list with `one`, collecting every argument's error (and
+/// going on after it) instead of stopping at the first.
+fn parse_list(
+    input: ParseStream<'_>,
+    errors: &mut Vec<syn::Error>,
+    mut one: impl FnMut(ParseStream<'_>) -> syn::Result<()>,
+) -> syn::Result<()> {
+    while !input.is_empty() {
+        if let Err(error) = one(input) {
             errors.push(error);
             skip_to_comma(input);
         }
@@ -477,7 +462,7 @@ fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn:
         }
         input.parse::<Token![,]>()?;
     }
-    Ok(provision)
+    Ok(())
 }
 
 fn parse_duration(input: ParseStream<'_>, name: &str) -> syn::Result<(u64, Span)> {

@@ -190,6 +190,21 @@ pub fn record(topic: &str, call: Call) {
     changed.send_modify(|n| *n += 1);
 }
 
+/// Records that a handler was invoked with `ctx` for event `id` (called from handlers).
+pub fn record_call(ctx: &kafka_events::MessageContext, id: &str, succeeded: bool) {
+    record(
+        ctx.topic(),
+        Call {
+            id: id.to_string(),
+            attempt: ctx.attempt(),
+            partition: ctx.partition(),
+            offset: ctx.offset(),
+            succeeded,
+            at: std::time::Instant::now(),
+        },
+    );
+}
+
 /// Every invocation recorded for `topic`.
 pub fn calls(topic: &str) -> Vec<Call> {
     recorder().0.lock().unwrap().get(topic).cloned().unwrap_or_default()
