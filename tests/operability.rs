@@ -7,9 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{
-    config, create_topic, produce, produce_many, producer, record, unbatched_producer, unique, wait_for, Call,
-};
+use common::{config, create_topic, produce, produce_many, producer, unbatched_producer, unique, wait_for};
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -24,17 +22,6 @@ struct Job {
 
 fn job(id: &str, mode: &str) -> Vec<u8> {
     serde_json::to_vec(&Job { id: id.into(), mode: mode.into() }).unwrap()
-}
-
-fn call(event: &Job, ctx: &MessageContext, succeeded: bool) -> Call {
-    Call {
-        id: event.id.clone(),
-        attempt: ctx.attempt(),
-        partition: ctx.partition(),
-        offset: ctx.offset(),
-        succeeded,
-        at: std::time::Instant::now(),
-    }
 }
 
 fn localhost_any_port() -> SocketAddr {
@@ -70,7 +57,7 @@ async fn metered(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
         "fatal" => Some(HandlerError::permanent("fatal")),
         _ => None,
     };
-    record(ctx.topic(), call(&event, &ctx, failure.is_none()));
+    common::record_call(&ctx, &event.id, failure.is_none());
     failure.map_or(Ok(()), Err)
 }
 
@@ -139,7 +126,7 @@ async fn metrics_count_exactly_what_happened() {
 
 #[kafka_handler(topic = "guarded", retry(max = 0))]
 async fn guarded(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
-    record(ctx.topic(), call(&event, &ctx, event.mode != "fatal"));
+    common::record_call(&ctx, &event.id, event.mode != "fatal");
     if event.mode == "fatal" {
         return Err(HandlerError::permanent("cannot be handled"));
     }
@@ -206,7 +193,7 @@ async fn lagging(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
         }
         released.await;
     }
-    record(ctx.topic(), call(&event, &ctx, true));
+    common::record_call(&ctx, &event.id, true);
     Ok(())
 }
 
@@ -264,7 +251,7 @@ async fn lag_is_reported_makes_the_runtime_not_ready_and_drops_to_zero_after_cat
 
 #[kafka_handler(topic = "resilient", dlq)]
 async fn resilient(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
-    record(ctx.topic(), call(&event, &ctx, true));
+    common::record_call(&ctx, &event.id, true);
     Ok(())
 }
 
