@@ -30,7 +30,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::registry::Topology;
+use crate::registry::BoundHandler;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandlerLabels {
@@ -178,22 +178,16 @@ impl Metrics {
         }
     }
 
-    /// Per-handler handles, by handler topic.
-    pub(crate) fn for_topology(self: &Arc<Self>, topology: &Topology) -> HashMap<String, HandlerMetrics> {
-        topology
-            .handlers()
-            .map(|h| {
-                let labels = HandlerLabels { topic: h.topic.clone(), handler: h.name().to_string() };
-                let handles = HandlerMetrics {
-                    processed: self.processed.get_or_create(&labels).clone(),
-                    retried: self.retried.get_or_create(&labels).clone(),
-                    duration: self.duration.get_or_create(&labels).clone(),
-                    labels,
-                    metrics: self.clone(),
-                };
-                (h.topic.clone(), handles)
-            })
-            .collect()
+    /// The handles of one handler.
+    pub(crate) fn for_handler(self: &Arc<Self>, handler: &BoundHandler) -> HandlerMetrics {
+        let labels = HandlerLabels { topic: handler.topic.clone(), handler: handler.name().to_string() };
+        HandlerMetrics {
+            processed: self.processed.get_or_create(&labels).clone(),
+            retried: self.retried.get_or_create(&labels).clone(),
+            duration: self.duration.get_or_create(&labels).clone(),
+            labels,
+            metrics: self.clone(),
+        }
     }
 
     pub(crate) fn rebalanced(&self, group: &str, revoked: bool) {

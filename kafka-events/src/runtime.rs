@@ -12,7 +12,7 @@ use crate::health::{Health, Status};
 use crate::http::HttpServer;
 use crate::metrics::Metrics;
 use crate::names::{main_group, retry_group};
-use crate::processor::Processor;
+use crate::processor::{Instruments, Processor};
 use crate::publisher::Publisher;
 use crate::registry::Topology;
 
@@ -55,21 +55,18 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
 
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::new(metrics.clone()));
-    let breakers: HashMap<String, Arc<CircuitBreaker>> = topology
+    let instruments: HashMap<String, Instruments> = topology
         .handlers()
-        .filter_map(|h| {
-            let opened = metrics.circuit_opened(&h.topic, h.name());
-            let breaker = CircuitBreaker::new(h.circuit?, h.name(), &h.topic, opened);
-            Some((h.topic.clone(), Arc::new(breaker)))
+        .map(|h| {
+            let breaker = h.circuit.map(|policy| {
+                let opened = metrics.circuit_opened(&h.topic, h.name());
+                Arc::new(CircuitBreaker::new(policy, h.name(), &h.topic, opened))
+            });
+            (h.topic.clone(), Instruments { metrics: Some(metrics.for_handler(h)), breaker })
         })
         .collect();
-    status.track_circuits(breakers.values().cloned());
-    let processor = Arc::new(Processor::new(
-        connection.producer.clone(),
-        status.clone(),
-        metrics.for_topology(&topology),
-        breakers,
-    ));
+    status.track_circuits(instruments.values().filter_map(|i| i.breaker.clone()));
+    let processor = Arc::new(Processor::new(connection.producer.clone(), status.clone(), instruments));
     let http = match config.http() {
         Some(addr) => Some(HttpServer::start(addr, status.clone(), config.readiness_policy()).await?),
         None => None,

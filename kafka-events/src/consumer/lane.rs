@@ -37,9 +37,10 @@ pub(crate) async fn run_lane(
 ) {
     let concurrency = handler.registration.concurrency.max(1) as usize;
     let mut gate = KeyGate::new(handler.registration.concurrency, handler.registration.keyless);
-    let (handler, processor, cancel_ref) = (&handler, &*processor, &cancel);
+    let instruments = processor.instruments(&handler.topic);
+    let (handler, instruments, processor, cancel_ref) = (&handler, &instruments, &*processor, &cancel);
     let start = |message: OwnedMessage| async move {
-        let finish = processor.process(handler, &message, cancel_ref).await;
+        let finish = processor.process(handler, instruments, &message, cancel_ref).await;
         (message, finish)
     };
     let mut running = FuturesUnordered::new();

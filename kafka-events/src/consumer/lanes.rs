@@ -97,7 +97,7 @@ impl Lanes {
         let (ended_tx, ended) = std_mpsc::channel();
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone())));
         let cancel = CancellationToken::new();
-        let breaker = self.processor.breaker(&handler.topic);
+        let breaker = self.processor.instruments(&handler.topic).breaker;
         self.runtime.spawn(run_lane(
             handler,
             receiver,

@@ -46,35 +46,41 @@ pub(crate) enum Finish {
     Publishing(Publishing),
 }
 
+/// What the runtime attaches to one handler: its metrics and, if it has one, its circuit
+/// breaker. A lane resolves them once, not per message.
+#[derive(Clone, Default)]
+pub(crate) struct Instruments {
+    pub(crate) metrics: Option<HandlerMetrics>,
+    pub(crate) breaker: Option<Arc<CircuitBreaker>>,
+}
+
 /// Runs messages through their handler and routes the outcome.
 pub(crate) struct Processor {
     producer: FutureProducer<TracingContext>,
     status: Arc<Status>,
     /// Per handler topic.
-    metrics: HashMap<String, HandlerMetrics>,
-    /// Per handler topic, for handlers with a circuit breaker.
-    breakers: HashMap<String, Arc<CircuitBreaker>>,
+    instruments: HashMap<String, Instruments>,
 }
 
 impl Processor {
     pub(crate) fn new(
         producer: FutureProducer<TracingContext>,
         status: Arc<Status>,
-        metrics: HashMap<String, HandlerMetrics>,
-        breakers: HashMap<String, Arc<CircuitBreaker>>,
+        instruments: HashMap<String, Instruments>,
     ) -> Self {
-        Self { producer, status, metrics, breakers }
+        Self { producer, status, instruments }
     }
 
-    /// The circuit breaker of the handler of `topic`, if it has one.
-    pub(crate) fn breaker(&self, handler_topic: &str) -> Option<Arc<CircuitBreaker>> {
-        self.breakers.get(handler_topic).cloned()
+    /// The instruments of the handler of `handler_topic`.
+    pub(crate) fn instruments(&self, handler_topic: &str) -> Instruments {
+        self.instruments.get(handler_topic).cloned().unwrap_or_default()
     }
 
     /// Processes `message` with `handler` until its outcome is durable or `cancel` fires.
     pub(crate) async fn process(
         &self,
         handler: &BoundHandler,
+        instruments: &Instruments,
         message: &OwnedMessage,
         cancel: &CancellationToken,
     ) -> Finish {
@@ -103,12 +109,13 @@ impl Processor {
             .unwrap_or_else(|| parent.map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child()));
         span.record("trace_id", trace.trace_id());
         span.record("span_id", trace.span_id());
-        self.process_inner(handler, name, message, cancel, &trace).instrument(span).await
+        self.process_inner(handler, instruments, name, message, cancel, &trace).instrument(span).await
     }
 
     async fn process_inner(
         &self,
         handler: &BoundHandler,
+        instruments: &Instruments,
         name: &str,
         message: &OwnedMessage,
         cancel: &CancellationToken,
@@ -129,8 +136,7 @@ impl Processor {
                 }
             }
         }
-        let metrics = self.metrics.get(&handler.topic);
-        let breaker = self.breakers.get(&handler.topic);
+        let (metrics, breaker) = (instruments.metrics.as_ref(), instruments.breaker.as_deref());
         loop {
             span.record("attempt", attempt);
             // An open circuit holds the message here (the consumer pauses the partition).
