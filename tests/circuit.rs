@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{config, create_topic, produce, producer, unique, wait_for};
+use common::{config, create_topic, eventually, produce, producer, unique, wait_for};
 use kafka_events::circuit::CircuitState;
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -64,17 +64,17 @@ async fn an_open_circuit_stops_calls_pauses_the_partition_and_probes_after_the_r
     // (polled: the consumer pauses on its next poll burst).
     wait_for(&topic, Duration::from_secs(60), |calls| calls.len() >= 3).await;
     let main = format!("{run}-svc-main");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the circuit open and the partition paused", Duration::from_secs(10), || async {
         let health = runtime.health();
         let open = health.circuits.iter().any(|c| c.state != CircuitState::Closed);
         let paused = health.groups.get(&main).map(|g| g.paused_partitions).unwrap_or_default();
         if open && paused == 1 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{health:?}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "circuit open and partition paused: {health:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
 
     // The probe comes after the reset time, with no call in between; it fails: open again.
     let calls = wait_for(&topic, Duration::from_secs(30), |calls| calls.len() >= 4).await;
@@ -89,15 +89,15 @@ async fn an_open_circuit_stops_calls_pauses_the_partition_and_probes_after_the_r
     .await;
     assert!(calls[4].at - calls[3].at >= RESET, "the failed probe reopened the circuit for a full reset");
     assert_eq!(calls.len(), 9, "3 failures, 2 probes, 4 more messages: {calls:?}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let health = loop {
+    let health = eventually("the partition resumed", Duration::from_secs(10), || async {
         let health = runtime.health();
         if health.groups.get(&main).is_some_and(|g| g.paused_partitions == 0) {
-            break health;
+            Ok(health)
+        } else {
+            Err(format!("{health:?}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "partition resumed: {health:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    })
+    .await;
     let circuit = &health.circuits[0];
     assert_eq!((circuit.state, circuit.opened), (CircuitState::Closed, 2));
     let metrics = runtime.metrics_text();

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{
-    calls, committed_offsets, config, create_topic, end_offsets, produce_many, record, unbatched_producer, unique,
-    wait_for, Call,
+    calls, committed_offsets, config, create_topic, end_offsets, eventually, produce_many, record, unbatched_producer,
+    unique, wait_for, Call,
 };
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -137,15 +137,15 @@ async fn held_messages_never_exceed_the_caps_while_a_handler_blocks() {
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");
     let group = format!("{run}-svc-main");
     // The runtime's own gauge; there is no event for "the cap is reached", so it is polled.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let held = loop {
-        let health = runtime.health();
-        let held = health.groups.get(&group).map(|g| g.buffered).unwrap_or_default();
-        if held >= GROUP_CAP || tokio::time::Instant::now() > deadline {
-            break held;
+    let held = eventually("the runtime to fill up to its cap", Duration::from_secs(60), || async {
+        let held = runtime.health().groups.get(&group).map(|g| g.buffered).unwrap_or_default();
+        if held >= GROUP_CAP {
+            Ok(held)
+        } else {
+            Err(format!("{held} held"))
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    })
+    .await;
     assert_eq!(held, GROUP_CAP, "with every handler blocked, the runtime fills up to its cap and stops");
     assert!(calls(&topic).is_empty(), "nothing handled while blocked");
 

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    append_line, child_tracing, committed_offsets, config, create_topic, end_offsets, handled_lines, produce_many,
-    spawn_child, terminate, unbatched_producer, unique, wait_lines, ChildGuard,
+    append_line, child_tracing, committed_offsets, config, create_topic, end_offsets, eventually, handled_lines,
+    produce_many, spawn_child, terminate, unbatched_producer, unique, wait_lines, ChildGuard,
 };
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -170,15 +170,16 @@ async fn a_killed_concurrent_consumer_replays_at_most_its_held_window() {
     let group = format!("{run}-svc-main");
     // Committed offsets are the broker's state, polled: each partition's commit reaches the
     // stuck message and stays there while the lane runs ahead.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually("the first consumer to reach the stuck messages", Duration::from_secs(120), || async {
         let past_stuck = handled_lines(&first_out).iter().filter(|l| l.2 > STUCK).count();
-        if committed_offsets(&group, &topic, 3) == [STUCK; 3] && past_stuck >= 150 {
-            break;
+        let committed = committed_offsets(&group, &topic, 3);
+        if committed == [STUCK; 3] && past_stuck >= 150 {
+            Ok(())
+        } else {
+            Err(format!("committed {committed:?}, {past_stuck} handled past the stuck offsets"))
         }
-        assert!(std::time::Instant::now() < deadline, "the first consumer did not reach the stuck messages");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let mut killed = first.0.take().unwrap();
     killed.kill().expect("SIGKILL");
     killed.wait().expect("reap");

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{config, create_topic, produce, produce_many, producer, unbatched_producer, unique, wait_for};
+use common::{config, create_topic, eventually, produce, produce_many, producer, unbatched_producer, unique, wait_for};
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -90,17 +90,18 @@ async fn metrics_count_exactly_what_happened() {
     let handler = "operability::metered";
     let labels = [("topic", topic.as_str()), ("handler", handler)];
     // The counters are bumped right after the handler returns; the scrape may come first.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let text = loop {
+    let text = eventually("the counters of every handled message", Duration::from_secs(30), || async {
         let (status, text) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
-        let done = sample(&text, "kafka_events_messages_processed_total", &labels) >= 500.0
-            && sample(&text, "kafka_events_messages_dead_lettered_total", &labels) >= 15.0;
-        if done || tokio::time::Instant::now() > deadline {
-            break text;
+        let processed = sample(&text, "kafka_events_messages_processed_total", &labels);
+        let dead_lettered = sample(&text, "kafka_events_messages_dead_lettered_total", &labels);
+        if processed >= 500.0 && dead_lettered >= 15.0 {
+            Ok(text)
+        } else {
+            Err(format!("processed {processed}, dead-lettered {dead_lettered}"))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     runtime.shutdown().await.expect("shutdown");
 
     let count = |name: &str, extra: &[(&str, &str)]| {
@@ -156,15 +157,7 @@ async fn readiness_reports_the_groups_and_turns_503_when_a_partition_stalls() {
     produce(&producer, &topic, "a", &job("poison", "fatal"), &[], Some(0)).await;
     wait_for(&topic, Duration::from_secs(60), |calls| calls.iter().any(|c| c.id == "poison")).await;
     // The stall is recorded right after the handler returns.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let (status, body) = loop {
-        let (status, body) = get(addr, "/health/ready").await;
-        if status == 503 || tokio::time::Instant::now() > deadline {
-            break (status, body);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(status, 503, "{body}");
+    let (body, _) = wait_status(addr, "/health/ready", 503, Duration::from_secs(30)).await;
     println!("/health/ready with a stalled partition: {body}");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["status"], "unavailable");
@@ -200,15 +193,15 @@ async fn lagging(event: Job, ctx: MessageContext) -> Result<(), HandlerError> {
 /// Polls the runtime's health until `done` holds for its lag (the monitor measures on its own
 /// schedule; there is no event to await).
 async fn wait_lag(runtime: &kafka_events::runtime::Runtime, what: &str, done: impl Fn(i64) -> bool) -> i64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(what, Duration::from_secs(60), || async {
         let lag: i64 = runtime.health().lag.iter().map(|l| l.lag).sum();
         if done(lag) {
-            return lag;
+            Ok(lag)
+        } else {
+            Err(format!("lag {lag}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; lag {lag}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,14 +252,16 @@ async fn resilient(event: Job, ctx: MessageContext) -> Result<(), HandlerError> 
 /// schedule); returns the body and how long it took.
 async fn wait_status(addr: SocketAddr, path: &str, status: u16, within: Duration) -> (String, Duration) {
     let started = tokio::time::Instant::now();
-    loop {
+    let body = eventually(&format!("{path} to answer {status}"), within, || async {
         let (now, body) = get(addr, path).await;
         if now == status {
-            return (body, started.elapsed());
+            Ok(body)
+        } else {
+            Err(format!("{now} {body}"))
         }
-        assert!(started.elapsed() < within, "{path} did not answer {status} within {within:?}: {now} {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    (body, started.elapsed())
 }
 
 /// The broker is librdkafka's mock cluster, hosted by this test on a loopback port: it can be

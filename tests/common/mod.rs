@@ -205,6 +205,28 @@ pub fn record_call(ctx: &kafka_events::MessageContext, id: &str, succeeded: bool
     );
 }
 
+/// Polls `probe` every 10 ms until it returns `Ok`, for state that has no event to await (the
+/// broker's committed offsets, the runtime's gauges, an HTTP endpoint); panics after `timeout`
+/// naming `what` and the last `Err` the probe described.
+pub async fn eventually<T, Fut>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "timed out after {timeout:?} waiting for {what}; last: {last}"
+                )
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Every invocation recorded for `topic`.
 pub fn calls(topic: &str) -> Vec<Call> {
     recorder().0.lock().unwrap().get(topic).cloned().unwrap_or_default()
@@ -334,18 +356,18 @@ pub fn handled_lines(path: &std::path::Path) -> Vec<(String, i32, i64)> {
         .collect()
 }
 
-/// Waits (checking every 20 ms, up to 120 s) until `done` holds for the lines of `paths`. The
+/// Waits (checking every 10 ms, up to 120 s) until `done` holds for the lines of `paths`. The
 /// children write these files; there is no event to await across processes.
 pub async fn wait_lines(paths: &[&std::path::PathBuf], what: &str, done: impl Fn(&[(String, i32, i64)]) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually(what, Duration::from_secs(120), || async {
         let all: Vec<_> = paths.iter().flat_map(|p| handled_lines(p)).collect();
         if done(&all) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{} lines so far", all.len()))
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; {} lines so far", all.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// Sends SIGTERM to `child` and waits for it to exit.
