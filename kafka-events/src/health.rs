@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::consumer::budget::Budget;
+use crate::consumer::liveness::Liveness;
 use crate::handler::ErrorKind;
 use crate::metrics::Metrics;
 
@@ -195,7 +196,8 @@ pub(crate) struct Status {
     stalled_count: AtomicUsize,
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
     groups: Mutex<BTreeMap<String, GroupHealth>>,
-    budgets: Mutex<BTreeMap<String, Arc<Budget>>>,
+    /// Per group: its held-message budget and its liveness.
+    members: Mutex<BTreeMap<String, (Arc<Budget>, Arc<Liveness>)>>,
     lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
     circuits: Mutex<Vec<Arc<crate::circuit::CircuitBreaker>>>,
 }
@@ -207,7 +209,7 @@ impl Status {
             stalled_count: AtomicUsize::new(0),
             stalled: Mutex::default(),
             groups: Mutex::default(),
-            budgets: Mutex::default(),
+            members: Mutex::default(),
             lag: Mutex::default(),
             circuits: Mutex::default(),
         }
@@ -250,9 +252,9 @@ impl Status {
         }
     }
 
-    /// Reports `group`'s held messages from now on.
-    pub(crate) fn track_budget(&self, group: &str, budget: Arc<Budget>) {
-        self.budgets.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), budget);
+    /// Reports `group`'s held messages and liveness from now on.
+    pub(crate) fn track_member(&self, group: &str, budget: Arc<Budget>, liveness: Arc<Liveness>) {
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), (budget, liveness));
     }
 
     /// Reports these circuit breakers from now on.
@@ -268,18 +270,18 @@ impl Status {
 
     pub(crate) fn snapshot(&self) -> Health {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (group, budget) in self.budgets.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (group, (budget, liveness)) in self.members.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let entry = groups.entry(group.clone()).or_default();
             entry.buffered = budget.held();
             entry.buffered_peak = budget.peak();
             entry.buffer_cap = budget.cap();
-            entry.since_last_poll = budget.since_last_poll();
-            entry.since_last_message = budget.since_last_message();
-            entry.paused_partitions = budget.paused();
-            entry.brokers_unreachable_for = budget.unreachable_for();
-            entry.state = if budget.is_stopped() {
+            entry.since_last_poll = liveness.since_last_poll();
+            entry.since_last_message = liveness.since_last_message();
+            entry.paused_partitions = liveness.paused();
+            entry.brokers_unreachable_for = liveness.unreachable_for();
+            entry.state = if liveness.is_stopped() {
                 GroupState::Stopped
-            } else if budget.is_rebalancing() {
+            } else if liveness.is_rebalancing() {
                 GroupState::Rebalancing
             } else {
                 GroupState::Running

@@ -16,7 +16,7 @@ pub(crate) struct GroupContext {
     pub(crate) group: String,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
     pub(crate) status: Arc<Status>,
-    pub(crate) budget: Arc<super::budget::Budget>,
+    pub(crate) liveness: Arc<super::liveness::Liveness>,
     pub(crate) drain_timeout: Duration,
 }
 
@@ -26,7 +26,7 @@ impl ClientContext for GroupContext {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
-            self.budget.broker_unreachable();
+            self.liveness.broker_unreachable();
         }
         tracing::warn!(target: "librdkafka", group = %self.group, %error, "{reason}");
     }
@@ -38,7 +38,7 @@ impl ConsumerContext for GroupContext {
     /// consumer's own thread, so waiting here delays nothing but this group's poll; lanes of
     /// partitions that stay keep running.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.budget.set_rebalancing(true);
+        self.liveness.set_rebalancing(true);
         let Rebalance::Revoke(revoked) = rebalance else { return };
         let partitions = partitions_of(revoked);
         tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
@@ -61,7 +61,7 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.budget.set_rebalancing(false);
+        self.liveness.set_rebalancing(false);
         match rebalance {
             Rebalance::Assign(assigned) => {
                 let partitions = partitions_of(assigned);

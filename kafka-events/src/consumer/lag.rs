@@ -29,7 +29,7 @@ pub(crate) struct LagMonitor {
     pub(crate) client: ClientConfig,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
     pub(crate) status: Arc<Status>,
-    pub(crate) budget: Arc<super::budget::Budget>,
+    pub(crate) liveness: Arc<super::liveness::Liveness>,
     pub(crate) interval: Duration,
     pub(crate) threshold: i64,
     pub(crate) stop: CancellationToken,
@@ -69,8 +69,8 @@ impl LagMonitor {
         if assigned.is_empty() {
             // Nothing to measure: still find out whether a broker answers.
             match consumer.fetch_metadata(None, QUERY_TIMEOUT) {
-                Ok(_) => self.budget.broker_reachable(),
-                Err(_) => self.budget.broker_unreachable(),
+                Ok(_) => self.liveness.broker_reachable(),
+                Err(_) => self.liveness.broker_unreachable(),
             }
             return Vec::new();
         }
@@ -82,11 +82,11 @@ impl LagMonitor {
             Ok(committed) => committed,
             Err(error) => {
                 tracing::debug!(group = %self.group, %error, "lag: committed offsets unavailable");
-                self.budget.broker_unreachable();
+                self.liveness.broker_unreachable();
                 return Vec::new();
             }
         };
-        self.budget.broker_reachable();
+        self.liveness.broker_reachable();
         assigned
             .into_iter()
             .filter_map(|(topic, partition)| {

@@ -143,11 +143,10 @@ impl Lanes {
         Route::Buffered
     }
 
-    /// Hands each lane the messages staged for it since the last flush, as one batch.
-    pub(crate) fn flush(&mut self) {
-        if self.lanes.values().any(|l| !l.staged.is_empty()) {
-            self.budget.received();
-        }
+    /// Hands each lane the messages staged for it since the last flush, as one batch; whether
+    /// there were any.
+    pub(crate) fn flush(&mut self) -> bool {
+        let any = self.lanes.values().any(|l| !l.staged.is_empty());
         for lane in self.lanes.values_mut().filter(|l| !l.staged.is_empty()) {
             let batch = std::mem::take(&mut lane.staged);
             if let Err(full) = lane.buffer.try_send(batch) {
@@ -155,6 +154,7 @@ impl Lanes {
                 lane.staged = full.into_inner();
             }
         }
+        any
     }
 
     /// Partitions whose handler's circuit has opened since the last call: they are paused.

@@ -10,6 +10,7 @@ mod keys;
 mod lag;
 mod lane;
 mod lanes;
+pub(crate) mod liveness;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,6 +29,7 @@ use crate::registry::Topology;
 use budget::Budget;
 use context::{commit, lock, GroupContext};
 use lanes::{Lanes, Route, Tp};
+use liveness::Liveness;
 
 /// A running group member. Dropping it does not stop it: call [`GroupMember::stop`].
 pub(crate) struct GroupMember {
@@ -64,7 +66,8 @@ impl GroupMember {
             client.set(key, value);
         }
         let budget = Arc::new(Budget::new(config.max_buffered()));
-        spec.status.track_budget(&spec.group, budget.clone());
+        let liveness = Arc::new(Liveness::default());
+        spec.status.track_member(&spec.group, budget.clone(), liveness.clone());
         let lanes = Arc::new(Mutex::new(Lanes::new(
             spec.topology.clone(),
             spec.processor,
@@ -76,7 +79,7 @@ impl GroupMember {
             group: spec.group.clone(),
             lanes: lanes.clone(),
             status: spec.status.clone(),
-            budget: budget.clone(),
+            liveness: liveness.clone(),
             drain_timeout: config.shutdown_timeout(),
         };
         let consumer: BaseConsumer<GroupContext> = client
@@ -94,7 +97,7 @@ impl GroupMember {
             client: lag_client,
             lanes: lanes.clone(),
             status: spec.status.clone(),
-            budget: budget.clone(),
+            liveness: liveness.clone(),
             interval: config.lag_interval(),
             threshold: config.readiness_policy().lag_threshold,
             stop: stop.clone(),
@@ -111,7 +114,7 @@ impl GroupMember {
             commit_interval: config.commit_interval(),
             drain_timeout: config.shutdown_timeout(),
             group: spec.group.clone(),
-            budget,
+            liveness,
             status: spec.status.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -164,7 +167,7 @@ struct PollLoop {
     commit_interval: Duration,
     drain_timeout: Duration,
     group: String,
-    budget: Arc<Budget>,
+    liveness: Arc<Liveness>,
     status: Arc<Status>,
 }
 
@@ -197,15 +200,17 @@ impl PollLoop {
                 }
                 timeout = Duration::ZERO;
             }
-            self.budget.polled();
+            self.liveness.polled();
             let (resume, paused) = {
                 let mut lanes = lock(&self.lanes);
-                lanes.flush();
+                if lanes.flush() {
+                    self.liveness.received();
+                }
                 pause.extend(lanes.circuit_pauses());
                 let resume = lanes.refill();
                 (resume, lanes.paused())
             };
-            self.budget.set_paused(paused);
+            self.liveness.set_paused(paused);
             if !pause.is_empty() {
                 self.set_paused(&pause, true);
                 pause.clear();
@@ -270,9 +275,9 @@ impl PollLoop {
                 }
             }
         }
-        let (group, budget) = (self.group.clone(), self.budget.clone());
+        let (group, liveness) = (self.group.clone(), self.liveness.clone());
         drop(self);
-        budget.set_stopped();
+        liveness.set_stopped();
         tracing::info!(group = %group, "left the group");
     }
 }
