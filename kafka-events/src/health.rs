@@ -189,6 +189,9 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// What one group member reports: its held-message budget and its liveness.
+type Member = (Arc<Budget>, Arc<Liveness>);
+
 /// Shared, updated by the lanes and the consumer thread.
 pub(crate) struct Status {
     pub(crate) metrics: Arc<Metrics>,
@@ -197,7 +200,7 @@ pub(crate) struct Status {
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
     groups: Mutex<BTreeMap<String, GroupHealth>>,
     /// Per group: its held-message budget and its liveness.
-    members: Mutex<BTreeMap<String, (Arc<Budget>, Arc<Liveness>)>>,
+    members: Mutex<BTreeMap<String, Member>>,
     lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
     circuits: Mutex<Vec<Arc<crate::circuit::CircuitBreaker>>>,
 }
