@@ -24,7 +24,15 @@ mod kw {
     syn::custom_keyword!(partitions);
     syn::custom_keyword!(retention);
     syn::custom_keyword!(cleanup);
+    syn::custom_keyword!(idempotent);
+    syn::custom_keyword!(id);
+    syn::custom_keyword!(batch);
+    syn::custom_keyword!(linger);
+    syn::custom_keyword!(transactional);
 }
+
+/// Upper bound on `batch(max = N)`.
+const MAX_BATCH: u32 = 100_000;
 
 /// Upper bound on `concurrency = N`; keep in step with `kafka_events::consumer::MAX_CONCURRENCY`.
 const MAX_CONCURRENCY: u32 = 10_000;
@@ -41,7 +49,19 @@ pub(crate) struct HandlerArgs {
     pub keyless: Option<(&'static str, Span)>,
     pub circuit: Option<CircuitArgs>,
     pub provision: Option<ProvisionArgs>,
+    /// `idempotent` or `idempotent(id = "field")`: the field's name (with its span), if given.
+    pub idempotent: Option<(Span, Option<syn::Ident>)>,
+    pub batch: Option<BatchArgs>,
+    /// `transactional`, and where it was written.
+    pub transactional: Option<Span>,
     pub errors: Vec<syn::Error>,
+}
+
+/// `batch(max = 500, linger = "100ms")`.
+pub(crate) struct BatchArgs {
+    pub span: Span,
+    pub max: u32,
+    pub linger_ms: u64,
 }
 
 /// `provision(partitions = N, retention = "7d", cleanup = "compact")`.
@@ -84,6 +104,9 @@ impl Parse for HandlerArgs {
             keyless: None,
             circuit: None,
             provision: None,
+            idempotent: None,
+            batch: None,
+            transactional: None,
             errors: Vec::new(),
         };
         while !input.is_empty() {
@@ -96,6 +119,7 @@ impl Parse for HandlerArgs {
             }
             input.parse::<Token![,]>()?;
         }
+        args.check_combinations();
         if let Some((_, span)) = args.keyless {
             if args.concurrency.unwrap_or(1) <= 1 {
                 args.errors.push(syn::Error::new(
@@ -109,6 +133,40 @@ impl Parse for HandlerArgs {
 }
 
 impl HandlerArgs {
+    /// Arguments that are each valid but do not go together.
+    fn check_combinations(&mut self) {
+        let topic_retries = self.retry.as_ref().is_some_and(|r| r.mode == Some("Topic"));
+        if let Some(batch) = &self.batch {
+            let span = batch.span;
+            if self.concurrency.is_some_and(|n| n > 1) {
+                self.errors.push(syn::Error::new(span, "a `batch` handler handles one batch of a partition at a time; remove `concurrency` (more partitions give more parallelism)"));
+            }
+            if self.dlq.is_none() {
+                self.errors.push(syn::Error::new(span, "a `batch` handler needs `dlq`: an event of a batch that fails decoding or validation is dead-lettered on its own; add `dlq`"));
+            }
+            if topic_retries {
+                self.errors.push(syn::Error::new(
+                    span,
+                    "a `batch` is retried as a whole, in place; remove `mode = \"topic\"` from `retry(...)`",
+                ));
+            }
+        }
+        if let Some(span) = self.transactional {
+            if self.batch.is_some() {
+                self.errors.push(syn::Error::new(span, "`transactional` and `batch` do not go together; choose one"));
+            }
+            if self.concurrency.is_some_and(|n| n > 1) {
+                self.errors.push(syn::Error::new(span, "a `transactional` handler runs one message of a partition at a time (one transaction per partition); remove `concurrency`"));
+            }
+            if let Some((_, _)) = &self.idempotent {
+                self.errors.push(syn::Error::new(span, "`transactional` and `idempotent` do not go together: a Kafka transaction and a database transaction cannot commit atomically; use `transactional` for Kafka output, `idempotent` for database effects"));
+            }
+            if topic_retries {
+                self.errors.push(syn::Error::new(span, "a `transactional` handler retries in place (a new transaction each attempt); remove `mode = \"topic\"` from `retry(...)`"));
+            }
+        }
+    }
+
     fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::topic) {
@@ -211,12 +269,53 @@ impl HandlerArgs {
             if self.keyless.replace((keyless, key.span)).is_some() {
                 return Err(syn::Error::new(key.span, "expected only a single `keyless` argument"));
             }
+        } else if lookahead.peek(kw::idempotent) {
+            let key = input.parse::<kw::idempotent>()?;
+            let mut field = None;
+            if input.peek(syn::token::Paren) {
+                let content;
+                syn::parenthesized!(content in input);
+                let hint = "`idempotent(id = \"field\")` names the payload field holding the event id, e.g. `idempotent(id = \"order_id\")`";
+                content.parse::<kw::id>().map_err(|e| syn::Error::new(e.span(), hint))?;
+                content.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), hint))?;
+                let lit: LitStr = content.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+                let ident = syn::parse_str::<syn::Ident>(&lit.value()).map_err(|_| {
+                    syn::Error::new(lit.span(), format!("`{}` is not a field name; {hint}", lit.value()))
+                })?;
+                if !content.is_empty() {
+                    return Err(syn::Error::new(content.span(), hint));
+                }
+                field = Some(syn::Ident::new(&ident.to_string(), lit.span()));
+            }
+            if self.idempotent.replace((key.span, field)).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `idempotent` argument"));
+            }
+        } else if lookahead.peek(kw::batch) {
+            let key = input.parse::<kw::batch>()?;
+            if !input.peek(syn::token::Paren) {
+                return Err(syn::Error::new(
+                    key.span,
+                    "`batch` takes arguments, e.g. `batch(max = 500, linger = \"100ms\")`",
+                ));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            let batch = parse_batch(&content, key.span, &mut self.errors)?;
+            if self.batch.is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `batch(...)` argument"));
+            }
+            self.batch = Some(batch);
+        } else if lookahead.peek(kw::transactional) {
+            let key = input.parse::<kw::transactional>()?;
+            if self.transactional.replace(key.span).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `transactional` argument"));
+            }
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
                 ident.span(),
                 format!(
-                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N`, `keyless = \"...\"`, `circuit(...)` or `provision(...)`"
+                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N`, `keyless = \"...\"`, `circuit(...)`, `provision(...)`, `idempotent`, `batch(...)` or `transactional`"
                 ),
             ));
         } else {
@@ -443,6 +542,53 @@ fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn:
         Ok(())
     })?;
     Ok(provision)
+}
+
+fn parse_batch(input: ParseStream<'_>, span: Span, errors: &mut Vec<syn::Error>) -> syn::Result<BatchArgs> {
+    let mut max = None;
+    let mut max_written = false;
+    let mut linger = None;
+    parse_list(input, errors, |input| {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::max) {
+            let key = input.parse::<kw::max>()?;
+            max_written = true;
+            input.parse::<Token![=]>()?;
+            let hint = format!("`max` must be a whole number of events from 1 to {MAX_BATCH}, e.g. `max = 500`");
+            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
+            let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), &hint))?;
+            if !(1..=MAX_BATCH).contains(&n) {
+                return Err(syn::Error::new(lit.span(), hint));
+            }
+            if max.replace(n).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `max` argument in `batch(...)`"));
+            }
+        } else if lookahead.peek(kw::linger) {
+            let key = input.parse::<kw::linger>()?;
+            input.parse::<Token![=]>()?;
+            let (ms, _) = parse_duration(input, "linger")?;
+            if linger.replace(ms).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `linger` argument in `batch(...)`"));
+            }
+        } else if input.peek(syn::Ident) {
+            let ident: syn::Ident = input.parse()?;
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("unknown `batch` argument `{ident}`; expected `max` or `linger`"),
+            ));
+        } else {
+            return Err(lookahead.error());
+        }
+        Ok(())
+    })?;
+    // An invalid `max` was reported already; 1 stands in for it.
+    let Some(max) = max.or(max_written.then_some(1)) else {
+        return Err(syn::Error::new(
+            span,
+            "`batch` needs `max`, the most events per call, e.g. `batch(max = 500, linger = \"100ms\")`",
+        ));
+    };
+    Ok(BatchArgs { span, max, linger_ms: linger.unwrap_or(100) })
 }
 
 /// Parses a comma-separated argument list with `one`, collecting every argument's error (and

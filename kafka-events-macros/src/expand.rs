@@ -32,7 +32,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             ));
         }
     }
-    let event_type = check_signature(&function, &mut errors);
+    let batch = args.as_ref().is_some_and(|a| a.batch.is_some());
+    let event_type = check_signature(&function, batch, &mut errors);
     match (args, event_type) {
         (Some(args), Some(event_type)) if errors.is_empty() => register(&function, &args, event_type),
         _ => {
@@ -43,7 +44,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Checks the fn's shape; returns the event type when there is one.
-fn check_signature<'a>(function: &'a ItemFn, errors: &mut Vec<syn::Error>) -> Option<&'a syn::Type> {
+fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::Error>) -> Option<&'a syn::Type> {
     let sig = &function.sig;
     if sig.asyncness.is_none() {
         errors.push(syn::Error::new(sig.fn_token.span, "`#[kafka_handler]` requires an `async fn`"));
@@ -80,10 +81,38 @@ fn check_signature<'a>(function: &'a ItemFn, errors: &mut Vec<syn::Error>) -> Op
     if let Some(extra) = inputs.next() {
         errors.push(syn::Error::new(
             extra.span(),
-            "`#[kafka_handler]` functions take at most two arguments: the event and a `MessageContext`",
+            if batch {
+                "`batch` handlers take at most two arguments: the events (`Vec<T>`) and a `BatchContext`"
+            } else {
+                "`#[kafka_handler]` functions take at most two arguments: the event and a `MessageContext`"
+            },
         ));
     }
-    event_type
+    if !batch {
+        return event_type;
+    }
+    let element = event_type.and_then(vec_element);
+    if let (Some(ty), None) = (event_type, element) {
+        errors.push(syn::Error::new(
+            ty.span(),
+            "a `batch` handler takes its events as a `Vec`, e.g. `async fn on_metrics(events: Vec<Metric>, ctx: BatchContext)`",
+        ));
+    }
+    element
+}
+
+/// `T` of `Vec<T>` (written `Vec<T>`, `std::vec::Vec<T>` …).
+fn vec_element(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(element)) if args.args.len() == 1 => Some(element),
+        _ => None,
+    }
 }
 
 fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> TokenStream {
@@ -95,6 +124,14 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
     } else {
         quote! { { let _ = ctx; #name(event) } }
     };
+    let id_of = match &args.idempotent {
+        Some((_, Some(field))) => quote! {
+            ::core::option::Option::Some((|event: &#event_type| ::std::string::ToString::to_string(&event.#field)) as fn(&#event_type) -> ::std::string::String)
+        },
+        _ => quote!(::core::option::Option::None),
+    };
+    let idempotent = args.idempotent.as_ref().map(|_| quote!(.idempotent()));
+    let transactional = args.transactional.map(|_| quote!(.transactional()));
     let output_span = match &function.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => function.sig.span(),
@@ -158,15 +195,46 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
     let invoke = quote_spanned! {event_type.span()=>
         ::kafka_events::__private::invoke::<#event_type, _, _>
     };
+    let (invoke_fn, batch) = match &args.batch {
+        None => (
+            quote! {
+                const __kafka_events_invoke: ::kafka_events::__private::InvokeFn = |payload, ctx| {
+                    #invoke(payload, ctx, #id_of, |event, ctx| async move { #into_result(#call.await) })
+                };
+            },
+            None,
+        ),
+        Some(batch) => {
+            let decode = quote_spanned! {event_type.span()=> ::kafka_events::__private::decode::<#event_type> };
+            let (max, linger) = (batch.max, batch.linger_ms);
+            let call = if function.sig.inputs.len() == 2 {
+                quote! { #name(events, ctx) }
+            } else {
+                quote! { { let _ = ctx; #name(events) } }
+            };
+            (
+                quote! {
+                    const __kafka_events_invoke: ::kafka_events::__private::InvokeFn = ::kafka_events::__private::batch_only;
+                    const __kafka_events_decode: ::kafka_events::__private::DecodeFn = |payload| #decode(payload, #id_of);
+                    const __kafka_events_call: ::kafka_events::__private::BatchCallFn = |events, ctx| {
+                        ::kafka_events::__private::call_batch::<#event_type, _, _>(events, ctx, |events, ctx| async move { #into_result(#call.await) })
+                    };
+                },
+                Some(quote! {
+                    .batch(::kafka_events::__private::BatchSpec {
+                        max: #max, linger_ms: #linger, decode: __kafka_events_decode, call: __kafka_events_call,
+                    })
+                }),
+            )
+        }
+    };
     quote! {
         #function
 
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
-            const __kafka_events_invoke: ::kafka_events::__private::InvokeFn = |payload, ctx| {
-                #invoke(payload, ctx, |event, ctx| async move { #into_result(#call.await) })
-            };
+            #invoke_fn
             ::kafka_events::__private::inventory::submit! {
                 ::kafka_events::__private::HandlerRegistration::new(
                     #name_str,
@@ -181,6 +249,9 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                 #concurrency
                 #circuit
                 #provision
+                #batch
+                #idempotent
+                #transactional
             }
         };
     }

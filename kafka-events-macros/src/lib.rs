@@ -21,6 +21,18 @@ use proc_macro::TokenStream;
 /// never two with the same key and each key in offset order; keyless messages are one ordered
 /// sequence unless `keyless = "unordered"`.
 ///
+/// `idempotent` skips events already recorded in the idempotency store (id: the `x-message-id`
+/// header, or the payload field `idempotent(id = "field")` names). `batch(max = N, linger = "...")`
+/// makes it a batch handler: it takes `Vec<T>` and a `BatchContext`, and needs `dlq`.
+/// `transactional` commits what it publishes through `ctx.publisher()` and the input offset in one
+/// Kafka transaction; it does not combine with `idempotent`, `batch` or `concurrency`.
+///
+/// ```text
+/// #[kafka_handler(topic = "payments", idempotent(id = "payment_id"), dlq)]
+/// #[kafka_handler(topic = "sensor_metrics", batch(max = 500, linger = "100ms"), idempotent, dlq)]
+/// #[kafka_handler(topic = "orders", transactional, dlq)]
+/// ```
+///
 /// The fn takes the event (any `T: Deserialize + Validate`) and optionally a `MessageContext`,
 /// and returns `Result<(), E>` with `E: Into<HandlerError>`. See the `kafka_events` crate docs.
 #[proc_macro_attribute]

@@ -55,6 +55,8 @@ pub enum Profile {
 /// | `KAFKA_EVENTS_STARTUP_GRACE` | how long the main group may have no assignment and still be ready | `60s` |
 /// | `KAFKA_CIRCUIT_FAILURES`, `KAFKA_CIRCUIT_RESET` | circuit breaker of handlers without `circuit(...)`: consecutive failed calls that open it (`0`: no breaker), and how long it stays open; `circuit(...)` fields left out take these (failures `5` when this is `0`) | `0`, `30s` |
 /// | `KAFKA_EVENTS_LAG_INTERVAL` | how often the lag monitor measures consumer lag | `10s` |
+/// | `KAFKA_IDEMPOTENCY_STORE` | where `idempotent` handlers record processed events: `memory`, or a `postgres://user:password@host/db` URL (feature `postgres`; the table is created at start-up) | none: an `idempotent` handler fails start-up |
+/// | `KAFKA_IDEMPOTENCY_CAPACITY`, `KAFKA_IDEMPOTENCY_POOL_SIZE` | ids the memory store remembers; connections of the PostgreSQL pool | `100000`, `10` |
 /// | `KAFKA_EVENTS_LAG_THRESHOLD` | lag (messages, per partition) above which the runtime is not ready and warns; `0` never | `1000` |
 #[derive(Clone)]
 pub struct Config {
@@ -92,12 +94,60 @@ pub struct Config {
     /// Properties of every client (security).
     client_properties: BTreeMap<String, String>,
     enabled: bool,
+    idempotency: IdempotencySetting,
     /// Problems found while reading values (e.g. an env var that is not a number), reported by
     /// `validate` together with the rest.
     read_problems: Vec<ConfigProblem>,
 }
 
 const DEV_SERVICE_NAME: &str = "kafka-events-dev";
+const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
+const DEFAULT_IDEMPOTENCY_POOL: u32 = 10;
+
+/// Where `idempotent` handlers record processed events.
+#[derive(Clone)]
+pub(crate) enum IdempotencySetting {
+    /// Not configured: an `idempotent` handler is a start-up error.
+    None,
+    /// [`MemoryStore`](crate::idempotency::MemoryStore).
+    Memory { capacity: usize },
+    /// [`PostgresStore`](crate::idempotency::PostgresStore) at `url`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres { url: String, pool_size: u32 },
+    /// Given by the application.
+    Store(std::sync::Arc<dyn crate::idempotency::IdempotencyStore>),
+}
+
+impl IdempotencySetting {
+    fn parse(value: &str, capacity: usize, pool_size: u32) -> Result<Self, String> {
+        if value.eq_ignore_ascii_case("memory") {
+            Ok(Self::Memory { capacity })
+        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(Self::Postgres { url: value.to_string(), pool_size })
+        } else {
+            Err("expected `memory` or a `postgres://user:password@host:port/database` URL".into())
+        }
+    }
+
+    pub(crate) fn is_configured(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
+impl fmt::Debug for IdempotencySetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Memory { capacity } => write!(f, "Memory {{ capacity: {capacity} }}"),
+            // The URL may hold a password: only its host part is shown.
+            Self::Postgres { url, pool_size } => {
+                let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+                write!(f, "Postgres {{ url: \"postgres://[redacted]@{host}\", pool_size: {pool_size} }}")
+            }
+            Self::Store(store) => write!(f, "Store({})", store.name()),
+        }
+    }
+}
 
 impl Config {
     /// Defaults for local work. Without brokers the runtime starts an embedded broker.
@@ -136,6 +186,7 @@ impl Config {
             producer_properties: BTreeMap::new(),
             client_properties: BTreeMap::new(),
             enabled: true,
+            idempotency: IdempotencySetting::None,
             read_problems: Vec::new(),
         }
     }
@@ -323,6 +374,13 @@ impl Config {
                 .map(|m| config.default_retry.mode = m)
                 .ok_or_else(|| format!("`{v}` is not `topic` or `in_place`"))
         });
+        let (mut capacity, mut pool_size) = (DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_POOL);
+        read("KAFKA_IDEMPOTENCY_CAPACITY", &mut |v| parse_num(v).map(|n| capacity = n));
+        read("KAFKA_IDEMPOTENCY_POOL_SIZE", &mut |v| parse_num(v).map(|n| pool_size = n));
+        read("KAFKA_IDEMPOTENCY_STORE", &mut |v| {
+            config.idempotency = IdempotencySetting::parse(v, capacity, pool_size)?;
+            Ok(())
+        });
         read("KAFKA_ENABLED", &mut |v| parse_bool(v).map(|b| config.enabled = b));
         read("KAFKA_STARTUP_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.startup_timeout = d));
         for (var, property) in SECURITY_VARS {
@@ -437,6 +495,20 @@ impl Config {
         for reason in self.default_retry.problems() {
             problem("KAFKA_RETRY_*", reason);
         }
+        match &self.idempotency {
+            IdempotencySetting::Memory { capacity: 0 } => {
+                problem("KAFKA_IDEMPOTENCY_CAPACITY", "must be at least 1".into())
+            }
+            IdempotencySetting::Postgres { pool_size: 0, .. } => {
+                problem("KAFKA_IDEMPOTENCY_POOL_SIZE", "must be at least 1".into())
+            }
+            #[cfg(not(feature = "postgres"))]
+            IdempotencySetting::Postgres { .. } => problem(
+                "KAFKA_IDEMPOTENCY_STORE",
+                "a PostgreSQL store needs the `postgres` feature of kafka-events".into(),
+            ),
+            _ => {}
+        }
         if self.handlers.as_ref().is_some_and(|h| h.is_empty()) {
             problem("KAFKA_EVENTS_HANDLERS", "names no handler".into());
         }
@@ -450,6 +522,30 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+
+    /// Where `idempotent` handlers record processed events: `memory` or a `postgres://` URL, as
+    /// `KAFKA_IDEMPOTENCY_STORE` takes it. A value it cannot read is reported by
+    /// [`validate`](Self::validate).
+    pub fn with_idempotency(mut self, store: &str) -> Self {
+        match IdempotencySetting::parse(store, DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_POOL) {
+            Ok(setting) => self.idempotency = setting,
+            Err(reason) => self.read_problems.push(ConfigProblem::new("KAFKA_IDEMPOTENCY_STORE", reason)),
+        }
+        self
+    }
+
+    /// Uses `store` (any [`IdempotencyStore`](crate::idempotency::IdempotencyStore), e.g. a
+    /// [`PostgresStore`](crate::idempotency::PostgresStore) on the application's own pool) for
+    /// `idempotent` handlers.
+    pub fn with_idempotency_store(mut self, store: std::sync::Arc<dyn crate::idempotency::IdempotencyStore>) -> Self {
+        self.idempotency = IdempotencySetting::Store(store);
+        self
+    }
+
+    /// Where `idempotent` handlers record processed events.
+    pub(crate) fn idempotency(&self) -> &IdempotencySetting {
+        &self.idempotency
     }
 
     /// Sets the service name (it names the consumer groups).
@@ -762,6 +858,7 @@ impl fmt::Debug for Config {
             .field("enabled", &self.enabled)
             .field("cleanup_policy", &self.cleanup_policy)
             .field("startup_timeout", &self.startup_timeout)
+            .field("idempotency", &self.idempotency)
             .finish()
     }
 }

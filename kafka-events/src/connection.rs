@@ -158,6 +158,12 @@ impl Connection {
         }
     }
 
+    /// The producer's client configuration (for the transactional producers of `transactional`
+    /// handlers).
+    pub(crate) fn producer_config(&self, config: &Config) -> ClientConfig {
+        producer_config(config, &self.bootstrap_servers)
+    }
+
     /// The settings every client of this process shares (brokers, client id).
     pub(crate) fn base_config(&self, config: &Config) -> ClientConfig {
         base_config(config, &self.bootstrap_servers)

@@ -61,6 +61,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The idempotency store (`KAFKA_IDEMPOTENCY_STORE`) could not be opened or migrated.
+    #[error(transparent)]
+    Idempotency(crate::idempotency::StoreError),
     /// The consumer thread ended abnormally.
     #[error("the consumer of group `{group}` stopped unexpectedly: {reason}")]
     Consumer {

@@ -9,9 +9,43 @@ use crate::retry::RetrySpec;
 /// A boxed handler future.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
 
-/// Decodes and validates a payload, then returns the handler's future.
+/// Decodes and validates a payload, then returns the handler's future (not started yet) and the
+/// event's id from the payload field `idempotent(id = "...")` names, if it names one.
 #[doc(hidden)]
-pub type InvokeFn = fn(Option<&[u8]>, MessageContext) -> Result<HandlerFuture, InputError>;
+pub type InvokeFn = fn(Option<&[u8]>, MessageContext) -> Result<Invocation, InputError>;
+
+/// What [`InvokeFn`] returns.
+#[doc(hidden)]
+pub struct Invocation {
+    pub(crate) future: HandlerFuture,
+    pub(crate) event_id: Option<String>,
+}
+
+/// One decoded and validated event of a batch, typed by the generated code only.
+#[doc(hidden)]
+pub struct Decoded {
+    pub(crate) event: Box<dyn std::any::Any + Send>,
+    pub(crate) event_id: Option<String>,
+}
+
+/// Decodes and validates one message of a batch.
+#[doc(hidden)]
+pub type DecodeFn = fn(Option<&[u8]>) -> Result<Decoded, InputError>;
+
+/// Calls a batch handler with events its [`DecodeFn`] decoded.
+#[doc(hidden)]
+pub type BatchCallFn = fn(Vec<Decoded>, BatchContext) -> HandlerFuture;
+
+/// `batch(max = N, linger = "...")`: the handler takes up to `max` events at once, waiting up to
+/// `linger` after the first for the batch to fill.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSpec {
+    pub max: u32,
+    pub linger_ms: u64,
+    pub decode: DecodeFn,
+    pub call: BatchCallFn,
+}
 
 /// Where a handler's dead letters go.
 #[doc(hidden)]
@@ -42,6 +76,9 @@ pub struct HandlerRegistration {
     pub(crate) circuit: Option<crate::circuit::CircuitSpec>,
     pub(crate) provision: Option<ProvisionSpec>,
     pub(crate) invoke: InvokeFn,
+    pub(crate) batch: Option<BatchSpec>,
+    pub(crate) idempotent: bool,
+    pub(crate) transactional: bool,
 }
 
 /// `provision(partitions = N, retention = "...", cleanup = "...")`: how the handler's topic is
@@ -88,7 +125,28 @@ impl HandlerRegistration {
             circuit: None,
             provision: None,
             invoke,
+            batch: None,
+            idempotent: false,
+            transactional: false,
         }
+    }
+
+    /// Makes it a batch handler (`batch(...)`).
+    pub const fn batch(mut self, batch: BatchSpec) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// Sets `idempotent`.
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// Sets `transactional`.
+    pub const fn transactional(mut self) -> Self {
+        self.transactional = true;
+        self
     }
 
     /// Sets `provision(...)`.
@@ -149,9 +207,37 @@ pub struct MessageContext {
     pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
     pub(crate) attempt: u32,
     pub(crate) trace: crate::trace::TraceContext,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) claim: crate::idempotency::ClaimSlot,
+    pub(crate) publisher: Option<crate::Publisher>,
 }
 
 impl MessageContext {
+    /// The database transaction of an `idempotent` handler on the PostgreSQL store: what the
+    /// handler writes through it commits together with the event's `processed_events` row when
+    /// it returns `Ok`, and is rolled back otherwise — a redelivered event has no effect twice.
+    ///
+    /// ```ignore
+    /// let mut tx = ctx.transaction()?;
+    /// sqlx::query("INSERT INTO payments (id, amount) VALUES ($1, $2)")
+    ///     .bind(&event.id).bind(event.amount)
+    ///     .execute(&mut *tx).await?;
+    /// ```
+    ///
+    /// A permanent error when the handler is not `idempotent` or the store is not PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn transaction(&self) -> Result<crate::idempotency::DbTransaction, HandlerError> {
+        crate::idempotency::DbTransaction::borrow(&self.claim)
+    }
+
+    /// The publisher for what this handling produces. In a `transactional` handler its records
+    /// join the handling's Kafka transaction: they become visible to `read_committed` consumers
+    /// together with the input's offset commit, or never. Elsewhere it is the runtime's shared
+    /// publisher.
+    pub fn publisher(&self) -> Option<&crate::Publisher> {
+        self.publisher.as_ref()
+    }
+
     /// The topic the message was consumed from.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -220,6 +306,9 @@ pub enum ErrorKind {
     Permanent,
     /// The handler kept returning retryable errors (or panicking) until its retries ran out.
     RetriesExhausted,
+    /// An `idempotent` handler got a message with no event id (no `x-message-id` header, or the
+    /// id field is empty). Never retried.
+    MissingEventId,
 }
 
 impl ErrorKind {
@@ -230,6 +319,7 @@ impl ErrorKind {
             Self::Validation => "validation",
             Self::Permanent => "permanent",
             Self::RetriesExhausted => "retries-exhausted",
+            Self::MissingEventId => "missing-event-id",
         }
     }
 }
@@ -254,6 +344,9 @@ impl InputError {
     }
     pub(crate) fn validation(reason: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Validation, reason: reason.into() }
+    }
+    pub(crate) fn missing_id(reason: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::MissingEventId, reason: reason.into() }
     }
 }
 
@@ -385,10 +478,62 @@ mod tests {
             headers: vec![("a".into(), Some(b"1".to_vec())), ("a".into(), Some(b"2".to_vec())), ("n".into(), None)],
             attempt: 1,
             trace: crate::trace::TraceContext::new_root(),
+            claim: Default::default(),
+            publisher: None,
         };
         assert_eq!(ctx.header_str("a"), Some("2"));
         assert_eq!(ctx.header("n"), None);
         assert_eq!(ctx.key_str(), Some("k"));
         assert_eq!(ctx.headers().count(), 3);
+    }
+}
+
+/// What a batch handler (`#[kafka_handler(topic = "...", batch(max = 500, linger = "100ms"))]`)
+/// receives beside its events: the context of each, in the same order.
+///
+/// A batch holds messages of one partition, in offset order. Messages that fail decoding or
+/// validation were dead-lettered individually and are not in it; with `idempotent`, neither are
+/// events already processed.
+#[derive(Debug, Clone)]
+pub struct BatchContext {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) messages: Vec<MessageContext>,
+    pub(crate) attempt: u32,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) claim: crate::idempotency::ClaimSlot,
+}
+
+impl BatchContext {
+    /// The topic the batch was consumed from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// Its partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    /// The context of each event, in the order of the events.
+    pub fn messages(&self) -> &[MessageContext] {
+        &self.messages
+    }
+    /// How many events the batch holds.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+    /// Whether it holds none (never, when the handler is called).
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+    /// Which attempt at this batch this is: 1 first, 2 after one failure, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// The database transaction of an `idempotent` batch handler on the PostgreSQL store: the
+    /// rows the handler writes through it commit together with the batch's `processed_events`
+    /// rows when it returns `Ok`; see [`MessageContext::transaction`].
+    #[cfg(feature = "postgres")]
+    pub fn transaction(&self) -> Result<crate::idempotency::DbTransaction, HandlerError> {
+        crate::idempotency::DbTransaction::borrow(&self.claim)
     }
 }

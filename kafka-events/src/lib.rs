@@ -45,6 +45,12 @@
 //! committed are capped per partition (`KAFKA_PARTITION_BUFFER`) and per consumer group member
 //! (`KAFKA_MAX_BUFFERED`); a partition over its cap is paused until it drains.
 //!
+//! `idempotent` handlers skip events already processed, recorded in memory or in PostgreSQL's
+//! `processed_events` — with PostgreSQL in the same transaction as the handler's own writes
+//! ([`MessageContext::transaction`]); see [`idempotency`]. `batch(max = N, linger = "...")`
+//! handlers take `Vec<T>` and a [`BatchContext`]. `transactional` handlers publish through
+//! [`MessageContext::publisher`] in a Kafka transaction that also commits the input offset.
+//!
 //! An offset is committed only after its message was handled or its dead letter acknowledged by
 //! the broker; commits happen every `KAFKA_COMMIT_INTERVAL`, when partitions are revoked, and on
 //! shutdown. Delivery is at-least-once: after a crash, messages processed since the last commit
@@ -74,6 +80,7 @@ pub mod handler;
 mod headers;
 pub mod health;
 mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod names;
 #[cfg(feature = "otel")]
@@ -87,24 +94,31 @@ pub mod trace;
 
 pub use config::{Config, ConfigError, Profile};
 pub use error::Error;
-pub use handler::{ErrorKind, HandlerError, MessageContext, ResultExt};
+pub use handler::{BatchContext, ErrorKind, HandlerError, MessageContext, ResultExt};
 pub use kafka_events_macros::kafka_handler;
 pub use processor::Event;
 pub use publisher::{Delivery, PublishError, PublishOptions, Publisher};
 pub use retry::{Backoff, RetryMode, RetryPolicy};
 pub use runtime::Runtime;
+/// sqlx, as the PostgreSQL idempotency store uses it (feature `postgres`): write through
+/// [`MessageContext::transaction`] with the same version.
+#[cfg(feature = "postgres")]
+pub use sqlx;
 
 /// The names a handler module needs: `use kafka_events::prelude::*;`.
 pub mod prelude {
-    pub use crate::{kafka_handler, Config, HandlerError, MessageContext, ResultExt};
+    pub use crate::{kafka_handler, BatchContext, Config, HandlerError, MessageContext, ResultExt};
 }
 
 /// Used by the code `#[kafka_handler]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::circuit::CircuitSpec;
-    pub use crate::handler::{DlqSpec, HandlerRegistration, InvokeFn, Keyless, ProvisionSpec};
-    pub use crate::processor::{invoke, HandlerOutput};
+    pub use crate::handler::{
+        BatchCallFn, BatchSpec, DecodeFn, Decoded, DlqSpec, HandlerRegistration, Invocation, InvokeFn, Keyless,
+        ProvisionSpec,
+    };
+    pub use crate::processor::{batch_only, call_batch, decode, invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetryMode, RetrySpec};
     pub use inventory;
 }

@@ -8,6 +8,8 @@
 //! | `kafka_events_messages_failed_total` | topic, handler, kind | attempts that failed: `decode`, `validation` (handler not called), `permanent`, `retryable`, `panic` |
 //! | `kafka_events_messages_retried_total` | topic, handler | failed attempts scheduled for another try |
 //! | `kafka_events_messages_dead_lettered_total` | topic, handler, kind | messages sent to the dead-letter topic, by `x-dlq-error-kind` |
+//! | `kafka_events_duplicates_skipped_total` | topic, handler | events an `idempotent` handler skipped: already processed |
+//! | `kafka_events_batch_size` | topic, handler | histogram of events per batch handler call |
 //! | `kafka_events_handler_duration_seconds` | topic, handler | histogram of handler calls (decode/validation failures do not call it) |
 //! | `kafka_events_messages_buffered` | group | messages held (polled, not yet committed past) |
 //! | `kafka_events_consumer_lag` | group, topic, partition | high watermark − committed offset, every `KAFKA_EVENTS_LAG_INTERVAL` |
@@ -75,13 +77,20 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
 }
 
+fn batch_histogram() -> Histogram {
+    // 1 … 16384 events.
+    Histogram::new(exponential_buckets(1.0, 2.0, 15))
+}
+
 /// The counters of one handler, resolved once so the hot path does no label lookup.
 #[derive(Clone)]
 pub(crate) struct HandlerMetrics {
     labels: HandlerLabels,
     processed: Counter,
     retried: Counter,
+    duplicates: Counter,
     duration: Histogram,
+    batch_size: Histogram,
     metrics: Arc<Metrics>,
 }
 
@@ -91,6 +100,15 @@ impl HandlerMetrics {
     }
     pub(crate) fn processed(&self) {
         self.processed.inc();
+    }
+    pub(crate) fn processed_many(&self, n: usize) {
+        self.processed.inc_by(n as u64);
+    }
+    pub(crate) fn duplicates(&self, n: usize) {
+        self.duplicates.inc_by(n as u64);
+    }
+    pub(crate) fn observe_batch(&self, size: usize) {
+        self.batch_size.observe(size as f64);
     }
     pub(crate) fn failed(&self, kind: &str) {
         self.metrics.failed.get_or_create(&self.kind_labels(kind)).inc();
@@ -112,6 +130,8 @@ pub(crate) struct Metrics {
     processed: Family<HandlerLabels, Counter>,
     failed: Family<KindLabels, Counter>,
     retried: Family<HandlerLabels, Counter>,
+    duplicates: Family<HandlerLabels, Counter>,
+    batch_size: HistogramFamily,
     dead_lettered: Family<KindLabels, Counter>,
     duration: HistogramFamily,
     buffered: Family<GroupLabels, Gauge>,
@@ -133,6 +153,8 @@ impl Metrics {
         let failed = Family::<KindLabels, Counter>::default();
         let retried = Family::<HandlerLabels, Counter>::default();
         let dead_lettered = Family::<KindLabels, Counter>::default();
+        let duplicates = Family::<HandlerLabels, Counter>::default();
+        let batch_size = HistogramFamily::new_with_constructor(batch_histogram as fn() -> Histogram);
         let duration = HistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
         let buffered = Family::<GroupLabels, Gauge>::default();
         let lag = Family::<PartitionLabels, Gauge>::default();
@@ -145,6 +167,12 @@ impl Metrics {
         registry.register("messages_processed", "Handler calls that succeeded", processed.clone());
         registry.register("messages_failed", "Attempts that failed, by kind", failed.clone());
         registry.register("messages_retried", "Failed attempts scheduled for another try", retried.clone());
+        registry.register(
+            "duplicates_skipped",
+            "Events an idempotent handler skipped: already processed",
+            duplicates.clone(),
+        );
+        registry.register("batch_size", "Events per batch handler call", batch_size.clone());
         registry.register("messages_dead_lettered", "Messages sent to the dead-letter topic", dead_lettered.clone());
         registry.register_with_unit("handler_duration", "Duration of handler calls", Unit::Seconds, duration.clone());
         registry.register("messages_buffered", "Messages held: polled, not yet committed past", buffered.clone());
@@ -164,6 +192,8 @@ impl Metrics {
             processed,
             failed,
             retried,
+            duplicates,
+            batch_size,
             dead_lettered,
             duration,
             buffered,
@@ -184,6 +214,8 @@ impl Metrics {
         HandlerMetrics {
             processed: self.processed.get_or_create(&labels).clone(),
             retried: self.retried.get_or_create(&labels).clone(),
+            duplicates: self.duplicates.get_or_create(&labels).clone(),
+            batch_size: self.batch_size.get_or_create(&labels).clone(),
             duration: self.duration.get_or_create(&labels).clone(),
             labels,
             metrics: self.clone(),

@@ -35,6 +35,8 @@ pub struct BoundHandler {
     pub retry: RetryPolicy,
     /// Its circuit breaker's policy, if it has one.
     pub circuit: Option<crate::circuit::CircuitPolicy>,
+    /// Where its processed event ids are recorded (`<service>/<topic>`), when it is `idempotent`.
+    pub idempotency_scope: Option<String>,
 }
 
 impl BoundHandler {
@@ -107,10 +109,20 @@ impl Topology {
                         .push(format!("{}: dead-letter topic `{dlq}` is the handler's own topic", registration.site()));
                 }
             }
-            let retry = match &registration.retry {
+            let mut retry = match &registration.retry {
                 Some(spec) => spec.resolve(config.default_retry()),
                 None => *config.default_retry(),
             };
+            // A batch is retried as a whole and a transaction around the same input: in place.
+            if registration.batch.is_some() || registration.transactional {
+                retry.mode = RetryMode::InPlace;
+            }
+            if registration.idempotent && !config.idempotency().is_configured() {
+                problems.push(format!(
+                    "{}: handler is `idempotent` but no idempotency store is configured; set KAFKA_IDEMPOTENCY_STORE to a `postgres://` URL (or `memory` for a single process)",
+                    registration.site()
+                ));
+            }
             for problem in retry.problems() {
                 problems.push(format!("{}: {problem}", registration.site()));
             }
@@ -144,7 +156,18 @@ impl Topology {
             }
             by_topic.insert(
                 topic.clone(),
-                BoundHandler { registration, name, topic, dlq_topic, retry_topic, retry, circuit },
+                BoundHandler {
+                    registration,
+                    name,
+                    idempotency_scope: registration
+                        .idempotent
+                        .then(|| crate::idempotency::scope(config.service_name(), &topic)),
+                    topic,
+                    dlq_topic,
+                    retry_topic,
+                    retry,
+                    circuit,
+                },
             );
         }
         if problems.is_empty() {
@@ -269,7 +292,7 @@ mod tests {
     use crate::handler::{InputError, MessageContext};
     use crate::retry::RetrySpec;
 
-    fn never(_: Option<&[u8]>, _: MessageContext) -> Result<crate::handler::HandlerFuture, InputError> {
+    fn never(_: Option<&[u8]>, _: MessageContext) -> Result<crate::handler::Invocation, InputError> {
         Err(InputError::decode("unused"))
     }
 

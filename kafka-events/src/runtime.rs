@@ -49,6 +49,9 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
             "handler registered"
         );
     }
+    // The idempotency store first: a database that cannot be reached fails start-up before any
+    // consumer joins a group.
+    let store = crate::idempotency::connect(config.idempotency()).await.map_err(Error::Idempotency)?;
     let connection = Arc::new(Connection::open(&config)?);
     connection.await_brokers(&config).await?;
     connection.ensure_topics(&config, &topology.topic_plans(&config)).await?;
@@ -66,7 +69,18 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         })
         .collect();
     status.track_circuits(instruments.values().filter_map(|i| i.breaker.clone()));
-    let processor = Arc::new(Processor::new(connection.producer.clone(), status.clone(), instruments));
+    let transactions = crate::processor::transaction::TransactionSetup {
+        client: connection.producer_config(&config),
+        config: config.clone(),
+    };
+    let processor = Arc::new(Processor::new(
+        connection.producer.clone(),
+        status.clone(),
+        instruments,
+        store.clone(),
+        Publisher::new(connection.producer.clone(), config.clone()),
+        transactions,
+    ));
     let http = match config.http() {
         Some(addr) => Some(HttpServer::start(addr, status.clone(), config.readiness_policy()).await?),
         None => None,
@@ -97,7 +111,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
             }
         }
     }
-    Ok(Runtime { config, connection, topology, status, members, http })
+    Ok(Runtime { config, connection, topology, status, members, http, store })
 }
 
 /// A running runtime. Stop it with [`Runtime::shutdown`]; dropping it without shutting down
@@ -109,6 +123,7 @@ pub struct Runtime {
     status: Arc<Status>,
     members: Vec<GroupMember>,
     http: Option<HttpServer>,
+    store: Option<Arc<dyn crate::idempotency::IdempotencyStore>>,
 }
 
 impl Runtime {
@@ -139,6 +154,12 @@ impl Runtime {
     /// The `bootstrap.servers` in use (the embedded broker's address when no brokers are set).
     pub fn bootstrap_servers(&self) -> &str {
         self.connection.bootstrap_servers()
+    }
+
+    /// The idempotency store `idempotent` handlers record processed events in, if one is
+    /// configured.
+    pub fn idempotency_store(&self) -> Option<&Arc<dyn crate::idempotency::IdempotencyStore>> {
+        self.store.as_ref()
     }
 
     /// The handlers this runtime drives.

@@ -67,6 +67,9 @@ impl ConsumerContext for GroupContext {
                 let partitions = partitions_of(assigned);
                 tracing::info!(group = %self.group, partitions = ?partitions, "partitions assigned");
                 let mut lanes = lock(&self.lanes);
+                if lanes.any_transactional() {
+                    lanes.set_group(consumer.group_metadata());
+                }
                 for tp in partitions {
                     lanes.assign(tp);
                 }

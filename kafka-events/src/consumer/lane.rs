@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::keys::KeyGate;
 use super::lock;
 use crate::processor::offsets::OffsetTracker;
+use crate::processor::transaction::Transactor;
 use crate::processor::{Finish, Processor};
 use crate::registry::BoundHandler;
 
@@ -33,31 +34,28 @@ pub(crate) async fn run_lane(
     tracker: Arc<Mutex<OffsetTracker>>,
     cancel: CancellationToken,
     processor: Arc<Processor>,
+    transactor: Option<Transactor>,
     _ended: std_mpsc::Sender<()>,
 ) {
+    if let Some(batch) = handler.registration.batch {
+        let (max, linger) = (batch.max.max(1) as usize, std::time::Duration::from_millis(batch.linger_ms));
+        return run_batch_lane(handler, buffer, tracker, cancel, processor, max, linger).await;
+    }
     let concurrency = handler.registration.concurrency.max(1) as usize;
     let mut gate = KeyGate::new(handler.registration.concurrency, handler.registration.keyless);
     let instruments = processor.instruments(&handler.topic);
     let (handler, instruments, processor, cancel_ref) = (&handler, &instruments, &*processor, &cancel);
+    let transactor = transactor.as_ref();
     let start = |message: OwnedMessage| async move {
-        let finish = processor.process(handler, instruments, &message, cancel_ref).await;
+        let finish = processor.process(handler, instruments, &message, cancel_ref, transactor).await;
         (message, finish)
     };
     let mut running = FuturesUnordered::new();
     // Received, not started yet (only while `concurrency` messages are running).
     let mut ready: VecDeque<OwnedMessage> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
-    let settle = |offset: i64, finish: Finish, publishing: &mut tokio::task::JoinSet<()>| match finish {
-        Finish::Finished => lock(&tracker).finish(offset),
-        Finish::Interrupted => {}
-        Finish::Publishing(publish) => {
-            let tracker = tracker.clone();
-            publishing.spawn(async move {
-                if let Finish::Finished = publish.await {
-                    lock(&tracker).finish(offset);
-                }
-            });
-        }
+    let settle = |offset: i64, finish: Finish, publishing: &mut tokio::task::JoinSet<()>| {
+        settle(&tracker, offset, finish, publishing);
     };
     loop {
         while publishing.try_join_next().is_some() {}
@@ -88,6 +86,78 @@ pub(crate) async fn run_lane(
     }
     while let Some((message, finish)) = running.next().await {
         settle(message.offset(), finish, &mut publishing);
+    }
+    while publishing.join_next().await.is_some() {}
+}
+
+/// Records how a message ended: its offset finishes now, never (interrupted), or when its
+/// publish is acknowledged (pipelined in `publishing`).
+fn settle(tracker: &Arc<Mutex<OffsetTracker>>, offset: i64, finish: Finish, publishing: &mut tokio::task::JoinSet<()>) {
+    match finish {
+        Finish::Finished => lock(tracker).finish(offset),
+        Finish::Interrupted => {}
+        Finish::Publishing(publish) => {
+            let tracker = tracker.clone();
+            publishing.spawn(async move {
+                if let Finish::Finished = publish.await {
+                    lock(&tracker).finish(offset);
+                }
+            });
+        }
+    }
+}
+
+/// The lane of a batch handler: gathers up to `max` messages — waiting at most `linger` after
+/// the first — and processes them as one batch, one batch at a time (so each key keeps its
+/// order across batches). Dead letters are pipelined as in [`run_lane`]. On cancel, the batch
+/// being gathered is left unfinished (redelivered to the next owner); a batch being processed
+/// stops at its next wait.
+async fn run_batch_lane(
+    handler: BoundHandler,
+    mut buffer: mpsc::Receiver<Vec<OwnedMessage>>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    cancel: CancellationToken,
+    processor: Arc<Processor>,
+    max: usize,
+    linger: std::time::Duration,
+) {
+    let instruments = processor.instruments(&handler.topic);
+    let mut received: VecDeque<OwnedMessage> = VecDeque::new();
+    let mut publishing = tokio::task::JoinSet::new();
+    // When the batch being gathered is due, counted from its first message.
+    let mut due: Option<tokio::time::Instant> = None;
+    loop {
+        while publishing.try_join_next().is_some() {}
+        while publishing.len() >= MAX_PUBLISHING {
+            publishing.join_next().await;
+        }
+        if !received.is_empty() && due.is_none() {
+            due = Some(tokio::time::Instant::now() + linger);
+        }
+        let ready = received.len() >= max || due.is_some_and(|due| due <= tokio::time::Instant::now());
+        if ready && !received.is_empty() {
+            let take = received.len().min(max);
+            let batch: Vec<OwnedMessage> = received.drain(..take).collect();
+            due = None;
+            let finishes = processor.process_batch(&handler, &instruments, &batch, &cancel).await;
+            for (message, finish) in batch.iter().zip(finishes) {
+                settle(&tracker, message.offset(), finish, &mut publishing);
+            }
+            if cancel.is_cancelled() {
+                break;
+            }
+            continue;
+        }
+        let sleep_until = due.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            batch = buffer.recv() => match batch {
+                Some(batch) => received.extend(batch),
+                None => break,
+            },
+            () = tokio::time::sleep_until(sleep_until), if due.is_some() => {}
+        }
     }
     while publishing.join_next().await.is_some() {}
 }

@@ -20,6 +20,7 @@ use super::lane::run_lane;
 use super::lock;
 use crate::circuit::CircuitBreaker;
 use crate::processor::offsets::OffsetTracker;
+use crate::processor::transaction::GroupCell;
 use crate::processor::Processor;
 use crate::registry::Topology;
 
@@ -61,6 +62,8 @@ pub(crate) struct Lanes {
     /// Messages one partition may hold.
     partition_cap: usize,
     budget: Arc<Budget>,
+    /// The group's metadata, for the transactions of `transactional` handlers.
+    group: GroupCell,
 }
 
 impl Lanes {
@@ -71,7 +74,7 @@ impl Lanes {
         partition_cap: usize,
         budget: Arc<Budget>,
     ) -> Self {
-        Self { lanes: HashMap::new(), topology, processor, runtime, partition_cap, budget }
+        Self { lanes: HashMap::new(), topology, processor, runtime, partition_cap, budget, group: GroupCell::default() }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -81,6 +84,16 @@ impl Lanes {
     /// The partitions this member owns now.
     pub(crate) fn assigned(&self) -> Vec<Tp> {
         self.lanes.keys().cloned().collect()
+    }
+
+    /// Whether any handler is `transactional` (its lanes need the group's metadata).
+    pub(crate) fn any_transactional(&self) -> bool {
+        self.topology.handlers().any(|h| h.registration.transactional)
+    }
+
+    /// Records the group's metadata after a rebalance (a new generation).
+    pub(crate) fn set_group(&self, group: Option<rdkafka::consumer::ConsumerGroupMetadata>) {
+        *self.group.write().unwrap_or_else(|p| p.into_inner()) = group.map(Arc::new);
     }
 
     /// Starts a lane for a newly assigned partition.
@@ -98,12 +111,14 @@ impl Lanes {
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone())));
         let cancel = CancellationToken::new();
         let breaker = self.processor.instruments(&handler.topic).breaker;
+        let transactor = self.processor.transactor(&handler, tp.1, &self.group);
         self.runtime.spawn(run_lane(
             handler,
             receiver,
             tracker.clone(),
             cancel.clone(),
             self.processor.clone(),
+            transactor,
             ended_tx,
         ));
         self.lanes.insert(

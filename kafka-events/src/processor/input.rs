@@ -6,7 +6,7 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
-use crate::handler::{HandlerError, HandlerFuture, InputError, MessageContext};
+use crate::handler::{BatchContext, Decoded, HandlerError, HandlerFuture, InputError, Invocation, MessageContext};
 
 /// A type a handler can take as its event: JSON-decodable and validatable.
 #[diagnostic::on_unimplemented(
@@ -35,22 +35,68 @@ impl<E: Into<HandlerError>> HandlerOutput for Result<(), E> {
     }
 }
 
-/// Decodes `payload` as `T`, validates it and calls `handler`. Decode and validation failures are
-/// returned as [`InputError`]s: the processor dead-letters them without invoking the handler.
+/// Decodes `payload` as `T`, validates it, reads its id (`id_of`, from `idempotent(id = "...")`)
+/// and returns `handler`'s future. Decode and validation failures are returned as
+/// [`InputError`]s: the processor dead-letters them without invoking the handler.
 #[doc(hidden)]
-pub fn invoke<T, F, Fut>(payload: Option<&[u8]>, ctx: MessageContext, handler: F) -> Result<HandlerFuture, InputError>
+pub fn invoke<T, F, Fut>(
+    payload: Option<&[u8]>,
+    ctx: MessageContext,
+    id_of: Option<fn(&T) -> String>,
+    handler: F,
+) -> Result<Invocation, InputError>
 where
     T: Event,
     F: FnOnce(T, MessageContext) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
+    let event: T = decode_valid(payload)?;
+    let event_id = id_of.map(|id_of| id_of(&event));
+    Ok(Invocation { future: Box::pin(handler(event, ctx)), event_id })
+}
+
+/// The per-message entry of a batch handler: never called (the lane hands batch handlers whole
+/// batches); fails loudly if it ever is.
+#[doc(hidden)]
+pub fn batch_only(_: Option<&[u8]>, _: MessageContext) -> Result<Invocation, InputError> {
+    Err(InputError::decode("a batch handler was called for a single message"))
+}
+
+/// Decodes and validates one message of a batch handler's batch.
+#[doc(hidden)]
+pub fn decode<T: Event>(payload: Option<&[u8]>, id_of: Option<fn(&T) -> String>) -> Result<Decoded, InputError> {
+    let event: T = decode_valid(payload)?;
+    let event_id = id_of.map(|id_of| id_of(&event));
+    Ok(Decoded { event: Box::new(event), event_id })
+}
+
+/// Calls a batch handler with events [`decode`] decoded as `T`.
+#[doc(hidden)]
+pub fn call_batch<T, F, Fut>(events: Vec<Decoded>, ctx: BatchContext, handler: F) -> HandlerFuture
+where
+    T: Event,
+    F: FnOnce(Vec<T>, BatchContext) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let events: Vec<T> = events
+        .into_iter()
+        .map(|decoded| match decoded.event.downcast::<T>() {
+            Ok(event) => *event,
+            // The generated code pairs `decode::<T>` with `call_batch::<T>`.
+            Err(_) => unreachable!("a batch event decoded as another type than its handler takes"),
+        })
+        .collect();
+    Box::pin(handler(events, ctx))
+}
+
+fn decode_valid<T: Event>(payload: Option<&[u8]>) -> Result<T, InputError> {
     let payload = payload.ok_or_else(|| InputError::decode("message has no value (tombstone)"))?;
     let event: T = serde_json::from_slice(payload)
         .map_err(|e| InputError::decode(format!("invalid JSON for `{}`: {e}", short_type_name::<T>())))?;
     event.validate().map_err(|e| {
         InputError::validation(format!("`{}` failed validation: {}", short_type_name::<T>(), describe(&e)))
     })?;
-    Ok(Box::pin(handler(event, ctx)))
+    Ok(event)
 }
 
 fn short_type_name<T>() -> &'static str {
@@ -114,11 +160,13 @@ mod tests {
             headers: vec![],
             attempt: 1,
             trace: crate::trace::TraceContext::new_root(),
+            claim: Default::default(),
+            publisher: None,
         }
     }
 
-    fn call(payload: Option<&[u8]>) -> Result<HandlerFuture, InputError> {
-        invoke::<Order, _, _>(payload, ctx(), |order, _| async move {
+    fn call(payload: Option<&[u8]>) -> Result<Invocation, InputError> {
+        invoke::<Order, _, _>(payload, ctx(), None, |order, _| async move {
             assert!(!order.id.is_empty());
             Ok(())
         })

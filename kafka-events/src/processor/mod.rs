@@ -1,13 +1,16 @@
 //! The one processor every handler shares: decode → validate → handler → outcome, then the
 //! outcome's side effect (retry wait, dead-letter publish, stall) until the message is finished.
 
+mod batch;
+mod claim;
 mod input;
 pub(crate) mod offsets;
 mod outcome;
+pub(crate) mod transaction;
 
 pub use input::Event;
 #[doc(hidden)]
-pub use input::{invoke, HandlerOutput};
+pub use input::{batch_only, call_batch, decode, invoke, HandlerOutput};
 
 mod retry;
 
@@ -25,11 +28,14 @@ use tracing::Instrument;
 use crate::circuit::{CircuitBreaker, Verdict};
 use crate::connection::TracingContext;
 use crate::dlq::records::{dead_letter_headers, DeadLetter};
-use crate::handler::MessageContext;
+use crate::handler::{HandlerError, Invocation, MessageContext};
 use crate::health::Status;
+use crate::idempotency::{ClaimSlot, IdempotencyStore};
 use crate::metrics::HandlerMetrics;
+use crate::publisher::Publisher;
 use crate::registry::BoundHandler;
 use outcome::{decide, Failure, Outcome};
+use transaction::{GroupCell, TransactionSetup, Transactor};
 
 /// A publish in flight; resolves to `Finished` once the broker acknowledged it.
 pub(crate) type Publishing = std::pin::Pin<Box<dyn std::future::Future<Output = Finish> + Send + 'static>>;
@@ -60,6 +66,27 @@ pub(crate) struct Processor {
     status: Arc<Status>,
     /// Per handler topic.
     instruments: HashMap<String, Instruments>,
+    /// Where `idempotent` handlers record processed events.
+    store: Option<Arc<dyn IdempotencyStore>>,
+    /// The shared publisher handlers reach through their context.
+    publisher: Publisher,
+    /// How lanes of `transactional` handlers create their producers.
+    transactions: TransactionSetup,
+}
+
+/// How one attempt went.
+struct Attempt {
+    result: Result<(), Failure>,
+    /// How long the handler ran, when it was called.
+    call: Option<Duration>,
+    /// The event was processed before (an `idempotent` handler): the handler was not called.
+    duplicate: bool,
+}
+
+impl Attempt {
+    fn failed(failure: Failure) -> Self {
+        Self { result: Err(failure), call: None, duplicate: false }
+    }
 }
 
 impl Processor {
@@ -67,8 +94,20 @@ impl Processor {
         producer: FutureProducer<TracingContext>,
         status: Arc<Status>,
         instruments: HashMap<String, Instruments>,
+        store: Option<Arc<dyn IdempotencyStore>>,
+        publisher: Publisher,
+        transactions: TransactionSetup,
     ) -> Self {
-        Self { producer, status, instruments }
+        Self { producer, status, instruments, store, publisher, transactions }
+    }
+
+    /// The transactional producer of a `transactional` handler's partition (`None` for other
+    /// handlers); `group` holds the consumer group's current metadata.
+    pub(crate) fn transactor(&self, handler: &BoundHandler, partition: i32, group: &GroupCell) -> Option<Transactor> {
+        handler
+            .registration
+            .transactional
+            .then(|| Transactor::new(&self.transactions, &handler.topic, partition, group.clone()))
     }
 
     /// The instruments of the handler of `handler_topic`.
@@ -83,6 +122,7 @@ impl Processor {
         instruments: &Instruments,
         message: &OwnedMessage,
         cancel: &CancellationToken,
+        transactor: Option<&Transactor>,
     ) -> Finish {
         let name = handler.name();
         let parent =
@@ -109,9 +149,10 @@ impl Processor {
             .unwrap_or_else(|| parent.map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child()));
         span.record("trace_id", trace.trace_id());
         span.record("span_id", trace.span_id());
-        self.process_inner(handler, instruments, name, message, cancel, &trace).instrument(span).await
+        self.process_inner(handler, instruments, name, message, cancel, &trace, transactor).instrument(span).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn process_inner(
         &self,
         handler: &BoundHandler,
@@ -120,6 +161,7 @@ impl Processor {
         message: &OwnedMessage,
         cancel: &CancellationToken,
         trace: &crate::trace::TraceContext,
+        transactor: Option<&Transactor>,
     ) -> Finish {
         let span = tracing::Span::current();
         let from_retry_topic = handler.retry_topic.as_deref() == Some(message.topic());
@@ -147,9 +189,16 @@ impl Processor {
                 },
                 None => None,
             };
-            let (result, call) = attempt_once(handler, message, attempt, trace).await;
+            let Attempt { result, call, duplicate } =
+                self.attempt_once(handler, message, attempt, trace, transactor).await;
             if let (Some(breaker), Some(permit)) = (breaker, permit) {
-                breaker.record(permit, verdict(&result));
+                breaker.record(permit, if duplicate { Verdict::Neutral } else { verdict(&result) });
+            }
+            if duplicate {
+                tracing::debug!(attempt, "already processed (idempotent): skipped");
+                metrics.inspect(|m| m.duplicates(1));
+                self.status.clear_stall(message.topic(), message.partition());
+                return Finish::Finished;
             }
             if let Some(metrics) = metrics {
                 if let Some(elapsed) = call {
@@ -212,6 +261,113 @@ impl Processor {
             }
             attempt += 1;
         }
+    }
+
+    /// One attempt: decode, validate, claim the event (`idempotent`), run the handler in a Kafka
+    /// transaction (`transactional`), catch a panic, then settle the claim and the transaction.
+    async fn attempt_once(
+        &self,
+        handler: &BoundHandler,
+        message: &OwnedMessage,
+        attempt: u32,
+        trace: &crate::trace::TraceContext,
+        transactor: Option<&Transactor>,
+    ) -> Attempt {
+        // A transactional handler's publisher joins this attempt's transaction.
+        let publisher = match transactor {
+            Some(transactor) => match transactor.begin().await {
+                Ok(publisher) => publisher,
+                Err(error) => {
+                    return Attempt::failed(Failure::Handler(HandlerError::retryable(format!(
+                        "cannot begin the Kafka transaction: {error}"
+                    ))))
+                }
+            },
+            None => self.publisher.clone(),
+        };
+        let mut outcome = self.run_handler(handler, message, attempt, trace, publisher).await;
+        if let Some(transactor) = transactor {
+            if outcome.result.is_ok() && !outcome.duplicate {
+                if let Err(error) = transactor.commit(message.topic(), message.partition(), message.offset() + 1).await
+                {
+                    outcome.result = Err(Failure::Handler(HandlerError::retryable(format!(
+                        "the Kafka transaction did not commit (its output was discarded): {error}"
+                    ))));
+                }
+            } else {
+                transactor.abort().await;
+            }
+        }
+        outcome
+    }
+
+    async fn run_handler(
+        &self,
+        handler: &BoundHandler,
+        message: &OwnedMessage,
+        attempt: u32,
+        trace: &crate::trace::TraceContext,
+        publisher: Publisher,
+    ) -> Attempt {
+        let slot = ClaimSlot::default();
+        let ctx = context(message, attempt, trace.clone(), slot.clone(), Some(publisher));
+        let invoke = handler.registration.invoke;
+        let started = std::time::Instant::now();
+        let Invocation { future, event_id } =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(message.payload(), ctx))) {
+                Ok(Ok(invocation)) => invocation,
+                Ok(Err(input)) => return Attempt::failed(Failure::Input(input)),
+                Err(panic) => {
+                    return Attempt {
+                        result: Err(Failure::Panic(panic_message(&*panic))),
+                        call: Some(started.elapsed()),
+                        duplicate: false,
+                    }
+                }
+            };
+        let claimed = match handler.idempotency_scope.as_deref() {
+            None => false,
+            Some(scope) => {
+                let id = match claim::event_id(message, event_id) {
+                    Ok(id) => id,
+                    Err(input) => return Attempt::failed(Failure::Input(input)),
+                };
+                let Some(store) = self.store.as_deref() else {
+                    return Attempt::failed(Failure::Handler(HandlerError::retryable("no idempotency store")));
+                };
+                match claim::claim(store, scope, std::slice::from_ref(&id)).await {
+                    Err(error) => return Attempt::failed(Failure::Handler(HandlerError::retryable(error))),
+                    Ok((runs, pending)) if !runs[0] => {
+                        if let Err(error) = pending.abort().await {
+                            tracing::debug!(%error, "releasing the claim of a duplicate");
+                        }
+                        return Attempt { result: Ok(()), call: None, duplicate: true };
+                    }
+                    Ok((_, pending)) => slot.put(pending).await,
+                }
+                true
+            }
+        };
+        let started = std::time::Instant::now();
+        // What the handler publishes carries this message's correlation id (or its id).
+        let correlation = crate::headers::header_str(message, crate::names::header::CORRELATION_ID)
+            .or_else(|| crate::headers::header_str(message, crate::names::header::MESSAGE_ID))
+            .map(str::to_string);
+        let future = crate::publisher::with_correlation(correlation, AssertUnwindSafe(future).catch_unwind());
+        let mut result = match crate::trace::scope(trace.clone(), future).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Failure::Handler(error)),
+            Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+        };
+        let call = Some(started.elapsed());
+        if claimed {
+            if let Err(error) = claim::settle(&slot, result.is_ok()).await {
+                if result.is_ok() {
+                    result = Err(Failure::Handler(error));
+                }
+            }
+        }
+        Attempt { result, call, duplicate: false }
     }
 
     /// Republishes `message` (key and value unchanged) to `topic` with `headers`; the returned
@@ -278,36 +434,13 @@ fn verdict(result: &Result<(), Failure>) -> Verdict {
     }
 }
 
-/// One attempt: decode, validate, run the handler, catch a panic. Also returns how long the
-/// handler ran, when it was called (decode and validation failures do not call it).
-async fn attempt_once(
-    handler: &BoundHandler,
+fn context(
     message: &OwnedMessage,
     attempt: u32,
-    trace: &crate::trace::TraceContext,
-) -> (Result<(), Failure>, Option<Duration>) {
-    let ctx = context(message, attempt, trace.clone());
-    let invoke = handler.registration.invoke;
-    let started = std::time::Instant::now();
-    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(message.payload(), ctx))) {
-        Ok(Ok(future)) => future,
-        Ok(Err(input)) => return (Err(Failure::Input(input)), None),
-        Err(panic) => return (Err(Failure::Panic(panic_message(&*panic))), Some(started.elapsed())),
-    };
-    // What the handler publishes carries this message's correlation id (or its id).
-    let correlation = crate::headers::header_str(message, crate::names::header::CORRELATION_ID)
-        .or_else(|| crate::headers::header_str(message, crate::names::header::MESSAGE_ID))
-        .map(str::to_string);
-    let future = crate::publisher::with_correlation(correlation, AssertUnwindSafe(future).catch_unwind());
-    let result = match crate::trace::scope(trace.clone(), future).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(Failure::Handler(error)),
-        Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
-    };
-    (result, Some(started.elapsed()))
-}
-
-fn context(message: &OwnedMessage, attempt: u32, trace: crate::trace::TraceContext) -> MessageContext {
+    trace: crate::trace::TraceContext,
+    claim: ClaimSlot,
+    publisher: Option<Publisher>,
+) -> MessageContext {
     let origin = crate::headers::origin(message);
     MessageContext {
         topic: origin.topic,
@@ -321,6 +454,8 @@ fn context(message: &OwnedMessage, attempt: u32, trace: crate::trace::TraceConte
             .unwrap_or_default(),
         attempt,
         trace,
+        claim,
+        publisher,
     }
 }
 

@@ -1,0 +1,271 @@
+//! Batch handlers: `batch(max = N, linger = "...")` handles up to N messages of one partition in
+//! one call.
+//!
+//! - Each message is decoded and validated on its own; one that fails is dead-lettered on its
+//!   own (`decode`, `validation`, `missing-event-id`) and the rest of the batch is handled.
+//! - With `idempotent`, the batch's ids are claimed together (one transaction with PostgreSQL,
+//!   which the handler writes through); events processed before are left out of the call.
+//! - Retries are per batch and in place: a failed call (retryable error or panic) is repeated
+//!   with the same events after the backoff, up to `retry(max = N)`. When they run out, or the
+//!   handler returns a permanent error, every event of the batch is dead-lettered on its own,
+//!   with the batch's error as the reason.
+//! - The batch's offsets finish only when its outcome is durable: the call returned `Ok` (and the
+//!   claim committed), or the dead letters were acknowledged.
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::outcome::{decide, Failure, Outcome};
+use super::{claim, context, panic_message, verdict, wait, Finish, Instruments, Processor};
+use crate::dlq::records::{dead_letter_headers, DeadLetter};
+use crate::handler::{BatchContext, Decoded, ErrorKind, HandlerError, InputError};
+use crate::idempotency::ClaimSlot;
+use crate::registry::BoundHandler;
+
+impl Processor {
+    /// Processes one batch of a batch handler's partition (messages in offset order); returns
+    /// how each message ended, in the same order.
+    pub(crate) async fn process_batch(
+        &self,
+        handler: &BoundHandler,
+        instruments: &Instruments,
+        messages: &[OwnedMessage],
+        cancel: &CancellationToken,
+    ) -> Vec<Finish> {
+        let (Some(first), Some(last)) = (messages.first(), messages.last()) else { return Vec::new() };
+        let span = tracing::info_span!(
+            "batch",
+            topic = first.topic(),
+            partition = first.partition(),
+            first_offset = first.offset(),
+            last_offset = last.offset(),
+            size = messages.len(),
+            handler = %handler.name(),
+        );
+        self.process_batch_inner(handler, instruments, messages, cancel).instrument(span).await
+    }
+
+    async fn process_batch_inner(
+        &self,
+        handler: &BoundHandler,
+        instruments: &Instruments,
+        messages: &[OwnedMessage],
+        cancel: &CancellationToken,
+    ) -> Vec<Finish> {
+        let Some(spec) = handler.registration.batch else {
+            unreachable!("process_batch is only called for batch handlers")
+        };
+        let metrics = instruments.metrics.as_ref();
+        let mut finishes: Vec<Option<Finish>> = messages.iter().map(|_| None).collect();
+        // Decode and validate each message; the invalid ones are dead-lettered on their own. The
+        // events decoded here go to the first call; only a retry decodes them again.
+        let mut decoded: Vec<Option<Decoded>> = messages.iter().map(|_| None).collect();
+        let mut valid: Vec<(usize, Option<String>)> = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            let checked = (spec.decode)(message.payload()).and_then(|mut event| {
+                let id = match handler.idempotency_scope {
+                    Some(_) => Some(claim::event_id(message, event.event_id.take())?),
+                    None => None,
+                };
+                Ok((event, id))
+            });
+            match checked {
+                Ok((event, id)) => {
+                    decoded[i] = Some(event);
+                    valid.push((i, id));
+                }
+                Err(InputError { kind, reason }) => {
+                    metrics.inspect(|m| m.failed(kind.as_str()));
+                    finishes[i] = Some(self.dead_letter(handler, instruments, message, kind, &reason, 1, cancel));
+                }
+            }
+        }
+        let mut attempt = 1u32;
+        loop {
+            if valid.is_empty() {
+                break;
+            }
+            // With `idempotent`: claim the batch's ids; events processed before are finished.
+            let slot = ClaimSlot::default();
+            let mut run: Vec<usize> = valid.iter().map(|(i, _)| *i).collect();
+            let mut claimed = false;
+            let mut failure: Option<Failure> = None;
+            if let (Some(scope), Some(store)) = (handler.idempotency_scope.as_deref(), self.store.as_deref()) {
+                let ids: Vec<String> = valid.iter().map(|(_, id)| id.clone().unwrap_or_default()).collect();
+                match claim::claim(store, scope, &ids).await {
+                    Ok((runs, pending)) => {
+                        let duplicates = runs.iter().filter(|fresh| !**fresh).count();
+                        if duplicates > 0 {
+                            metrics.inspect(|m| m.duplicates(duplicates));
+                            tracing::debug!(duplicates, "already processed (idempotent): skipped");
+                        }
+                        run = valid.iter().zip(&runs).filter(|(_, fresh)| **fresh).map(|((i, _), _)| *i).collect();
+                        for ((i, _), _) in valid.iter().zip(&runs).filter(|(_, fresh)| !**fresh) {
+                            finishes[*i] = Some(Finish::Finished);
+                        }
+                        valid.retain(|(i, _)| run.contains(i));
+                        slot.put(pending).await;
+                        claimed = true;
+                    }
+                    Err(error) => failure = Some(Failure::Handler(HandlerError::retryable(error))),
+                }
+            }
+            if failure.is_none() && run.is_empty() {
+                if claimed {
+                    let _ = claim::settle(&slot, false).await;
+                }
+                break;
+            }
+            let permit = match (&failure, instruments.breaker.as_deref()) {
+                (None, Some(breaker)) => match breaker.admit(cancel).await {
+                    Some(permit) => Some(permit),
+                    None => {
+                        if claimed {
+                            let _ = claim::settle(&slot, false).await;
+                        }
+                        return interrupted(finishes);
+                    }
+                },
+                _ => None,
+            };
+            let result = match failure {
+                Some(failure) => Err(failure),
+                None => {
+                    let result =
+                        self.call_batch(handler, instruments, messages, &mut decoded, &run, attempt, &slot).await;
+                    metrics.inspect(|m| m.observe_batch(run.len()));
+                    result
+                }
+            };
+            let mut result = result;
+            if claimed {
+                if let Err(error) = claim::settle(&slot, result.is_ok()).await {
+                    if result.is_ok() {
+                        result = Err(Failure::Handler(error));
+                    }
+                }
+            }
+            if let (Some(breaker), Some(permit)) = (instruments.breaker.as_deref(), permit) {
+                breaker.record(permit, verdict(&result));
+            }
+            if let Some(metrics) = metrics {
+                match &result {
+                    Ok(()) => metrics.processed_many(run.len()),
+                    Err(failure) => metrics.failed(failure.kind_name()),
+                }
+            }
+            match decide(result, attempt, &handler.retry, true) {
+                Outcome::Done => {
+                    tracing::debug!(attempt, handled = run.len(), "batch handled");
+                    for i in run {
+                        finishes[i] = Some(Finish::Finished);
+                    }
+                    break;
+                }
+                Outcome::Retry { delay, reason } => {
+                    metrics.inspect(|m| m.retried());
+                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, size = run.len(), "batch failed; retrying it in place");
+                    if !wait(delay, cancel).await {
+                        return interrupted(finishes);
+                    }
+                }
+                Outcome::DeadLetter { kind, reason } | Outcome::Stall { kind, reason, .. } => {
+                    tracing::warn!(attempt, error_kind = kind.as_str(), %reason, size = run.len(), "batch failed; dead-lettering each of its events");
+                    for i in run {
+                        finishes[i] =
+                            Some(self.dead_letter(handler, instruments, &messages[i], kind, &reason, attempt, cancel));
+                    }
+                    break;
+                }
+            }
+            attempt += 1;
+        }
+        interrupted(finishes)
+    }
+
+    /// Calls the handler with the events at `run`: those `decoded` holds (the first attempt), or
+    /// decoded anew (a retry: the first call consumed them).
+    #[allow(clippy::too_many_arguments)]
+    async fn call_batch(
+        &self,
+        handler: &BoundHandler,
+        instruments: &Instruments,
+        messages: &[OwnedMessage],
+        decoded: &mut [Option<Decoded>],
+        run: &[usize],
+        attempt: u32,
+        slot: &ClaimSlot,
+    ) -> Result<(), Failure> {
+        let Some(spec) = handler.registration.batch else { return Ok(()) };
+        let mut events: Vec<Decoded> = Vec::with_capacity(run.len());
+        let mut contexts = Vec::with_capacity(run.len());
+        for &i in run {
+            let message = &messages[i];
+            let event = match decoded[i].take() {
+                Some(event) => event,
+                None => (spec.decode)(message.payload()).map_err(Failure::Input)?,
+            };
+            events.push(event);
+            let trace = crate::headers::header_str(message, crate::trace::TRACEPARENT)
+                .and_then(crate::trace::TraceContext::parse)
+                .map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child());
+            contexts.push(context(message, attempt, trace, slot.clone(), Some(self.publisher.clone())));
+        }
+        let ctx = BatchContext {
+            topic: messages[run[0]].topic().to_string(),
+            partition: messages[run[0]].partition(),
+            messages: contexts,
+            attempt,
+            claim: slot.clone(),
+        };
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (spec.call)(events, ctx))) {
+            Ok(future) => future,
+            Err(panic) => return Err(Failure::Panic(panic_message(&*panic))),
+        };
+        let started = std::time::Instant::now();
+        let result = match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Failure::Handler(error)),
+            Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+        };
+        if let Some(metrics) = &instruments.metrics {
+            metrics.observe_call(started.elapsed());
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter(
+        &self,
+        handler: &BoundHandler,
+        instruments: &Instruments,
+        message: &OwnedMessage,
+        kind: ErrorKind,
+        reason: &str,
+        attempts: u32,
+        cancel: &CancellationToken,
+    ) -> Finish {
+        let Some(dlq) = handler.dlq_topic.as_deref() else {
+            unreachable!("batch handlers require `dlq` (checked by the attribute)")
+        };
+        instruments.metrics.as_ref().inspect(|m| m.dead_lettered(kind.as_str()));
+        tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, "dead-lettering");
+        let letter = DeadLetter { kind, reason, attempts, handler: handler.name() };
+        Finish::Publishing(self.publish_durably(
+            dlq,
+            message,
+            dead_letter_headers(message, &letter),
+            "dead-letter",
+            cancel,
+        ))
+    }
+}
+
+/// Messages without an outcome yet are left unfinished (redelivered to the partition's next owner).
+fn interrupted(finishes: Vec<Option<Finish>>) -> Vec<Finish> {
+    finishes.into_iter().map(|f| f.unwrap_or(Finish::Interrupted)).collect()
+}
