@@ -134,8 +134,13 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
 
 /// Offsets committed by `group` for every partition of `topic` (-1 when none).
 pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    committed_offsets_at(&brokers(), group, topic, partitions)
+}
+
+/// [`committed_offsets`] on the brokers at `bootstrap`.
+pub fn committed_offsets_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().expect("client");
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("client");
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
         list.add_partition(topic, p);
@@ -147,6 +152,22 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> 
             _ => -1,
         })
         .collect()
+}
+
+/// Waits (polling the broker, up to `timeout`) until `group` has committed the end offset of
+/// every partition of `topic` — every message finished (an empty partition needs no commit).
+pub async fn wait_committed(group: &str, topic: &str, partitions: i32, timeout: Duration) {
+    let end = end_offsets(topic, partitions);
+    eventually(&format!("{group} to commit every offset of {topic}"), timeout, || async {
+        let committed = committed_offsets(group, topic, partitions);
+        let done = committed.iter().zip(&end).all(|(c, e)| c == e || (*e == 0 && *c == -1));
+        if done {
+            Ok(())
+        } else {
+            Err(format!("committed {committed:?} of {end:?}"))
+        }
+    })
+    .await
 }
 
 /// The value of header `name`, as text.
@@ -272,9 +293,22 @@ pub async fn create_topic_at(bootstrap: &str, topic: &str, partitions: i32) {
 /// Produces many `(key, payload)` messages to `topic` at once (pipelined), then waits for every
 /// acknowledgement; returns `(partition, offset)` of each, in order.
 pub async fn produce_many(producer: &FutureProducer, topic: &str, messages: &[(String, Vec<u8>)]) -> Vec<(i32, i64)> {
-    let mut pending = Vec::with_capacity(messages.len());
-    for (key, payload) in messages {
-        let record = FutureRecord::to(topic).key(key.as_str()).payload(payload.as_slice());
+    let records: Vec<Record> = messages.iter().map(|(key, payload)| (key.clone(), payload.clone(), vec![])).collect();
+    produce_records(producer, topic, &records).await
+}
+
+/// A message to produce: key, payload, headers.
+pub type Record = (String, Vec<u8>, Vec<(String, String)>);
+
+/// [`produce_many`] with headers.
+pub async fn produce_records(producer: &FutureProducer, topic: &str, records: &[Record]) -> Vec<(i32, i64)> {
+    let mut pending = Vec::with_capacity(records.len());
+    for (key, payload, headers) in records {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, value) in headers {
+            owned = owned.insert(Header { key: name, value: Some(value.as_str()) });
+        }
+        let record = FutureRecord::to(topic).key(key.as_str()).payload(payload.as_slice()).headers(owned);
         pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
     }
     let mut acks = Vec::with_capacity(pending.len());
@@ -283,6 +317,98 @@ pub async fn produce_many(producer: &FutureProducer, topic: &str, messages: &[(S
         acks.push((delivery.partition, delivery.offset));
     }
     acks
+}
+
+/// The PostgreSQL database of the suite: `KAFKA_EVENTS_TEST_DATABASE_URL` (set by
+/// `scripts/test.sh`, which starts PostgreSQL when it is not running).
+pub fn database_url() -> String {
+    std::env::var("KAFKA_EVENTS_TEST_DATABASE_URL").expect(
+        "KAFKA_EVENTS_TEST_DATABASE_URL is not set: run the suite with `scripts/test.sh` (it starts PostgreSQL), or point it at a database",
+    )
+}
+
+/// A small pool on [`database_url`].
+pub async fn database() -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&database_url())
+        .await
+        .expect("connect to PostgreSQL")
+}
+
+/// A table name of the run's own, derived from one of its topics (`__run_abc.payments` →
+/// `__run_abc_payments`), so handlers find their table from `ctx.topic()`.
+pub fn table_of(topic: &str) -> String {
+    topic.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+/// Creates the run's table `table` with `columns` (SQL column definitions).
+pub async fn create_table(pool: &sqlx::PgPool, table: &str, columns: &str) {
+    sqlx::query(&format!("CREATE TABLE {table} ({columns})")).execute(pool).await.expect("create the table");
+}
+
+/// Drops the run's table and its rows of `processed_events` (`scope`).
+pub async fn drop_run_data(pool: &sqlx::PgPool, table: &str, scope: &str) {
+    sqlx::query(&format!("DROP TABLE {table}")).execute(pool).await.expect("drop the table");
+    sqlx::query("DELETE FROM processed_events WHERE scope = $1")
+        .bind(scope)
+        .execute(pool)
+        .await
+        .expect("clean up processed_events");
+}
+
+/// `SELECT count(*)` of `sql`'s rows (a `FROM ...` clause with optional `$1`).
+pub async fn count(pool: &sqlx::PgPool, from: &str, bind: Option<&str>) -> i64 {
+    let sql = format!("SELECT count(*) {from}");
+    let query = sqlx::query_scalar::<_, i64>(&sql);
+    let query = match bind {
+        Some(value) => query.bind(value.to_string()),
+        None => query,
+    };
+    query.fetch_one(pool).await.expect("count")
+}
+
+/// The sum of every sample of the metric `name` in the Prometheus text `metrics`.
+pub fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Reads `topic` (one partition at a time, every partition) from the start to its end as a
+/// consumer with `isolation.level`, returning every message; the end is the partition's EOF,
+/// which for `read_committed` is the last stable offset.
+pub fn read_to_end(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("reader");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut messages = Vec::new();
+    let mut at_end = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions as usize {
+        assert!(std::time::Instant::now() < deadline, "reading {topic} to its end took over 60 s");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => messages.push(m.detach()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    messages
 }
 
 /// Kills the child process when dropped, so a failing test leaves no consumer behind.
