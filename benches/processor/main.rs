@@ -8,7 +8,9 @@
 //!   bound (in-flight ÷ mean latency) (targets ≥ 50× serial, ≥ 0.8× bound);
 //! - B3: 10 % of the messages fail once and go through the retry topic, against B1 (target ≥ 0.8×);
 //! - B4: a 1,000,000-message backlog through the no-op handler with the default caps: peak RSS
-//!   (target ≤ 150 MB for what the consumer adds).
+//!   (target ≤ 150 MB for what the consumer adds);
+//! - B5 (with `DATABASE_URL`): PostgreSQL writes — a plain insert per message (the baseline), an
+//!   `idempotent` handler, an `idempotent` batch handler.
 //!
 //! Each row: msgs/s, handler latency p50/p99, CPU time per message (the whole process), peak
 //! RSS, ratio to its baseline. B0 and the runtime's consumers use the same librdkafka settings
@@ -21,6 +23,7 @@
 //! ```
 
 mod broker;
+mod database;
 mod measure;
 
 use std::sync::atomic::Ordering;
@@ -238,6 +241,10 @@ async fn main() {
         );
     }
 
+    if selected("B5") {
+        database::run(&bench, env_u64("BENCH_B5_MESSAGES", 20_000)).await;
+    }
+
     if selected("B4") {
         let unbatched = embedded.is_none();
         // librdkafka's mock cluster keeps at most 5 MB per partition (older batches are deleted):
@@ -359,6 +366,9 @@ async fn framework(
         "slow_pausing" => "B2 key-parallel (concurrency 200, default partition cap 5,000: pauses)",
         "flaky" => "B3 10 % fail once, retried through the retry topic",
         "backlog" => "B4 no-op handler over the backlog",
+        "db_plain" => "B5 one INSERT per message (autocommit)",
+        "db_idempotent" => "B5 idempotent: claim + INSERT in one transaction per message",
+        "db_batch" => "B5 idempotent batches (max 500): claim + one multi-row INSERT per batch",
         other => other,
     };
     Row { name: name.into(), messages, seconds: meter.window().as_secs_f64(), latency: meter.latency.summary(), usage }
