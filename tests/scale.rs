@@ -1,12 +1,21 @@
 //! Scale-out: three processes of one service share `${SERVICE_NAME}-main` over a 6-partition
 //! topic; stopping one (SIGTERM) hands its partitions to the others. Every id is handled;
-//! revoked partitions drain and commit first, so no id is handled twice.
+//! revoked partitions drain and commit first, so an id is handled twice only where the broker
+//! refused that commit — and then only below the refused offset, as the instance logged it.
 //!
 //! The broker is librdkafka's mock cluster, hosted by this test process on a loopback TCP port
 //! and shared by the three child processes. Tansu 0.6 is not used here: in cooperative
 //! rebalances it lets two members own one partition at once (measured: 463–542 of 3,000 ids
 //! handled twice, all from one partition consumed in full by two members). Set
 //! `SCALE_TEST_BROKERS=host:port` to run this test against a real Kafka cluster instead.
+//!
+//! Why refused commits are accounted for rather than forbidden: the mock cluster (librdkafka
+//! 2.12.1, `rdkafka_mock_cgrp.c`) refuses every OffsetCommit with REBALANCE_IN_PROGRESS as soon as
+//! any member has sent JoinGroup, whereas Apache Kafka accepts a commit of the current generation
+//! while the group prepares a rebalance. When two members revoke in one cooperative round, the
+//! one still draining when the other rejoins has its revocation commit refused on the mock, and
+//! the next owner re-reads what it had handled since its last commit. The test reads each
+//! instance's log for those refusals; a duplicate outside a refused range fails it.
 
 mod common;
 
@@ -15,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    append_line, child_tracing, config, create_topic_at, handled_lines, produce_many, spawn_child, terminate,
-    unbatched_producer_for, unique, wait_lines, ChildGuard,
+    append_line, child_tracing, config, create_topic_at, handled_lines, produce_many, spawn_child_with_stderr,
+    terminate, unbatched_producer_for, unique, wait_lines, ChildGuard,
 };
 use kafka_events::embedded::EmbeddedBroker;
 use kafka_events::prelude::*;
@@ -50,9 +59,31 @@ async fn scale_child() {
     kafka_events::runtime::start(config).await.expect("runtime");
 }
 
-fn spawn(run: &str, brokers: &str, out: &Path) -> ChildGuard {
-    let envs = [("SCALE_RUN", run), ("SCALE_OUT", out.to_str().unwrap()), ("KAFKA_BROKERS", brokers)];
-    ChildGuard(Some(spawn_child("scale_child", &envs)))
+/// Starts one instance; its log (warnings and errors) goes to `log`.
+fn spawn(run: &str, brokers: &str, out: &Path, log: &Path) -> ChildGuard {
+    let envs =
+        [("SCALE_RUN", run), ("SCALE_OUT", out.to_str().unwrap()), ("KAFKA_BROKERS", brokers), ("RUST_LOG", "warn")];
+    let stderr = std::fs::File::create(log).expect("child log file");
+    ChildGuard(Some(spawn_child_with_stderr("scale_child", &envs, stderr.into())))
+}
+
+/// Revocation commits the broker refused, from an instance's log: `(partition, offset)` for each
+/// partition whose finished messages below `offset` stayed uncommitted.
+fn refused_revocation_commits(log: &Path, topic: &str) -> Vec<(i32, i64)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut refused = Vec::new();
+    for line in text.lines().filter(|l| l.contains("commit on revocation failed")) {
+        let needle = format!("{topic}[");
+        for (at, _) in line.match_indices(&needle) {
+            let rest = &line[at + needle.len()..];
+            let parsed = rest.split_once("]@").and_then(|(partition, tail)| {
+                let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+                Some((partition.parse().ok()?, digits.parse().ok()?))
+            });
+            refused.push(parsed.unwrap_or_else(|| panic!("unreadable refused commit in {log:?}: {line}")));
+        }
+    }
+    refused
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,9 +109,10 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     produce_many(&unbatched_producer_for(&brokers), &topic, &events).await;
 
     let outs: Vec<PathBuf> = (0..3).map(|i| std::env::temp_dir().join(format!("{run}-{i}.log"))).collect();
+    let logs: Vec<PathBuf> = (0..3).map(|i| std::env::temp_dir().join(format!("{run}-{i}.stderr"))).collect();
     let mut children: Vec<ChildGuard> = Vec::new();
-    for out in &outs {
-        children.push(spawn(&run, &brokers, out));
+    for (out, log) in outs.iter().zip(&logs) {
+        children.push(spawn(&run, &brokers, out, log));
     }
     // All three get partitions and work.
     for out in &outs {
@@ -109,20 +141,37 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     }
 
     let per_instance: Vec<Vec<(String, i32, i64)>> = outs.iter().map(|o| handled_lines(o)).collect();
-    let mut times: HashMap<&str, usize> = HashMap::new();
-    for line in per_instance.iter().flatten() {
-        *times.entry(line.0.as_str()).or_default() += 1;
+    // Where each id was handled: its record (partition, offset) and which instances handled it.
+    let mut handled_by: HashMap<&str, (i32, i64, Vec<usize>)> = HashMap::new();
+    for (instance, lines) in per_instance.iter().enumerate() {
+        for (id, partition, offset) in lines {
+            handled_by.entry(id.as_str()).or_insert((*partition, *offset, Vec::new())).2.push(instance);
+        }
     }
-    assert_eq!(times.len(), EVENTS + AFTER_STOP, "every id handled");
-    let twice: Vec<&&str> = times.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
+    assert_eq!(handled_by.len(), EVENTS + AFTER_STOP, "every id handled");
+    let refused: Vec<Vec<(i32, i64)>> = logs.iter().map(|log| refused_revocation_commits(log, &topic)).collect();
+    let twice: Vec<(&str, &(i32, i64, Vec<usize>))> =
+        handled_by.iter().filter(|(_, h)| h.2.len() > 1).map(|(id, h)| (*id, h)).collect();
+    // A duplicate is explained when an instance that handled it had its revocation commit of
+    // that partition refused at an offset past the record.
+    let unexplained: Vec<&(&str, &(i32, i64, Vec<usize>))> = twice
+        .iter()
+        .filter(|(_, (partition, offset, instances))| {
+            !instances.iter().any(|i| refused[*i].iter().any(|(p, o)| p == partition && o > offset))
+        })
+        .collect();
     println!(
-        "handled per instance: {:?}; partitions of the stopped one: {stopped_partitions:?}; handled twice: {}",
+        "handled per instance: {:?}; partitions of the stopped one: {stopped_partitions:?}; handled twice: {} \
+         ({} below a revocation commit the broker refused); refused revocation commits per instance: {refused:?}",
         per_instance.iter().map(Vec::len).collect::<Vec<_>>(),
-        twice.len()
+        twice.len(),
+        twice.len() - unexplained.len(),
     );
     assert!(
-        twice.is_empty(),
-        "revoked partitions drain and commit before they move, so no id is handled twice: {twice:?}"
+        unexplained.is_empty(),
+        "revoked partitions drain and commit before they move, so no id is handled twice unless the broker \
+         refused that commit: handled twice with no refused commit to explain it: {unexplained:?}; logs: {:?}",
+        logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect::<Vec<_>>()
     );
     let partitions_before: Vec<BTreeSet<i32>> =
         before_stop.iter().map(|lines| lines.iter().map(|l| l.1).collect()).collect();
@@ -133,7 +182,7 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     let moved: BTreeSet<i32> =
         per_instance[1..].iter().flatten().map(|l| l.1).filter(|p| stopped_partitions.contains(p)).collect();
     assert!(!moved.is_empty(), "the stopped instance's partitions were taken over");
-    for out in outs {
-        let _ = std::fs::remove_file(out);
+    for file in outs.iter().chain(&logs) {
+        let _ = std::fs::remove_file(file);
     }
 }

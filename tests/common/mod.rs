@@ -448,11 +448,20 @@ pub fn child_tracing() {
 /// Re-runs this test binary as a child process that runs only the ignored test `child_test`,
 /// with `envs` set (the child reads them to know what to do).
 pub fn spawn_child(child_test: &str, envs: &[(&str, &str)]) -> std::process::Child {
+    spawn_child_with_stderr(child_test, envs, std::process::Stdio::inherit())
+}
+
+/// [`spawn_child`] with the child's stderr (its log) sent to `stderr`.
+pub fn spawn_child_with_stderr(
+    child_test: &str,
+    envs: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
     let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
     command
         .args([child_test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
+        .stderr(stderr);
     for (key, value) in envs {
         command.env(key, value);
     }

@@ -55,8 +55,18 @@ impl ConsumerContext for GroupContext {
             tracing::warn!(group = %self.group, "assignment lost: finished offsets of revoked partitions cannot be committed; they will be redelivered");
             return;
         }
-        if let Err(error) = commit(consumer, &offsets) {
-            tracing::warn!(group = %self.group, %error, "commit on revocation failed; the next owner re-reads from the last committed offset");
+        let result = commit(consumer, &offsets);
+        self.status.metrics.committed(&self.group, result.is_ok());
+        if let Err(error) = result {
+            // Apache Kafka accepts a commit of the current generation while the group prepares a
+            // rebalance, so this is rare there; librdkafka's mock cluster refuses every commit
+            // once any member has rejoined (RebalanceInProgress).
+            tracing::warn!(
+                group = %self.group,
+                %error,
+                uncommitted = %OffsetList(&offsets),
+                "commit on revocation failed; the next owner re-reads these partitions from their last committed offsets"
+            );
         }
     }
 
@@ -82,6 +92,19 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => tracing::error!(group = %self.group, %error, "rebalance failed"),
         }
+    }
+}
+
+/// `topic[partition]@offset, ...`: the offsets a revocation could not commit, in the log.
+struct OffsetList<'a>(&'a [(Tp, i64)]);
+
+impl std::fmt::Display for OffsetList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, ((topic, partition), offset)) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{topic}[{partition}]@{offset}")?;
+        }
+        Ok(())
     }
 }
 
