@@ -327,13 +327,20 @@ pub fn database_url() -> String {
     )
 }
 
-/// A small pool on [`database_url`].
+/// A small pool on [`database_url`], with the crate's `processed_events` migration applied (the
+/// runtime applies it at start-up too), so a test can count processed events before any
+/// runtime has started on a fresh database.
 pub async fn database() -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new()
+    let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&database_url())
         .await
-        .expect("connect to PostgreSQL")
+        .expect("connect to PostgreSQL");
+    kafka_events::idempotency::PostgresStore::from_pool(pool.clone())
+        .migrate()
+        .await
+        .expect("migrate processed_events");
+    pool
 }
 
 /// A table name of the run's own, derived from one of its topics (`__run_abc.payments` →
