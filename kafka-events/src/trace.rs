@@ -31,6 +31,16 @@ fn is_hex_id(id: &str, len: usize) -> bool {
         && id.bytes().any(|b| b != b'0')
 }
 
+/// The trace context a consumed message carries in its `traceparent` header, when valid.
+pub(crate) fn parent_of(message: &rdkafka::message::OwnedMessage) -> Option<TraceContext> {
+    crate::headers::header_str(message, TRACEPARENT).and_then(TraceContext::parse)
+}
+
+/// A new span continuing `parent`'s trace, or the root of a new trace when there is none.
+pub(crate) fn child_of(parent: Option<TraceContext>) -> TraceContext {
+    parent.map_or_else(TraceContext::new_root, |parent| parent.child())
+}
+
 impl TraceContext {
     /// Parses a `traceparent` value; `None` when it is not a valid version-00 header.
     pub fn parse(traceparent: &str) -> Option<Self> {

@@ -54,9 +54,6 @@ pub(crate) async fn run_lane(
     // Received, not started yet (only while `concurrency` messages are running).
     let mut ready: VecDeque<OwnedMessage> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
-    let settle = |offset: i64, finish: Finish, publishing: &mut tokio::task::JoinSet<()>| {
-        settle(&tracker, offset, finish, publishing);
-    };
     loop {
         while publishing.try_join_next().is_some() {}
         while publishing.len() >= MAX_PUBLISHING {
@@ -73,7 +70,7 @@ pub(crate) async fn run_lane(
             () = cancel.cancelled() => break,
             Some((message, finish)) = running.next(), if !running.is_empty() => {
                 let (message, finish): (OwnedMessage, Finish) = (message, finish);
-                settle(message.offset(), finish, &mut publishing);
+                settle(&tracker, message.offset(), finish, &mut publishing);
                 if let Some(next) = gate.release(&message) {
                     running.push(start(next));
                 }
@@ -85,7 +82,7 @@ pub(crate) async fn run_lane(
         }
     }
     while let Some((message, finish)) = running.next().await {
-        settle(message.offset(), finish, &mut publishing);
+        settle(&tracker, message.offset(), finish, &mut publishing);
     }
     while publishing.join_next().await.is_some() {}
 }

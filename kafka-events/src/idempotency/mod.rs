@@ -95,8 +95,13 @@ pub struct StoreError {
 
 /// The claim of the message (or batch) being handled, shared between the processor and the
 /// handler's context: the processor puts it in before the handler runs and takes it back after.
+/// Handlers that are not `idempotent` get an unused slot ([`ClaimSlot::default`]), which costs no
+/// allocation per message.
 #[derive(Clone, Default)]
-pub(crate) struct ClaimSlot(pub(crate) Arc<tokio::sync::Mutex<Option<Box<dyn PendingClaim>>>>);
+pub(crate) struct ClaimSlot(pub(crate) Option<SharedClaim>);
+
+/// The claim a handler's context and the processor share.
+pub(crate) type SharedClaim = Arc<tokio::sync::Mutex<Option<Box<dyn PendingClaim>>>>;
 
 impl fmt::Debug for ClaimSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -105,14 +110,21 @@ impl fmt::Debug for ClaimSlot {
 }
 
 impl ClaimSlot {
+    /// A slot for an `idempotent` handler's claim.
+    pub(crate) fn open() -> Self {
+        Self(Some(Arc::default()))
+    }
+
+    /// Puts the claim in (an [`open`](Self::open) slot).
     pub(crate) async fn put(&self, pending: Box<dyn PendingClaim>) {
-        *self.0.lock().await = Some(pending);
+        let Some(slot) = &self.0 else { unreachable!("a claim is put only in an open slot") };
+        *slot.lock().await = Some(pending);
     }
 
     /// Takes the claim back once the handler returned. `None` when the handler still holds the
     /// transaction guard (it moved it into a task that outlived it).
     pub(crate) fn take(&self) -> Option<Box<dyn PendingClaim>> {
-        self.0.try_lock().ok().and_then(|mut slot| slot.take())
+        self.0.as_ref()?.try_lock().ok().and_then(|mut slot| slot.take())
     }
 }
 

@@ -122,16 +122,18 @@ pub struct DbTransaction(OwnedMappedMutexGuard<Option<Box<dyn PendingClaim>>, Tr
 
 impl DbTransaction {
     pub(crate) fn borrow(slot: &ClaimSlot) -> Result<Self, crate::HandlerError> {
-        let guard = slot.0.clone().try_lock_owned().map_err(|_| {
+        let no_transaction = || {
+            crate::HandlerError::permanent(
+                "no database transaction: `transaction()` needs an `idempotent` handler with the PostgreSQL idempotency store (KAFKA_IDEMPOTENCY_STORE=postgres://...)",
+            )
+        };
+        let slot = slot.0.clone().ok_or_else(no_transaction)?;
+        let guard = slot.try_lock_owned().map_err(|_| {
             crate::HandlerError::permanent("the handling's database transaction is already borrowed; drop the first `DbTransaction` before taking it again")
         })?;
         tokio::sync::OwnedMutexGuard::try_map(guard, |slot| slot.as_mut().and_then(|pending| pending.transaction()))
             .map(Self)
-            .map_err(|_| {
-                crate::HandlerError::permanent(
-                    "no database transaction: `transaction()` needs an `idempotent` handler with the PostgreSQL idempotency store (KAFKA_IDEMPOTENCY_STORE=postgres://...)",
-                )
-            })
+            .map_err(|_| no_transaction())
     }
 }
 

@@ -21,8 +21,7 @@ use tracing::Instrument;
 
 use super::outcome::{decide, Failure, Outcome};
 use super::{claim, context, panic_message, verdict, wait, Finish, Instruments, Processor};
-use crate::dlq::records::{dead_letter_headers, DeadLetter};
-use crate::handler::{BatchContext, Decoded, ErrorKind, HandlerError, InputError};
+use crate::handler::{BatchContext, Decoded, HandlerError, InputError};
 use crate::idempotency::ClaimSlot;
 use crate::registry::BoundHandler;
 
@@ -90,7 +89,7 @@ impl Processor {
                 break;
             }
             // With `idempotent`: claim the batch's ids; events processed before are finished.
-            let slot = ClaimSlot::default();
+            let slot = if handler.idempotency_scope.is_some() { ClaimSlot::open() } else { ClaimSlot::default() };
             let mut run: Vec<usize> = valid.iter().map(|(i, _)| *i).collect();
             let mut claimed = false;
             let mut failure: Option<Failure> = None;
@@ -103,11 +102,16 @@ impl Processor {
                             metrics.inspect(|m| m.duplicates(duplicates));
                             tracing::debug!(duplicates, "already processed (idempotent): skipped");
                         }
-                        run = valid.iter().zip(&runs).filter(|(_, fresh)| **fresh).map(|((i, _), _)| *i).collect();
-                        for ((i, _), _) in valid.iter().zip(&runs).filter(|(_, fresh)| !**fresh) {
-                            finishes[*i] = Some(Finish::Finished);
-                        }
-                        valid.retain(|(i, _)| run.contains(i));
+                        // Those processed before are finished; the rest stay for this and later attempts.
+                        let mut fresh = runs.iter();
+                        valid.retain(|(i, _)| {
+                            let fresh = fresh.next().copied().unwrap_or(true);
+                            if !fresh {
+                                finishes[*i] = Some(Finish::Finished);
+                            }
+                            fresh
+                        });
+                        run = valid.iter().map(|(i, _)| *i).collect();
                         slot.put(pending).await;
                         claimed = true;
                     }
@@ -132,16 +136,13 @@ impl Processor {
                 },
                 _ => None,
             };
-            let result = match failure {
+            let mut result = match failure {
                 Some(failure) => Err(failure),
                 None => {
-                    let result =
-                        self.call_batch(handler, instruments, messages, &mut decoded, &run, attempt, &slot).await;
                     metrics.inspect(|m| m.observe_batch(run.len()));
-                    result
+                    self.call_batch(handler, instruments, messages, &mut decoded, &run, attempt, &slot).await
                 }
             };
-            let mut result = result;
             if claimed {
                 if let Err(error) = claim::settle(&slot, result.is_ok()).await {
                     if result.is_ok() {
@@ -210,9 +211,7 @@ impl Processor {
                 None => (spec.decode)(message.payload()).map_err(Failure::Input)?,
             };
             events.push(event);
-            let trace = crate::headers::header_str(message, crate::trace::TRACEPARENT)
-                .and_then(crate::trace::TraceContext::parse)
-                .map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child());
+            let trace = crate::trace::child_of(crate::trace::parent_of(message));
             contexts.push(context(message, attempt, trace, slot.clone(), Some(self.publisher.clone())));
         }
         let ctx = BatchContext {
@@ -236,32 +235,6 @@ impl Processor {
             metrics.observe_call(started.elapsed());
         }
         result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn dead_letter(
-        &self,
-        handler: &BoundHandler,
-        instruments: &Instruments,
-        message: &OwnedMessage,
-        kind: ErrorKind,
-        reason: &str,
-        attempts: u32,
-        cancel: &CancellationToken,
-    ) -> Finish {
-        let Some(dlq) = handler.dlq_topic.as_deref() else {
-            unreachable!("batch handlers require `dlq` (checked by the attribute)")
-        };
-        instruments.metrics.as_ref().inspect(|m| m.dead_lettered(kind.as_str()));
-        tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, "dead-lettering");
-        let letter = DeadLetter { kind, reason, attempts, handler: handler.name() };
-        Finish::Publishing(self.publish_durably(
-            dlq,
-            message,
-            dead_letter_headers(message, &letter),
-            "dead-letter",
-            cancel,
-        ))
     }
 }
 

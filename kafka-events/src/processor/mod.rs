@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::circuit::{CircuitBreaker, Verdict};
 use crate::connection::TracingContext;
 use crate::dlq::records::{dead_letter_headers, DeadLetter};
-use crate::handler::{HandlerError, Invocation, MessageContext};
+use crate::handler::{ErrorKind, HandlerError, Invocation, MessageContext};
 use crate::health::Status;
 use crate::idempotency::{ClaimSlot, IdempotencyStore};
 use crate::metrics::HandlerMetrics;
@@ -125,8 +125,7 @@ impl Processor {
         transactor: Option<&Transactor>,
     ) -> Finish {
         let name = handler.name();
-        let parent =
-            crate::headers::header_str(message, crate::trace::TRACEPARENT).and_then(crate::trace::TraceContext::parse);
+        let parent = crate::trace::parent_of(message);
         let span = tracing::info_span!(
             "message",
             topic = message.topic(),
@@ -145,19 +144,16 @@ impl Processor {
         let adopted = crate::otel::adopt(&span, parent.as_ref());
         #[cfg(not(feature = "otel"))]
         let adopted = None;
-        let trace = adopted
-            .unwrap_or_else(|| parent.map_or_else(crate::trace::TraceContext::new_root, |parent| parent.child()));
+        let trace = adopted.unwrap_or_else(|| crate::trace::child_of(parent));
         span.record("trace_id", trace.trace_id());
         span.record("span_id", trace.span_id());
-        self.process_inner(handler, instruments, name, message, cancel, &trace, transactor).instrument(span).await
+        self.process_inner(handler, instruments, message, cancel, &trace, transactor).instrument(span).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn process_inner(
         &self,
         handler: &BoundHandler,
         instruments: &Instruments,
-        name: &str,
         message: &OwnedMessage,
         cancel: &CancellationToken,
         trace: &crate::trace::TraceContext,
@@ -236,14 +232,7 @@ impl Processor {
                     }
                 }
                 Outcome::DeadLetter { kind, reason } => {
-                    let Some(dlq) = handler.dlq_topic.as_deref() else {
-                        unreachable!("decide() dead-letters only when a DLQ is configured")
-                    };
-                    metrics.inspect(|m| m.dead_lettered(kind.as_str()));
-                    let letter = DeadLetter { kind, reason: &reason, attempts: attempt, handler: name };
-                    tracing::warn!(dlq, error_kind = kind.as_str(), %reason, attempts = attempt, "dead-lettering");
-                    let headers = dead_letter_headers(message, &letter);
-                    return Finish::Publishing(self.publish_durably(dlq, message, headers, "dead-letter", cancel));
+                    return self.dead_letter(handler, instruments, message, kind, &reason, attempt, cancel);
                 }
                 Outcome::Stall { kind, reason, delay } => {
                     tracing::error!(
@@ -309,7 +298,7 @@ impl Processor {
         trace: &crate::trace::TraceContext,
         publisher: Publisher,
     ) -> Attempt {
-        let slot = ClaimSlot::default();
+        let slot = if handler.idempotency_scope.is_some() { ClaimSlot::open() } else { ClaimSlot::default() };
         let ctx = context(message, attempt, trace.clone(), slot.clone(), Some(publisher));
         let invoke = handler.registration.invoke;
         let started = std::time::Instant::now();
@@ -368,6 +357,28 @@ impl Processor {
             }
         }
         Attempt { result, call, duplicate: false }
+    }
+
+    /// Publishes `message` to its handler's DLQ with the failure's headers; the offset finishes
+    /// once the broker acknowledged the dead letter. Only for handlers with a `dlq`: `decide()`
+    /// dead-letters only then, and batch handlers require one.
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter(
+        &self,
+        handler: &BoundHandler,
+        instruments: &Instruments,
+        message: &OwnedMessage,
+        kind: ErrorKind,
+        reason: &str,
+        attempts: u32,
+        cancel: &CancellationToken,
+    ) -> Finish {
+        let Some(dlq) = handler.dlq_topic.as_deref() else { unreachable!("only handlers with a `dlq` dead-letter") };
+        instruments.metrics.as_ref().inspect(|m| m.dead_lettered(kind.as_str()));
+        tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
+        let letter = DeadLetter { kind, reason, attempts, handler: handler.name() };
+        let headers = dead_letter_headers(message, &letter);
+        Finish::Publishing(self.publish_durably(dlq, message, headers, "dead-letter", cancel))
     }
 
     /// Republishes `message` (key and value unchanged) to `topic` with `headers`; the returned
