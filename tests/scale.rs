@@ -67,6 +67,14 @@ fn spawn(run: &str, brokers: &str, out: &Path, log: &Path) -> ChildGuard {
     ChildGuard(Some(spawn_child_with_stderr("scale_child", &envs, stderr.into())))
 }
 
+/// An id's record and the instances that handled it.
+#[derive(Debug)]
+struct Handled {
+    partition: i32,
+    offset: i64,
+    by: Vec<usize>,
+}
+
 /// Revocation commits the broker refused, from an instance's log: `(partition, offset)` for each
 /// partition whose finished messages below `offset` stayed uncommitted.
 fn refused_revocation_commits(log: &Path, topic: &str) -> Vec<(i32, i64)> {
@@ -141,24 +149,23 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     }
 
     let per_instance: Vec<Vec<(String, i32, i64)>> = outs.iter().map(|o| handled_lines(o)).collect();
-    // Where each id was handled: its record (partition, offset) and which instances handled it.
-    let mut handled_by: HashMap<&str, (i32, i64, Vec<usize>)> = HashMap::new();
+    // Where each id was handled: its record and which instances handled it.
+    let mut handled_by: HashMap<&str, Handled> = HashMap::new();
     for (instance, lines) in per_instance.iter().enumerate() {
         for (id, partition, offset) in lines {
-            handled_by.entry(id.as_str()).or_insert((*partition, *offset, Vec::new())).2.push(instance);
+            let entry = handled_by.entry(id.as_str());
+            entry.or_insert(Handled { partition: *partition, offset: *offset, by: Vec::new() }).by.push(instance);
         }
     }
     assert_eq!(handled_by.len(), EVENTS + AFTER_STOP, "every id handled");
     let refused: Vec<Vec<(i32, i64)>> = logs.iter().map(|log| refused_revocation_commits(log, &topic)).collect();
-    let twice: Vec<(&str, &(i32, i64, Vec<usize>))> =
-        handled_by.iter().filter(|(_, h)| h.2.len() > 1).map(|(id, h)| (*id, h)).collect();
+    let twice: Vec<(&str, &Handled)> =
+        handled_by.iter().filter(|(_, h)| h.by.len() > 1).map(|(id, h)| (*id, h)).collect();
     // A duplicate is explained when an instance that handled it had its revocation commit of
     // that partition refused at an offset past the record.
-    let unexplained: Vec<&(&str, &(i32, i64, Vec<usize>))> = twice
+    let unexplained: Vec<&(&str, &Handled)> = twice
         .iter()
-        .filter(|(_, (partition, offset, instances))| {
-            !instances.iter().any(|i| refused[*i].iter().any(|(p, o)| p == partition && o > offset))
-        })
+        .filter(|(_, h)| !h.by.iter().any(|i| refused[*i].iter().any(|(p, o)| *p == h.partition && *o > h.offset)))
         .collect();
     println!(
         "handled per instance: {:?}; partitions of the stopped one: {stopped_partitions:?}; handled twice: {} \
