@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite against a real Kafka-protocol broker.
+# The whole test suite against Apache Kafka.
 #
-#   scripts/test.sh                          # installs (once) and starts Tansu on loopback
+#   scripts/test.sh                          # resolves (once) and starts Apache Kafka on loopback
 #   KAFKA_BROKERS=host:9092 scripts/test.sh  # against your own Kafka cluster instead
+#
+# Kafka comes from Maven Central (scripts/kafka/pom.xml, cached in ~/.m2; Java 17, Maven and
+# openssl are installed from Debian's packages where missing): one KRaft node with a plaintext,
+# a SASL_PLAINTEXT (SCRAM-SHA-512) and a TLS listener (scripts/kafka.sh).
 #
 # PostgreSQL (for the idempotency tests): KAFKA_EVENTS_TEST_DATABASE_URL if set; otherwise the
 # server on 127.0.0.1:5432, started (or installed from Debian's packages) when it is not running.
@@ -11,18 +15,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
 log_dir="${TMPDIR:-/tmp}/kafka-events-test"
 mkdir -p "$log_dir"
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-ensure_tansu() {
-  if command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    return
+# A free loopback port at or above $1 that no earlier call returned.
+taken=" "
+free_port() {
+  local port=$1
+  while port_in_use "$port" || [[ "$taken" == *" $port "* ]]; do port=$((port + 1)); done
+  taken="$taken$port "
+  echo "$port"
+}
+
+# Java 17, Maven and openssl, from Debian's packages where missing.
+ensure_tools() {
+  local missing=()
+  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing ${missing[*]} (Debian packages)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  echo "== installing tansu $TANSU_VERSION (once; about 12 minutes on 2 cores)"
-  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres
 }
 
 ensure_postgres() {
@@ -54,32 +71,47 @@ ensure_postgres() {
   echo "== PostgreSQL at 127.0.0.1:5432"
 }
 
-ensure_postgres
-
-if [ -z "${KAFKA_BROKERS:-}" ]; then
-  ensure_tansu
-  port=19092
-  while port_in_use "$port"; do port=$((port + 1)); done
-  echo "== starting tansu on 127.0.0.1:$port (log: $log_dir/tansu.log)"
-  tansu broker \
-    --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://tansu/ >"$log_dir/tansu.log" 2>&1 &
-  tansu_pid=$!
-  trap 'kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true' EXIT
-  for _ in $(seq 1 100); do
-    port_in_use "$port" && break
-    kill -0 "$tansu_pid" 2>/dev/null || { cat "$log_dir/tansu.log"; echo "tansu failed to start" >&2; exit 1; }
-    sleep 0.1
+# One KRaft node (broker + controller) of Apache Kafka on loopback, listening in plaintext, with
+# SASL_PLAINTEXT (SCRAM-SHA-512) and with TLS; stopped when this script exits.
+start_kafka() {
+  ensure_tools
+  scripts/kafka.sh classpath >/dev/null
+  local dir="$log_dir/kafka"
+  rm -rf "$dir"
+  scripts/kafka.sh certs "$dir/certs"
+  local plaintext controller sasl ssl
+  plaintext=$(free_port 19092); controller=$(free_port 19093); sasl=$(free_port 19094); ssl=$(free_port 19095)
+  scripts/kafka.sh node "$dir/node" 1 "1@127.0.0.1:$controller" "$plaintext" "$controller" "$sasl" "$ssl"
+  echo "== starting Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml) on 127.0.0.1:$plaintext (log: $dir/kafka.log)"
+  scripts/kafka.sh run "$dir/node" >"$dir/kafka.log" 2>&1 &
+  kafka_pid=$!
+  trap 'kill "$kafka_pid" 2>/dev/null || true; wait "$kafka_pid" 2>/dev/null || true' EXIT
+  local waited=0
+  until grep -q "Kafka Server started" "$dir/kafka.log"; do
+    kill -0 "$kafka_pid" 2>/dev/null || { cat "$dir/kafka.log"; echo "Kafka failed to start" >&2; exit 1; }
+    [ "$waited" -lt 1200 ] || { cat "$dir/kafka.log"; echo "Kafka did not start within 120 s" >&2; exit 1; }
+    sleep 0.1; waited=$((waited + 1))
   done
-  port_in_use "$port" || { cat "$log_dir/tansu.log"; echo "tansu did not listen on $port" >&2; exit 1; }
-  export KAFKA_BROKERS="127.0.0.1:$port"
-  # Tansu 0.6 does not route EndTxn: tests/transactions.rs checks that, and proves transactions
-  # on librdkafka's mock cluster instead.
-  export KAFKA_EVENTS_BROKER_LACKS_TRANSACTIONS=1
+  export KAFKA_BROKERS="127.0.0.1:$plaintext"
+  export KAFKA_EVENTS_TEST_SASL_BROKERS="127.0.0.1:$sasl"
+  export KAFKA_EVENTS_TEST_SASL_USER="${KAFKA_TEST_USER:-kafka-events-test}"
+  export KAFKA_EVENTS_TEST_SASL_PASSWORD="${KAFKA_TEST_PASSWORD:-test-password-do-not-use}"
+  export KAFKA_EVENTS_TEST_SSL_BROKERS="127.0.0.1:$ssl"
+  export KAFKA_EVENTS_TEST_SSL_CA="$dir/certs/ca.pem"
+  export KAFKA_EVENTS_TEST_WRONG_CA="$dir/certs/wrong-ca.pem"
+}
+
+ensure_postgres
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  start_kafka
 else
   echo "== using the cluster at KAFKA_BROKERS=$KAFKA_BROKERS"
+  ensure_tools
+  scripts/kafka.sh classpath >/dev/null
 fi
+# The Java client (kafka-clients, on Kafka's classpath) for the interoperability tests, and the
+# script the broker-failure test starts its own three-node cluster with.
+export KAFKA_EVENTS_TEST_JAVA_CLASSPATH="$(scripts/kafka.sh classpath)"
 
 start=$(date +%s)
 echo "== cargo test --workspace (broker: $KAFKA_BROKERS)"

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{
-    brokers, calls, config, create_topic, header, key, produce_many, read_to_end, read_topic, record_call,
-    unbatched_producer, unique, wait_committed, wait_for,
+    brokers, calls, config, create_topic, header, key, produce_many, producer, read_to_end, read_topic, record_call,
+    unique, wait_committed, wait_for,
 };
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
@@ -82,7 +82,7 @@ async fn five_thousand_readings_with_fifty_invalid_are_handled_in_batches() {
     }
     assert_eq!(invalid.len(), 50);
     let runtime = kafka_events::runtime::launch(config(&run, &["store_readings"])).await.expect("launch");
-    produce_to_sensor_partitions(&unbatched_producer(), &topic, &messages).await;
+    produce_to_sensor_partitions(&producer(), &topic, &messages).await;
 
     let seen = wait_for(&topic, Duration::from_secs(180), |c| c.len() >= EVENTS - 50).await;
     let dead = read_topic(&format!("{topic}.dlq"), 50);
@@ -189,7 +189,7 @@ async fn a_failed_batch_is_retried_whole_then_dead_lettered_event_by_event() {
         })
         .collect();
     // All produced before the runtime starts, so batches fill up to `max`.
-    produce_many(&unbatched_producer(), &topic, &messages).await;
+    produce_many(&producer(), &topic, &messages).await;
     let runtime = kafka_events::runtime::launch(config(&run, &["post_ledger"])).await.expect("launch");
     wait_committed(&format!("{run}-svc-main"), &topic, 1, Duration::from_secs(120)).await;
     runtime.shutdown().await.expect("shutdown");

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::{
     append_line, child_tracing, committed_offsets, config, count, create_table, create_topic, database, database_url,
-    drop_run_data, eventually, produce_records, spawn_child, table_of, terminate, unbatched_producer, unique,
-    wait_committed, wait_lines, ChildGuard, Record,
+    drop_run_data, eventually, produce_records, producer, spawn_child, table_of, terminate, unique, wait_committed,
+    wait_lines, ChildGuard, Record,
 };
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
@@ -88,7 +88,7 @@ async fn prepare(name: &str) -> Run {
             (reading.sensor.clone(), serde_json::to_vec(&reading).unwrap(), vec![(h::MESSAGE_ID.to_string(), id)])
         })
         .collect();
-    produce_records(&unbatched_producer(), &topic, &records).await;
+    produce_records(&producer(), &topic, &records).await;
     let scope = format!("{run}-svc/{topic}");
     let group = format!("{run}-svc-main");
     Run { run, topic, table, scope, group, pool }

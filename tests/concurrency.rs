@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{
-    calls, committed_offsets, config, create_topic, end_offsets, eventually, produce_many, record, unbatched_producer,
-    unique, wait_for, Call,
+    calls, committed_offsets, config, create_topic, end_offsets, eventually, produce_many, producer, record, unique,
+    wait_for, Call,
 };
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,7 @@ async fn concurrent_handlers_keep_order_per_key_and_never_overlap_a_key() {
         .map(|i| (format!("key-{}", rng.u32(0..KEYS)), serde_json::to_vec(&Step { id: format!("s{i}") }).unwrap()))
         .collect();
     // Produced before the runtime starts: the whole backlog is there for it to run ahead.
-    let acks = produce_many(&unbatched_producer(), &topic, &events).await;
+    let acks = produce_many(&producer(), &topic, &events).await;
     let mut produced_per_key: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for ((key, _), (_, offset)) in events.iter().zip(&acks) {
         produced_per_key.entry(key).or_default().push(*offset);
@@ -131,7 +131,7 @@ async fn held_messages_never_exceed_the_caps_while_a_handler_blocks() {
     let events: Vec<(String, Vec<u8>)> = (0..BLOCKED_EVENTS)
         .map(|i| (format!("k{i}"), serde_json::to_vec(&Step { id: format!("b{i}") }).unwrap()))
         .collect();
-    produce_many(&unbatched_producer(), &topic, &events).await;
+    produce_many(&producer(), &topic, &events).await;
 
     let config = config(&run, &["blocked_step"]).with_partition_buffer(PARTITION_CAP).with_max_buffered(GROUP_CAP);
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");

@@ -48,7 +48,7 @@ async fn start_up_waits_for_a_broker_that_is_down_and_goes_on_when_it_comes_up()
         .expect("start-up finishes once the broker is up")
         .expect("task")
         .expect("launch");
-    let producer = common::unbatched_producer_for(broker.bootstrap_servers());
+    let producer = common::producer_for(broker.bootstrap_servers());
     produce(&producer, &topic, "k", &serde_json::to_vec(&Ping { id: "late".into() }).unwrap(), &[], None).await;
     wait_for(&topic, Duration::from_secs(60), |calls| calls.iter().any(|c| c.id == "late")).await;
     runtime.shutdown().await.expect("shutdown");

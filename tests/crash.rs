@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{
     append_line, child_tracing, committed_offsets, config, create_topic, end_offsets, eventually, handled_lines,
-    produce_many, spawn_child, terminate, unbatched_producer, unique, wait_lines, ChildGuard,
+    produce_many, producer, spawn_child, terminate, unique, wait_lines, ChildGuard,
 };
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -97,7 +97,7 @@ async fn a_killed_consumer_loses_nothing_and_sigterm_drains() {
     create_topic(&format!("{topic}.dlq"), 3).await;
     let events: Vec<(String, Vec<u8>)> =
         (0..EVENTS).map(|i| (format!("k{i}"), serde_json::to_vec(&Tick { id: format!("t{i}") }).unwrap())).collect();
-    produce_many(&unbatched_producer(), &topic, &events).await;
+    produce_many(&producer(), &topic, &events).await;
     let dir = std::env::temp_dir();
     let first_out = dir.join(format!("{run}-first.log"));
     let second_out = dir.join(format!("{run}-second.log"));
@@ -149,7 +149,7 @@ async fn a_killed_concurrent_consumer_replays_at_most_its_held_window() {
     create_topic(&format!("{topic}.dlq"), 3).await;
     let events: Vec<(String, Vec<u8>)> =
         (0..EVENTS).map(|i| (format!("k{i}"), serde_json::to_vec(&Tick { id: format!("p{i}") }).unwrap())).collect();
-    let acks = produce_many(&unbatched_producer(), &topic, &events).await;
+    let acks = produce_many(&producer(), &topic, &events).await;
     assert!((0..3).all(|p| acks.iter().filter(|a| a.0 == p).count() as i64 > STUCK + PARALLEL_PARTITION_CAP as i64));
     let dir = std::env::temp_dir();
     let first_out = dir.join(format!("{run}-first.log"));

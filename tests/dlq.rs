@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    brokers, calls, config, create_topic, end_offsets, header, produce, read_topic, record, unbatched_producer, unique,
-    wait_for, Call,
+    brokers, calls, config, create_topic, end_offsets, header, produce, producer, read_topic, record, unique, wait_for,
+    Call,
 };
 use kafka_events::dlq::{DeadLetters, DlqError, ReplayOptions};
 use kafka_events::names::header as h;
@@ -50,13 +50,12 @@ async fn invoices(invoice: Invoice, ctx: MessageContext) -> Result<(), HandlerEr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_in_two_runs_republishes_each_dead_letter_once_and_dry_run_changes_nothing() {
     let run = unique("replay");
-    // One partition: the handler's lane publishes dead letters one at a time (one per batch; see
-    // the Tansu notes in the README).
+    // One partition: the dead letters keep the order of the invoices.
     let config = config(&run, &["invoices"]).with_topic_layout(1, 1);
     let runtime = kafka_events::runtime::launch(config.clone()).await.expect("launch");
     let topic = format!("{run}.invoices");
     let dlq_topic = format!("{topic}.dlq");
-    let producer = unbatched_producer();
+    let producer = producer();
     for i in 0..100 {
         let payload = serde_json::to_vec(&Invoice { id: format!("inv-{i}") }).unwrap();
         produce(&producer, &topic, &format!("k{i}"), &payload, &[("trace-id", &format!("t{i}"))], None).await;
@@ -125,7 +124,7 @@ async fn replay_errors_are_clear() {
     // A record that did not come from the runtime: no x-original-topic.
     let manual = format!("{run}.manual.dlq");
     create_topic(&manual, 1).await;
-    let (_, offset) = produce(&unbatched_producer(), &manual, "k", b"{}", &[], Some(0)).await;
+    let (_, offset) = produce(&producer(), &manual, "k", b"{}", &[], Some(0)).await;
     let error = dlq.replay(&manual, ReplayOptions::default()).await.unwrap_err();
     assert_eq!(
         error.to_string(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{
     calls, config, count, create_table, create_topic, database, database_url, drop_run_data, header, key, metric_sum,
-    produce_records, read_topic, record_call, table_of, unbatched_producer, unique, wait_committed, wait_for, Record,
+    produce_records, producer, read_topic, record_call, table_of, unique, wait_committed, wait_for, Record,
 };
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
@@ -60,7 +60,7 @@ async fn ten_thousand_events_sent_twice_have_their_effect_once() {
     }
     records.extend((0..EVENTS).filter(|i| i % 2 == 1).map(|i| with_id(format!("copy{i}"), i)));
     records.push(("no-id".into(), payment(EVENTS), vec![]));
-    produce_records(&unbatched_producer(), &topic, &records).await;
+    produce_records(&producer(), &topic, &records).await;
 
     let runtime = kafka_events::runtime::launch(config(&run, &["record_payment"]).with_idempotency(&database_url()))
         .await
@@ -130,7 +130,7 @@ async fn a_failed_attempt_leaves_no_row_and_an_event_without_id_is_dead_lettered
     let runtime = kafka_events::runtime::launch(config(&run, &["record_charge"]).with_idempotency(&database_url()))
         .await
         .expect("launch");
-    produce_records(&unbatched_producer(), &topic, &records).await;
+    produce_records(&producer(), &topic, &records).await;
     let distinct: BTreeSet<&str> = ids.iter().copied().filter(|id| !id.is_empty()).collect();
     wait_for(&topic, Duration::from_secs(60), |c| c.iter().filter(|c| c.succeeded).count() >= distinct.len()).await;
     let dead = read_topic(&format!("{topic}.dlq"), 1);
@@ -176,7 +176,7 @@ async fn the_memory_store_skips_copies_within_one_process() {
             [(format!("a{i}"), visit(i), id.clone()), (format!("b{i}"), visit(i), id)]
         })
         .collect();
-    produce_records(&unbatched_producer(), &topic, &records).await;
+    produce_records(&producer(), &topic, &records).await;
     let group = format!("{run}-svc-main");
     wait_committed(&group, &topic, 3, Duration::from_secs(120)).await;
     let metrics = runtime.metrics_text();

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{config, create_topic, eventually, produce, produce_many, producer, unbatched_producer, unique, wait_for};
+use common::{config, create_topic, eventually, produce, produce_many, producer, unique, wait_for};
 use kafka_events::prelude::*;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -214,8 +214,7 @@ async fn lag_is_reported_makes_the_runtime_not_ready_and_drops_to_zero_after_cat
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");
     let addr = runtime.http_addr().expect("HTTP endpoint on");
     let events: Vec<(String, Vec<u8>)> = (0..2000).map(|i| (format!("k{i}"), job(&format!("lag-{i}"), "ok"))).collect();
-    // One record per batch: Tansu reports watermarks of multi-record batches wrongly (README).
-    produce_many(&unbatched_producer(), &topic, &events).await;
+    produce_many(&producer(), &topic, &events).await;
 
     // The handler holds the first message: nothing is committed, so all 2,000 are lag.
     let lag = wait_lag(&runtime, "lag 2,000", |lag| lag == 2000).await;
@@ -265,7 +264,9 @@ async fn wait_status(addr: SocketAddr, path: &str, status: u16, within: Duration
 }
 
 /// The broker is librdkafka's mock cluster, hosted by this test on a loopback port: it can be
-/// taken down and brought back with its data (Tansu's memory storage would lose the topics).
+/// taken down and brought back with its data. The suite's Kafka node is shared by every test
+/// running in parallel, so it is not the one taken down; `tests/failover.rs` kills and restarts
+/// the nodes of a three-node Kafka cluster of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_503_while_the_broker_is_down_and_the_runtime_recovers_when_it_is_back() {
     let broker = kafka_events::embedded::EmbeddedBroker::start().expect("mock cluster");
@@ -281,7 +282,7 @@ async fn readiness_turns_503_while_the_broker_is_down_and_the_runtime_recovers_w
         .with_lag_monitor(Duration::from_millis(200), 1000);
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");
     let addr = runtime.http_addr().expect("HTTP endpoint on");
-    let producer = common::unbatched_producer_for(broker.bootstrap_servers());
+    let producer = common::producer_for(broker.bootstrap_servers());
 
     produce(&producer, &topic, "a", &job("before", "ok"), &[], None).await;
     wait_for(&topic, Duration::from_secs(60), |calls| calls.iter().any(|c| c.id == "before")).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     calls, committed_offsets, config, end_offsets, header, key, produce, produce_many, producer, read_topic, record,
-    topic_config, unbatched_producer, unique, wait_for, Call,
+    topic_config, unique, wait_for, Call,
 };
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
@@ -77,9 +77,7 @@ async fn transient_failures_are_retried_through_the_retry_topic_until_each_id_su
     let failures = |i: usize| if i < 300 { (i % 3 + 1) as u32 } else { 0 };
     let events: Vec<(String, Vec<u8>)> =
         (0..1000).map(|i| (format!("k{i}"), job(&format!("e{i}"), failures(i)))).collect();
-    // One record per batch: Tansu 0.6 reports a partition's high watermark as one past the last
-    // batch's base offset, so multi-record batches would make `end_offsets` wrong.
-    produce_many(&unbatched_producer(), &topic, &events).await;
+    produce_many(&producer(), &topic, &events).await;
 
     wait_for(&topic, Duration::from_secs(120), |c| c.iter().filter(|c| c.succeeded).count() >= 1000).await;
     runtime.shutdown().await.expect("shutdown");

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    append_line, child_tracing, config, create_topic_at, handled_lines, produce_many, spawn_child_with_stderr,
-    terminate, unbatched_producer_for, unique, wait_lines, ChildGuard,
+    append_line, child_tracing, config, create_topic_at, handled_lines, produce_many, producer_for,
+    spawn_child_with_stderr, terminate, unique, wait_lines, ChildGuard,
 };
 use kafka_events::embedded::EmbeddedBroker;
 use kafka_events::prelude::*;
@@ -114,7 +114,7 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     };
     let events: Vec<(String, Vec<u8>)> =
         (0..EVENTS).map(|i| (format!("k{i}"), serde_json::to_vec(&Tick { id: format!("t{i}") }).unwrap())).collect();
-    produce_many(&unbatched_producer_for(&brokers), &topic, &events).await;
+    produce_many(&producer_for(&brokers), &topic, &events).await;
 
     let outs: Vec<PathBuf> = (0..3).map(|i| std::env::temp_dir().join(format!("{run}-{i}.log"))).collect();
     let logs: Vec<PathBuf> = (0..3).map(|i| std::env::temp_dir().join(format!("{run}-{i}.stderr"))).collect();
@@ -136,7 +136,7 @@ async fn three_instances_share_the_main_group_and_hand_over_on_sigterm() {
     let more: Vec<(String, Vec<u8>)> = (EVENTS..EVENTS + AFTER_STOP)
         .map(|i| (format!("k{i}"), serde_json::to_vec(&Tick { id: format!("t{i}") }).unwrap()))
         .collect();
-    produce_many(&unbatched_producer_for(&brokers), &topic, &more).await;
+    produce_many(&producer_for(&brokers), &topic, &more).await;
 
     let paths: Vec<&PathBuf> = outs.iter().collect();
     wait_lines(&paths, "every event to be handled", |lines| {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use common::{
     brokers, calls, committed_offsets, committed_offsets_at, config, create_topic, eventually, header, key,
-    read_to_end, record_call, unbatched_producer_for, unique, wait_for,
+    producer_for, read_to_end, record_call, unique, wait_for,
 };
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
@@ -74,7 +74,7 @@ fn ids(messages: &[rdkafka::message::OwnedMessage]) -> Vec<String> {
 
 /// Produces orders `<prefix>0..<prefix>{n-1}` in order; those in `failing` say `fail`.
 async fn produce_orders(bootstrap: &str, topic: &str, prefix: &str, n: usize, failing: &[usize]) {
-    let producer = unbatched_producer_for(bootstrap);
+    let producer = producer_for(bootstrap);
     for i in 0..n {
         let order = Order { id: format!("{prefix}{i}"), fail: failing.contains(&i) };
         let payload = serde_json::to_vec(&order).unwrap();

@@ -51,19 +51,13 @@ impl<'a> Bench<'a> {
         topic
     }
 
-    /// Produces `messages` readings keyed by one of `keys` sensors. `unbatched` writes one
-    /// record per batch: Tansu 0.6 returns nothing to a fetch that starts inside a record batch,
-    /// which is where a paused partition resumes (see the README), so the scenarios that pause
-    /// use it on a real broker.
-    pub async fn produce(&self, topic: &str, messages: u64, keys: u64, unbatched: bool) {
+    /// Produces `messages` readings keyed by one of `keys` sensors, batched as producers do.
+    pub async fn produce(&self, topic: &str, messages: u64, keys: u64) {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("linger.ms", "20")
             .set("queue.buffering.max.messages", "1000000");
-        if unbatched {
-            config.set("batch.num.messages", "1");
-        }
         let producer: FutureProducer = config.create().unwrap();
         let mut pending = Vec::with_capacity(10_000);
         for seq in 0..messages {

@@ -79,7 +79,7 @@ pub async fn run(bench: &Bench<'_>, messages: u64) {
     DB.set((pool.clone(), table.clone())).expect("B5 runs once");
     for name in ["b5_plain", "b5_idempotent", "b5_batch"] {
         let topic = bench.topic(name, 3, true).await;
-        bench.produce(&topic, messages, 1000, false).await;
+        bench.produce(&topic, messages, 1000).await;
     }
     let store = |c: Config| c.with_idempotency(&url);
     let plain = framework(bench, "db_plain", &PLAIN, messages, None).await;

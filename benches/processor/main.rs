@@ -18,7 +18,7 @@
 //!
 //! ```sh
 //! cargo bench --bench processor                               # embedded broker (mock cluster)
-//! KAFKA_BROKERS=127.0.0.1:19092 cargo bench --bench processor  # a real broker (e.g. Tansu)
+//! KAFKA_BROKERS=127.0.0.1:19092 cargo bench --bench processor  # a real broker (e.g. Apache Kafka)
 //! BENCH_MESSAGES=200000 BENCH_B4_MESSAGES=1000000 BENCH_ONLY=B2,B4 cargo bench --bench processor
 //! ```
 
@@ -194,7 +194,7 @@ async fn main() {
 
     if selected("B0") || selected("B1") {
         let topic = bench.topic("b1", 3, true).await;
-        bench.produce(&topic, messages, 1000, false).await;
+        bench.produce(&topic, messages, 1000).await;
         let b0 = raw_consume(&bench, &topic, messages, false);
         let b0_decode = raw_consume(&bench, &topic, messages, true);
         let b1 = framework(&bench, "noop", &B1, messages, None).await;
@@ -204,7 +204,7 @@ async fn main() {
         b1.print(Some(&b0), " (target ≥ 0.90)");
         if selected("B3") {
             let topic = bench.topic("b3", 3, true).await;
-            bench.produce(&topic, messages, 1000, false).await;
+            bench.produce(&topic, messages, 1000).await;
             let b3 = framework(&bench, "flaky", &B3, messages, None).await;
             header("B3: the retry path (10 % fail once, through the retry topic and the -retry group) against B1");
             b1.print(None, "");
@@ -213,15 +213,12 @@ async fn main() {
     }
 
     if selected("B2") {
-        // One record per batch on a real broker: the pausing row pauses and resumes its
-        // partition (see `Bench::produce`).
-        let unbatched = embedded.is_none();
         let serial_topic = bench.topic("b2_serial", 1, true).await;
         let parallel_topic = bench.topic("b2_parallel", 1, true).await;
         let pausing_topic = bench.topic("b2_pausing", 1, true).await;
-        bench.produce(&serial_topic, serial_messages, 1000, unbatched).await;
-        bench.produce(&parallel_topic, parallel_messages, 1000, unbatched).await;
-        bench.produce(&pausing_topic, parallel_messages, 1000, unbatched).await;
+        bench.produce(&serial_topic, serial_messages, 1000).await;
+        bench.produce(&parallel_topic, parallel_messages, 1000).await;
+        bench.produce(&pausing_topic, parallel_messages, 1000).await;
         let serial = framework(&bench, "slow_serial", &B2_SERIAL, serial_messages, None).await;
         // A partition cap that holds the whole backlog: this row measures concurrency alone.
         let roomy = |c: Config| c.with_partition_buffer(100_000).with_max_buffered(100_000);
@@ -246,13 +243,12 @@ async fn main() {
     }
 
     if selected("B4") {
-        let unbatched = embedded.is_none();
         // librdkafka's mock cluster keeps at most 5 MB per partition (older batches are deleted):
         // 24 partitions hold a 1,000,000-reading backlog.
         let partitions = env_u64("BENCH_B4_PARTITIONS", 24) as i32;
         let topic = bench.topic("b4", partitions, true).await;
         let started = Instant::now();
-        bench.produce(&topic, backlog_messages, 1000, unbatched).await;
+        bench.produce(&topic, backlog_messages, 1000).await;
         println!(
             "\nproduced the B4 backlog of {backlog_messages} to {partitions} partitions in {:.1?}",
             started.elapsed()

@@ -19,6 +19,44 @@ pub enum Profile {
     Production,
 }
 
+/// The consumer group protocol of the runtime's groups (`KAFKA_GROUP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// `classic`: JoinGroup/SyncGroup rebalances with the `cooperative-sticky` assignor run by the
+    /// members; `session.timeout.ms` and `heartbeat.interval.ms` are the client's. Works with
+    /// every broker version.
+    #[default]
+    Classic,
+    /// `consumer`: Kafka 4's consumer group protocol (KIP-848): the broker assigns partitions
+    /// and rebalances each member incrementally, without a group-wide barrier; the session
+    /// timeout and heartbeat interval are the broker's (`group.consumer.session.timeout.ms`,
+    /// `group.consumer.heartbeat.interval.ms`). Needs Apache Kafka 4.0 or later.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// Consumer properties the `consumer` protocol leaves to the broker; librdkafka refuses them.
+    const CLASSIC_ONLY: [&'static str; 4] =
+        ["partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms", "group.protocol.type"];
+
+    fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "classic" => Some(Self::Classic),
+            "consumer" => Some(Self::Consumer),
+            _ => None,
+        }
+    }
+
+    /// librdkafka's `group.protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
+}
+
 /// Runtime configuration. Build it with [`Config::development`], [`Config::production`] or
 /// [`Config::from_env`], adjust it with the `with_*` methods; [`Config::validate`] (called by
 /// [`runtime::start`](crate::runtime::start)) reports every problem at once.
@@ -38,6 +76,7 @@ pub enum Profile {
 /// | `KAFKA_TOPIC_CLEANUP_POLICY` | `cleanup.policy` of created handler topics: `delete`, `compact` or `compact,delete` (retry and dead-letter topics always `delete`) | broker default |
 /// | `KAFKA_TOPIC_RETENTION`, `KAFKA_RETRY_RETENTION`, `KAFKA_DLQ_RETENTION` | `retention.ms` of created handler, retry and dead-letter topics | broker default, `7days`, `90days` |
 /// | `KAFKA_AUTO_OFFSET_RESET` | where a new group starts: `earliest` or `latest` | `earliest` |
+/// | `KAFKA_GROUP_PROTOCOL` | consumer group protocol: `classic` (cooperative-sticky) or `consumer` (KIP-848, Kafka 4+); see [`GroupProtocol`] | `classic` |
 /// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
 /// | `KAFKA_PARTITION_BUFFER` | messages one partition may hold (polled and not yet finished: buffered, waiting behind their key, running, or publishing their retry or dead letter) before it is paused; resumed at half | `5000` |
 /// | `KAFKA_MAX_BUFFERED` | messages one consumer group member may hold across all its partitions; reaching it pauses them all, resumed at half | `20000` |
@@ -75,6 +114,7 @@ pub struct Config {
     retry_retention: Option<Duration>,
     dlq_retention: Option<Duration>,
     auto_offset_reset: String,
+    group_protocol: GroupProtocol,
     commit_interval: Duration,
     partition_buffer: usize,
     max_buffered: usize,
@@ -168,6 +208,7 @@ impl Config {
             retry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             dlq_retention: Some(Duration::from_secs(90 * 24 * 3600)),
             auto_offset_reset: "earliest".into(),
+            group_protocol: GroupProtocol::Classic,
             commit_interval: Duration::from_secs(1),
             partition_buffer: 5000,
             max_buffered: 20_000,
@@ -193,7 +234,8 @@ impl Config {
 
     /// Defaults for production against `brokers` (comma-separated `host:port`): no topic
     /// provisioning, replication factor 3, and the seeds' client settings — producer `acks=all`,
-    /// idempotence, `compression.type=lz4`, `linger.ms=5`; consumer `session.timeout.ms=30000`,
+    /// idempotence, `compression.type=snappy` (seed 004; every Kafka client reads it, KafkaJS
+    /// included, which needs a plug-in for LZ4), `linger.ms=5`; consumer `session.timeout.ms=30000`,
     /// `max.partition.fetch.bytes=1048576` — each overridable with the property setters.
     pub fn production(service_name: impl Into<String>, brokers: impl Into<String>) -> Self {
         let mut config = Self {
@@ -203,7 +245,7 @@ impl Config {
             topic_replication: 3,
             ..Self::development(service_name)
         };
-        for (key, value) in [("compression.type", "lz4"), ("linger.ms", "5")] {
+        for (key, value) in [("compression.type", "snappy"), ("linger.ms", "5")] {
             config.producer_properties.insert(key.into(), value.into());
         }
         for (key, value) in [("session.timeout.ms", "30000"), ("max.partition.fetch.bytes", "1048576")] {
@@ -318,6 +360,13 @@ impl Config {
         }
         if let Some(v) = get("KAFKA_AUTO_OFFSET_RESET") {
             config.auto_offset_reset = v;
+        }
+        if let Some(v) = get("KAFKA_GROUP_PROTOCOL") {
+            match GroupProtocol::parse(&v) {
+                Some(protocol) => config = config.with_group_protocol(protocol),
+                None => problems
+                    .push(ConfigProblem::new("KAFKA_GROUP_PROTOCOL", format!("`{v}` is not `classic` or `consumer`"))),
+            }
         }
         if let Some(v) = get("KAFKA_EVENTS_HANDLERS") {
             config.handlers = Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
@@ -516,6 +565,18 @@ impl Config {
             if key == "enable.auto.commit" && value != "false" {
                 problem("consumer property `enable.auto.commit`", "auto-commit would commit messages that were received but not processed; the runtime commits finished offsets itself".into());
             }
+            if self.group_protocol == GroupProtocol::Consumer && GroupProtocol::CLASSIC_ONLY.contains(&key.as_str()) {
+                problem(
+                    &format!("consumer property `{key}`"),
+                    "not used with KAFKA_GROUP_PROTOCOL=consumer: the broker decides it (`group.consumer.*` broker settings); remove it or use the classic protocol".into(),
+                );
+            }
+            if key == "group.protocol" {
+                problem(
+                    "consumer property `group.protocol`",
+                    "set KAFKA_GROUP_PROTOCOL (or `Config::with_group_protocol`) instead".into(),
+                );
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -594,6 +655,18 @@ impl Config {
         self.topic_retention = topic;
         self.retry_retention = retry;
         self.dlq_retention = dlq;
+        self
+    }
+    /// The consumer group protocol. Choosing [`GroupProtocol::Consumer`] drops the consumer
+    /// properties that protocol leaves to the broker (`session.timeout.ms`,
+    /// `heartbeat.interval.ms`, `partition.assignment.strategy`) set so far, such as the
+    /// production profile's session timeout; setting one of them afterwards is a configuration
+    /// error.
+    pub fn with_group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = protocol;
+        if protocol == GroupProtocol::Consumer {
+            self.consumer_properties.retain(|key, _| !GroupProtocol::CLASSIC_ONLY.contains(&key.as_str()));
+        }
         self
     }
     /// Where a new consumer group starts: `earliest` or `latest`.
@@ -796,6 +869,10 @@ impl Config {
     pub fn handler_filter(&self) -> Option<&[String]> {
         self.handlers.as_deref()
     }
+    /// The consumer group protocol.
+    pub fn group_protocol(&self) -> GroupProtocol {
+        self.group_protocol
+    }
     pub(crate) fn consumer_properties(&self) -> &BTreeMap<String, String> {
         &self.consumer_properties
     }
@@ -839,6 +916,7 @@ impl fmt::Debug for Config {
             .field("topic_replication", &self.topic_replication)
             .field("retention", &self.retention())
             .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("group_protocol", &self.group_protocol)
             .field("commit_interval", &self.commit_interval)
             .field("partition_buffer", &self.partition_buffer)
             .field("max_buffered", &self.max_buffered)
@@ -1192,7 +1270,7 @@ mod tests {
     #[test]
     fn production_has_the_seed_defaults_and_kafka_can_be_disabled() {
         let config = Config::production("orders", "kafka:9092");
-        assert_eq!(config.producer_properties()["compression.type"], "lz4");
+        assert_eq!(config.producer_properties()["compression.type"], "snappy");
         assert_eq!(config.producer_properties()["linger.ms"], "5");
         assert_eq!(config.consumer_properties()["session.timeout.ms"], "30000");
         assert!(!Config::from_vars(vars(&[("KAFKA_ENABLED", "false")])).enabled());

@@ -301,9 +301,18 @@ fn base_config(config: &Config, bootstrap_servers: &str) -> ClientConfig {
     client
 }
 
-fn producer_config(config: &Config, bootstrap_servers: &str) -> ClientConfig {
+/// librdkafka's name of the partitioner that matches Kafka's Java client: murmur2 of the key
+/// (keyless records go to a random partition). librdkafka's own default, `consistent_random`,
+/// hashes keys with CRC32 and would put a key on another partition than Java or KafkaJS do.
+const JAVA_COMPATIBLE_PARTITIONER: &str = "murmur2_random";
+
+/// The producer's settings: idempotent, `acks=all`, and the Java client's partitioner
+/// (`murmur2_random`: murmur2 of the key, as Kafka's Java client and KafkaJS hash it), so a
+/// keyed event lands on the same partition whichever of them publishes it; then the configured
+/// producer properties, which may override any of these.
+pub(crate) fn producer_config(config: &Config, bootstrap_servers: &str) -> ClientConfig {
     let mut client = base_config(config, bootstrap_servers);
-    client.set("enable.idempotence", "true").set("acks", "all");
+    client.set("enable.idempotence", "true").set("acks", "all").set("partitioner", JAVA_COMPATIBLE_PARTITIONER);
     for (key, value) in config.producer_properties() {
         client.set(key, value);
     }

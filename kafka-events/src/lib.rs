@@ -92,7 +92,7 @@ pub mod retry;
 pub mod runtime;
 pub mod trace;
 
-pub use config::{Config, ConfigError, Profile};
+pub use config::{Config, ConfigError, GroupProtocol, Profile};
 pub use error::Error;
 pub use handler::{BatchContext, ErrorKind, HandlerError, MessageContext, ResultExt};
 pub use kafka_events_macros::kafka_handler;

@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-/// The broker under test: `KAFKA_BROKERS` (set by `scripts/test.sh`, which starts Tansu).
+/// The broker under test: `KAFKA_BROKERS` (set by `scripts/test.sh`, which starts Apache Kafka).
 pub fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").expect(
         "KAFKA_BROKERS is not set: run the suite with `scripts/test.sh` (it starts a broker), or point KAFKA_BROKERS at a Kafka cluster",
@@ -51,34 +51,19 @@ pub fn config(run: &str, handlers: &[&str]) -> Config {
         .with_shutdown_timeout(Duration::from_secs(10))
         .with_consumer_property("session.timeout.ms", "6000")
         .with_consumer_property("heartbeat.interval.ms", "500")
-        // One record per batch from the runtime's producer too (retry and dead-letter records):
-        // Tansu 0.6 miscounts watermarks after multi-record batches and returns nothing to a
-        // fetch that starts inside one (see the README). Harmless against real Kafka.
-        .with_producer_property("batch.num.messages", "1")
 }
 
+/// An idempotent producer to the broker under test, batching as producers do (`linger.ms=5`).
 pub fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer")
+    producer_for(&brokers())
 }
 
-/// A producer that writes one record per batch. Tansu (0.6, memory engine) returns nothing to a
-/// fetch that starts inside a record batch, so a consumer resuming from a committed offset in the
-/// middle of a batch would wait forever; tests that restart consumers use this producer.
-pub fn unbatched_producer() -> FutureProducer {
-    unbatched_producer_for(&brokers())
-}
-
-/// [`unbatched_producer`] for the brokers at `bootstrap`.
-pub fn unbatched_producer_for(bootstrap: &str) -> FutureProducer {
+/// [`producer`] for the brokers at `bootstrap`.
+pub fn producer_for(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
-        .set("batch.num.messages", "1")
+        .set("linger.ms", "5")
         .create()
         .expect("producer")
 }

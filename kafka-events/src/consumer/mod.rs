@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, GroupProtocol};
 use crate::error::Error;
 use crate::health::Status;
 use crate::processor::Processor;
@@ -60,8 +60,11 @@ impl GroupMember {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", config.auto_offset_reset())
-            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("group.protocol", config.group_protocol().as_str())
             .set("enable.partition.eof", "false");
+        if config.group_protocol() == GroupProtocol::Classic {
+            client.set("partition.assignment.strategy", "cooperative-sticky");
+        }
         for (key, value) in config.consumer_properties() {
             client.set(key, value);
         }

@@ -207,11 +207,9 @@ impl DeadLetters {
     pub async fn connect(config: &Config) -> Result<Self, DlqError> {
         config.validate()?;
         let brokers = config.brokers().ok_or(DlqError::NoBrokers)?.to_string();
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", &brokers).set("client.id", config.client_id());
-        for (key, value) in config.producer_properties() {
-            client.set(key, value);
-        }
+        // The runtime's producer settings: security properties, the partitioner (a replayed
+        // record goes back to its key's partition) and the configured producer properties.
+        let client = crate::connection::producer_config(config, &brokers);
         let this = Self { brokers, client, admin_group: admin_group(config.service_name()) };
         let probe = this.consumer(None)?;
         let brokers = this.brokers.clone();
