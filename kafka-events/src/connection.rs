@@ -116,10 +116,26 @@ impl Connection {
         let mut backoff = Duration::from_millis(500);
         loop {
             let producer = self.producer.clone();
-            let answer =
-                tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(5)))
-                    .await
-                    .map_err(|e| Error::Provisioning(vec![format!("metadata request panicked: {e}")]))?;
+            let mut request =
+                tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(5)));
+            // librdkafka reports a refused login or handshake through the error callback long
+            // before the metadata request times out: stop as soon as it does.
+            let answer = loop {
+                tokio::select! {
+                    answer = &mut request => break Some(answer),
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                        if self.context.auth_failure().is_some() {
+                            break None;
+                        }
+                    }
+                }
+            };
+            let answer = match answer {
+                Some(answer) => {
+                    answer.map_err(|e| Error::Provisioning(vec![format!("metadata request panicked: {e}")]))?
+                }
+                None => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::Authentication)),
+            };
             let auth = self.context.auth_failure();
             match (answer, auth) {
                 (_, Some(reason)) => {

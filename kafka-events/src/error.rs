@@ -31,7 +31,7 @@ pub enum Error {
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
     /// The brokers refused our credentials (SASL) or TLS handshake: no retry can fix it.
-    #[error("the brokers at {brokers} refused authentication: {reason}; check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")]
+    #[error("the brokers at {brokers} refused authentication: {reason}; {}", auth_hint(.reason))]
     Authentication {
         /// `bootstrap.servers`.
         brokers: String,
@@ -72,6 +72,16 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+}
+
+/// What to check after an authentication failure: the TLS files when the TLS handshake failed
+/// (librdkafka's `SSL` error), the SASL settings otherwise.
+fn auth_hint(reason: &str) -> &'static str {
+    if reason.contains("SSL") {
+        "check KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_CA_LOCATION (the CA that signed the brokers' certificates), KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION"
+    } else {
+        "check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+    }
 }
 
 impl Error {
