@@ -1,21 +1,15 @@
 //! Exactly-once consume → produce: a `transactional` handler's output and its input offset are
 //! committed in one Kafka transaction.
 //!
-//! Two brokers, two halves of the proof:
-//!
-//! - librdkafka's mock cluster (always): the runtime drives the transactional protocol — one
-//!   transaction per handling, committed with the input offset or aborted — and recovers when
-//!   a commit fails (a fresh producer, the handling runs again). The mock (librdkafka 2.12.1)
-//!   accepts `EndTxn` and `TxnOffsetCommit` without implementing them: it writes no commit or
-//!   abort markers, reports the high watermark as the last stable offset, and does not store
-//!   transactional offsets, so it cannot show what a `read_committed` consumer sees.
-//! - `KAFKA_BROKERS`, when the broker implements transactions (Apache Kafka): what a
-//!   `read_committed` consumer sees — no output of a failed handling, and the output of a
-//!   successful one together with its offset, never before. Tansu 0.6 does not route `EndTxn`
-//!   (it is absent from its ApiVersions), so no transaction can commit there: `scripts/test.sh`
-//!   declares so with `KAFKA_EVENTS_BROKER_LACKS_TRANSACTIONS=1`, and this half then checks the
-//!   broker indeed refuses `EndTxn` and stops. Against a broker without that declaration, a
-//!   broker lacking transactions fails the test.
+//! - Apache Kafka (`KAFKA_BROKERS`): what a `read_committed` consumer sees — no output of a
+//!   failed handling, the output of a successful one together with its offset, never before —
+//!   and zombie fencing: an instance frozen with its transaction open loses its partition to a
+//!   second one, whose producer (same `transactional.id`) fences it; the zombie's output never
+//!   becomes visible, even after it wakes up and tries to commit.
+//! - librdkafka's mock cluster, for what the real broker cannot be made to do: a failed
+//!   `EndTxn` (injected) makes the handling run again in a new transaction. The mock accepts
+//!   transactions without their effects (no markers; the last stable offset is the high
+//!   watermark), so it proves only the runtime's side.
 
 mod common;
 
@@ -31,7 +25,7 @@ use kafka_events::prelude::*;
 use kafka_events::PublishOptions;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -147,13 +141,6 @@ async fn read_committed_consumers_see_output_with_its_offset_and_never_a_failed_
     let probe = format!("{run}.probe");
     create_topic(&probe, 1).await;
     if let Err(error) = broker_commits_transactions(&bootstrap, &probe).await {
-        let lacks = error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature);
-        if lacks && std::env::var_os("KAFKA_EVENTS_BROKER_LACKS_TRANSACTIONS").is_some() {
-            println!(
-                "the broker at {bootstrap} does not implement transactions ({error}); as declared: not checked here"
-            );
-            return;
-        }
         panic!("the broker at {bootstrap} cannot commit a transaction: {error}");
     }
     create_topic(&orders, 1).await;
@@ -196,4 +183,139 @@ async fn read_committed_consumers_see_output_with_its_offset_and_never_a_failed_
     assert!(written.contains("o3") && written.contains("o7"), "the failed orders' invoices were written, then aborted");
     assert_eq!(ids(&dead), ["o3", "o7"], "the failed orders are dead-lettered");
     assert_eq!(calls(&orders).len(), 10, "each order handled once");
+}
+
+// ---------------------------------------------------------------- zombie fencing
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Receipt {
+    order: String,
+    /// Which instance published it: `zombie` (the child) or `successor` (this process).
+    by: String,
+}
+
+/// Publishes a receipt naming this instance, records the call, then — in the child started as
+/// the zombie — waits 3 s with the transaction open: the test freezes the child meanwhile.
+#[kafka_handler(topic = "zombie_orders", transactional, retry(max = 3, initial = "10ms"), dlq)]
+async fn receipt_once(event: Order, ctx: MessageContext) -> Result<(), HandlerError> {
+    let publisher = ctx.publisher().ok_or_else(|| HandlerError::permanent("no publisher in the context"))?;
+    let by = std::env::var("ZOMBIE_OUT").map_or("successor", |_| "zombie").to_string();
+    publisher
+        .publish_with(
+            "receipts",
+            &Receipt { order: event.id.clone(), by: by.clone() },
+            PublishOptions::new().key(&event.id),
+        )
+        .await?;
+    if by == "zombie" {
+        common::append_line("ZOMBIE_OUT", &event.id, ctx.partition(), ctx.offset())?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    } else {
+        record_call(&ctx, &event.id, true);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by `a_frozen_instance_is_fenced_and_its_output_never_becomes_visible` as a child process"]
+async fn zombie_child() {
+    let Ok(run) = std::env::var("ZOMBIE_RUN") else { return };
+    common::child_tracing();
+    kafka_events::runtime::start(config(&run, &["receipt_once"])).await.expect("runtime");
+}
+
+fn receipts(messages: &[rdkafka::message::OwnedMessage]) -> Vec<(String, String)> {
+    messages
+        .iter()
+        .map(|m| {
+            let receipt: Receipt = serde_json::from_slice(rdkafka::Message::payload(m).unwrap()).unwrap();
+            (receipt.order, receipt.by)
+        })
+        .collect()
+}
+
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {signal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_instance_is_fenced_and_its_output_never_becomes_visible() {
+    let run = unique("zombie");
+    let (orders, receipts_topic) = (format!("{run}.zombie_orders"), format!("{run}.receipts"));
+    for topic in [&orders, &receipts_topic, &format!("{orders}.dlq")] {
+        create_topic(topic, 1).await;
+    }
+    let bootstrap = brokers();
+    let out = std::env::temp_dir().join(format!("{run}.zombie"));
+    let log = std::env::temp_dir().join(format!("{run}.zombie.stderr"));
+    let mut zombie = common::ChildGuard(Some(common::spawn_child_with_stderr(
+        "zombie_child",
+        &[("ZOMBIE_RUN", &run), ("ZOMBIE_OUT", out.to_str().unwrap()), ("KAFKA_BROKERS", &bootstrap)],
+        std::fs::File::create(&log).expect("log file").into(),
+    )));
+    produce_orders(&bootstrap, &orders, "z", 1, &[]).await;
+    // The zombie has published its receipt inside an open transaction: freeze it there.
+    common::wait_lines(&[&out], "the first instance to handle z0", |lines| !lines.is_empty()).await;
+    signal(zombie.0.as_ref().unwrap(), "-STOP");
+
+    // A second instance joins; once the frozen one's session (6 s) expires, it owns the
+    // partition, initialises the same transactional.id (fencing the zombie and aborting its
+    // open transaction), handles z0 again and commits.
+    let runtime = kafka_events::runtime::launch(config(&run, &["receipt_once"])).await.expect("launch");
+    wait_for(&orders, Duration::from_secs(60), |c| c.iter().any(|c| c.id == "z0")).await;
+    let group = format!("{run}-svc-main");
+    eventually("the successor to commit z0", Duration::from_secs(60), || async {
+        match committed_offsets(&group, &orders, 1) {
+            offsets if offsets == [1] => Ok(()),
+            offsets => Err(format!("committed {offsets:?}")),
+        }
+    })
+    .await;
+
+    // The zombie wakes up, finishes its handler and tries to commit: it learns it was fenced and
+    // leaves the message to the new owner, without initialising its transactional id again
+    // (which would fence the successor in turn).
+    signal(zombie.0.as_ref().unwrap(), "-CONT");
+    eventually("the zombie to notice it was fenced", Duration::from_secs(60), || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("fenced: waiting for the rebalance") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    let exit = common::terminate(zombie.0.take().unwrap()).await;
+    println!("the zombie exited: {exit:?}");
+    let zombie_attempts = common::handled_lines(&out).len();
+
+    // The successor goes on working.
+    produce_orders(&bootstrap, &orders, "y", 1, &[]).await;
+    wait_for(&orders, Duration::from_secs(60), |c| c.iter().any(|c| c.id == "y0")).await;
+    eventually("the successor to commit y0", Duration::from_secs(60), || async {
+        match committed_offsets(&group, &orders, 1) {
+            offsets if offsets == [2] => Ok(()),
+            offsets => Err(format!("committed {offsets:?}")),
+        }
+    })
+    .await;
+    let visible = receipts(&read_to_end(&bootstrap, &receipts_topic, 1, "read_committed"));
+    let written = receipts(&read_to_end(&bootstrap, &receipts_topic, 1, "read_uncommitted"));
+    runtime.shutdown().await.expect("shutdown");
+    let zombie_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&log);
+
+    println!("zombie attempts: {zombie_attempts}; written: {written:?}; visible: {visible:?}");
+    let successor = |order: &str| (order.to_string(), "successor".to_string());
+    assert_eq!(visible, [successor("z0"), successor("y0")], "only the successor's receipts are visible, once each");
+    assert!(
+        written.contains(&("z0".to_string(), "zombie".to_string())),
+        "the zombie's receipt was written, then aborted: {written:?}"
+    );
+    let successor_calls: Vec<String> = calls(&orders).into_iter().map(|c| c.id).collect();
+    assert_eq!(successor_calls, ["z0", "y0"], "the successor handled each order once: it was never fenced back");
+    assert_eq!(zombie_attempts, 1, "the zombie did not try again after it was fenced; its log: {zombie_log}");
+    assert!(!zombie_log.contains("dead-lettering"), "nor did it dead-letter the message: {zombie_log}");
 }

@@ -309,6 +309,11 @@ pub enum ErrorKind {
     /// An `idempotent` handler got a message with no event id (no `x-message-id` header, or the
     /// id field is empty). Never retried.
     MissingEventId,
+    /// A `transactional` handler's producer was fenced by a newer instance with the same
+    /// `transactional.id`: the partition belongs to another instance now. Never retried nor
+    /// dead-lettered: the message waits here (reported as stalled) until the rebalance revokes
+    /// the partition, and its new owner handles it.
+    Fenced,
 }
 
 impl ErrorKind {
@@ -320,6 +325,7 @@ impl ErrorKind {
             Self::Permanent => "permanent",
             Self::RetriesExhausted => "retries-exhausted",
             Self::MissingEventId => "missing-event-id",
+            Self::Fenced => "fenced",
         }
     }
 }

@@ -46,6 +46,10 @@ impl ConsumerContext for GroupContext {
             let mut lanes = lock(&self.lanes);
             let offsets = lanes.revoke(&partitions, self.drain_timeout);
             self.status.rebalanced(&self.group, lanes.len(), true);
+            // A stalled partition that moves away is no longer this instance's to report.
+            for (topic, partition) in &partitions {
+                self.status.clear_stall(topic, *partition);
+            }
             offsets
         };
         if offsets.is_empty() {

@@ -234,6 +234,19 @@ impl Processor {
                 Outcome::DeadLetter { kind, reason } => {
                     return self.dead_letter(handler, instruments, message, kind, &reason, attempt, cancel);
                 }
+                Outcome::Stall { kind: ErrorKind::Fenced, reason, delay } => {
+                    tracing::warn!(attempt, %reason, "fenced: waiting for the rebalance that hands this partition over");
+                    self.status.stall(
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                        ErrorKind::Fenced,
+                        &reason,
+                    );
+                    if !wait(delay, cancel).await {
+                        return Finish::Interrupted;
+                    }
+                }
                 Outcome::Stall { kind, reason, delay } => {
                     tracing::error!(
                         attempt,
@@ -266,6 +279,7 @@ impl Processor {
         let publisher = match transactor {
             Some(transactor) => match transactor.begin().await {
                 Ok(publisher) => publisher,
+                Err(error) if transactor.is_fenced() => return Attempt::failed(fenced(&error)),
                 Err(error) => {
                     return Attempt::failed(Failure::Handler(HandlerError::retryable(format!(
                         "cannot begin the Kafka transaction: {error}"
@@ -279,9 +293,13 @@ impl Processor {
             if outcome.result.is_ok() && !outcome.duplicate {
                 if let Err(error) = transactor.commit(message.topic(), message.partition(), message.offset() + 1).await
                 {
-                    outcome.result = Err(Failure::Handler(HandlerError::retryable(format!(
-                        "the Kafka transaction did not commit (its output was discarded): {error}"
-                    ))));
+                    outcome.result = Err(if transactor.is_fenced() {
+                        fenced(&error)
+                    } else {
+                        Failure::Handler(HandlerError::retryable(format!(
+                            "the Kafka transaction did not commit (its output was discarded): {error}"
+                        )))
+                    });
                 }
             } else {
                 transactor.abort().await;
@@ -486,4 +504,11 @@ async fn wait(delay: Duration, cancel: &CancellationToken) -> bool {
         () = tokio::time::sleep(delay) => true,
         () = cancel.cancelled() => false,
     }
+}
+
+/// A fenced transactional producer: the partition has a newer owner.
+fn fenced(error: &rdkafka::error::KafkaError) -> Failure {
+    Failure::Fenced(format!(
+        "a newer instance owns this partition and fenced its transactional producer ({error}); the transaction was discarded and the message is left to the new owner"
+    ))
 }

@@ -14,6 +14,8 @@ pub(crate) enum Failure {
     Handler(HandlerError),
     /// The handler panicked.
     Panic(String),
+    /// The transactional producer was fenced by a newer instance: the partition is not ours.
+    Fenced(String),
 }
 
 impl Failure {
@@ -24,6 +26,7 @@ impl Failure {
             Self::Handler(e) if e.is_permanent() => "permanent",
             Self::Handler(_) => "retryable",
             Self::Panic(_) => "panic",
+            Self::Fenced(_) => "fenced",
         }
     }
 
@@ -32,6 +35,7 @@ impl Failure {
             Self::Input(e) => e.reason.clone(),
             Self::Handler(e) => e.to_string(),
             Self::Panic(msg) => format!("handler panicked: {msg}"),
+            Self::Fenced(msg) => msg.clone(),
         }
     }
 }
@@ -70,6 +74,15 @@ pub(crate) fn decide(result: Result<(), Failure>, attempt: u32, policy: &RetryPo
     };
     let reason = failure.describe();
     let kind = match &failure {
+        // Another instance owns the partition: neither a retry nor a dead letter is ours to
+        // publish. Wait for the rebalance that revokes it here.
+        Failure::Fenced(_) => {
+            return Outcome::Stall {
+                kind: ErrorKind::Fenced,
+                reason,
+                delay: policy.max_delay.max(Duration::from_secs(1)),
+            }
+        }
         Failure::Input(e) => e.kind,
         Failure::Handler(e) if e.is_permanent() => ErrorKind::Permanent,
         Failure::Handler(_) | Failure::Panic(_) => {
@@ -137,6 +150,19 @@ mod tests {
         assert_eq!(
             decide(permanent, 1, &policy(), true),
             Outcome::DeadLetter { kind: ErrorKind::Permanent, reason: "rejected".into() }
+        );
+    }
+
+    #[test]
+    fn a_fenced_producer_stalls_even_with_a_dlq_and_retries_left() {
+        let fenced = Err(Failure::Fenced("fenced by a newer instance".into()));
+        assert_eq!(
+            decide(fenced, 1, &policy(), true),
+            Outcome::Stall {
+                kind: ErrorKind::Fenced,
+                reason: "fenced by a newer instance".into(),
+                delay: Duration::from_secs(5)
+            }
         );
     }
 

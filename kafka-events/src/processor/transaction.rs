@@ -43,6 +43,16 @@ pub(crate) struct Transactor {
     /// Created (and `init_transactions`ed) on first use; dropped after a fatal error, so the next
     /// transaction starts with a fresh one.
     producer: tokio::sync::Mutex<Option<FutureProducer<TracingContext>>>,
+    /// Set when a newer instance fenced this producer: the partition is someone else's now, and
+    /// initialising the same `transactional.id` again would fence the new owner in turn. Stays
+    /// set for this lane's life (a new assignment makes a new lane).
+    fenced: std::sync::atomic::AtomicBool,
+}
+
+/// Whether `error` says a newer producer with our `transactional.id` exists.
+fn is_fencing(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(error.rdkafka_error_code(), Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch))
 }
 
 impl Transactor {
@@ -54,11 +64,35 @@ impl Transactor {
             transactional_id,
             group,
             producer: tokio::sync::Mutex::new(None),
+            fenced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Begins a transaction; returns the publisher whose records join it.
+    /// Whether a newer instance fenced this lane's producer (see [`Transactor::begin`]).
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn note(&self, error: &KafkaError) {
+        if is_fencing(error) {
+            self.fenced.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Begins a transaction; returns the publisher whose records join it. Once fenced, it
+    /// refuses without creating a producer: the partition's new owner must not be fenced back.
     pub(crate) async fn begin(&self) -> Result<Publisher, KafkaError> {
+        if self.is_fenced() {
+            return Err(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::Fenced));
+        }
+        let result = self.begin_inner().await;
+        if let Err(error) = &result {
+            self.note(error);
+        }
+        result
+    }
+
+    async fn begin_inner(&self) -> Result<Publisher, KafkaError> {
         let mut slot = self.producer.lock().await;
         let producer = match slot.as_ref() {
             Some(producer) => producer.clone(),
@@ -100,6 +134,7 @@ impl Transactor {
         })
         .await;
         if let Err(error) = &result {
+            self.note(error);
             tracing::warn!(transactional_id = %self.transactional_id, %error, "transaction commit failed; aborting it");
             if abort(&producer).await.is_err() {
                 *slot = None;
