@@ -1268,6 +1268,31 @@ mod tests {
     }
 
     #[test]
+    fn the_consumer_group_protocol_leaves_session_and_assignment_to_the_broker() {
+        let production =
+            [("KAFKA_EVENTS_PROFILE", "production"), ("SERVICE_NAME", "orders"), ("KAFKA_BROKERS", "k:9092")];
+        let classic = Config::from_vars(vars(&production));
+        assert_eq!(classic.group_protocol(), GroupProtocol::Classic);
+        assert_eq!(classic.consumer_properties()["session.timeout.ms"], "30000");
+        let mut with_consumer = production.to_vec();
+        with_consumer.push(("KAFKA_GROUP_PROTOCOL", "consumer"));
+        let consumer = Config::from_vars(vars(&with_consumer));
+        assert_eq!(consumer.group_protocol(), GroupProtocol::Consumer);
+        assert!(!consumer.consumer_properties().contains_key("session.timeout.ms"), "the profile's default is dropped");
+        consumer.validate().expect("valid");
+        with_consumer.push(("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", "500"));
+        let err = Config::from_vars(vars(&with_consumer)).validate().unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].key, "consumer property `heartbeat.interval.ms`");
+        assert!(err.problems[0].reason.contains("the broker decides it"), "{err}");
+        let err = Config::from_vars(vars(&[("KAFKA_GROUP_PROTOCOL", "eager")])).validate().unwrap_err();
+        assert_eq!(
+            (err.problems[0].key.as_str(), err.problems[0].reason.as_str()),
+            ("KAFKA_GROUP_PROTOCOL", "`eager` is not `classic` or `consumer`")
+        );
+    }
+
+    #[test]
     fn production_has_the_seed_defaults_and_kafka_can_be_disabled() {
         let config = Config::production("orders", "kafka:9092");
         assert_eq!(config.producer_properties()["compression.type"], "snappy");
