@@ -68,10 +68,7 @@ impl LagMonitor {
         let assigned = lock(&self.lanes).assigned();
         if assigned.is_empty() {
             // Nothing to measure: still find out whether a broker answers.
-            match consumer.fetch_metadata(None, QUERY_TIMEOUT) {
-                Ok(_) => self.liveness.broker_reachable(),
-                Err(_) => self.liveness.broker_unreachable(),
-            }
+            self.probe(consumer);
             return Vec::new();
         }
         let mut list = TopicPartitionList::new();
@@ -81,8 +78,11 @@ impl LagMonitor {
         let committed = match consumer.committed_offsets(list, QUERY_TIMEOUT) {
             Ok(committed) => committed,
             Err(error) => {
+                // Only the group coordinator answers this; it may be the one broker that went
+                // away while the others answer (until the coordinator moves). Unreachable means
+                // no broker answers at all.
                 tracing::debug!(group = %self.group, %error, "lag: committed offsets unavailable");
-                self.liveness.broker_unreachable();
+                self.probe(consumer);
                 return Vec::new();
             }
         };
@@ -102,6 +102,14 @@ impl LagMonitor {
                 Some(PartitionLag { group: self.group.clone(), topic, partition, high_watermark: high, committed, lag })
             })
             .collect()
+    }
+
+    /// Whether any broker answers a metadata request.
+    fn probe(&self, consumer: &BaseConsumer) {
+        match consumer.fetch_metadata(None, QUERY_TIMEOUT) {
+            Ok(_) => self.liveness.broker_reachable(),
+            Err(_) => self.liveness.broker_unreachable(),
+        }
     }
 
     fn report(&self, lags: &[PartitionLag], over: &mut BTreeSet<Tp>) {
