@@ -314,6 +314,12 @@ pub enum ErrorKind {
     /// dead-lettered: the message waits here (reported as stalled) until the rebalance revokes
     /// the partition, and its new owner handles it.
     Fenced,
+    /// The message's retry record could not be published because, with its payload, it is
+    /// larger than the producer or broker accepts: it was dead-lettered instead of retried. As
+    /// a stall kind: neither its retry record nor its dead letter can be published (the broker
+    /// refuses them for good: authorization, unknown topic, too large without a `dlq`); the
+    /// partition is held at it, reported, and the publish tried again every 30 s.
+    Undeliverable,
 }
 
 impl ErrorKind {
@@ -326,6 +332,7 @@ impl ErrorKind {
             Self::RetriesExhausted => "retries-exhausted",
             Self::MissingEventId => "missing-event-id",
             Self::Fenced => "fenced",
+            Self::Undeliverable => "undeliverable",
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Reading and writing the runtime's headers on the records it republishes.
 
+use std::borrow::Cow;
+
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 
 use crate::names::header;
@@ -34,6 +36,20 @@ pub(crate) fn header_str<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'
     headers.iter().filter(|h| h.key == name).last().and_then(|h| std::str::from_utf8(h.value?).ok())
 }
 
+/// `reason` cut to [`header::MAX_REASON_BYTES`] (at a character boundary, with a marker saying
+/// how long it was), so that a reason quoting a large payload never makes a record too large.
+pub(crate) fn bounded_reason(reason: &str) -> Cow<'_, str> {
+    if reason.len() <= header::MAX_REASON_BYTES {
+        return Cow::Borrowed(reason);
+    }
+    let marker = format!(" … [cut: {} bytes in all]", reason.len());
+    let mut end = header::MAX_REASON_BYTES - marker.len();
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{marker}", &reason[..end]))
+}
+
 /// The message's own headers, without any the runtime added on an earlier trip, followed by
 /// `added`.
 pub(crate) fn republished_headers(message: &OwnedMessage, added: &[(&str, &str)]) -> OwnedHeaders {
@@ -49,4 +65,21 @@ pub(crate) fn republished_headers(message: &OwnedMessage, added: &[(&str, &str)]
         headers = headers.insert(Header { key, value: Some(*value) });
     }
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_bounded_at_a_character_boundary_with_a_marker() {
+        assert_eq!(bounded_reason("short"), "short");
+        let long = format!("invalid type: string \"{}\"", "é".repeat(600_000));
+        let cut = bounded_reason(&long);
+        assert!(cut.len() <= header::MAX_REASON_BYTES, "{}", cut.len());
+        assert!(cut.starts_with("invalid type: string \"éé"));
+        assert!(cut.ends_with(&format!(" … [cut: {} bytes in all]", long.len())), "{}", &cut[cut.len() - 60..]);
+        let exact = "x".repeat(header::MAX_REASON_BYTES);
+        assert_eq!(bounded_reason(&exact), exact.as_str(), "a reason at the limit is kept whole");
+    }
 }

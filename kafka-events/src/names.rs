@@ -33,6 +33,16 @@ pub mod header {
     pub const DLQ_HANDLER: &str = "x-dlq-handler";
     /// The error that sent a message to the retry topic.
     pub const RETRY_ERROR: &str = "x-retry-error";
+    /// On a dead letter published without the original key (when over 1 KiB), value and
+    /// headers, because with them it was larger than the producer or broker accepts: why. The
+    /// original stays readable at `x-original-topic/partition/offset` until its retention.
+    pub const DLQ_PAYLOAD_OMITTED: &str = "x-dlq-payload-omitted";
+
+    /// The longest reason (`x-dlq-reason`, `x-retry-error`, and the runtime's logs of a failed
+    /// message) in bytes; a longer one is cut at a character boundary and ends with a marker
+    /// saying how long it was. Decode and validation errors may quote the offending value, which
+    /// can be as large as the message itself.
+    pub const MAX_REASON_BYTES: usize = 4096;
 
     /// Every header the runtime adds to a dead-lettered or retried message. A replay strips them.
     pub const DIAGNOSTIC: &[&str] = &[
@@ -48,6 +58,7 @@ pub mod header {
         RETRY_ATTEMPTS,
         DLQ_HANDLER,
         RETRY_ERROR,
+        DLQ_PAYLOAD_OMITTED,
     ];
 }
 

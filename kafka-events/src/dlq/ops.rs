@@ -49,6 +49,22 @@ pub enum DlqError {
         /// Its offset.
         offset: i64,
     },
+    /// A dead letter published without the original's key, value and headers (they made it too
+    /// large) stands for a record that is no longer in its original topic (retention deleted
+    /// it), so there is nothing to replay. Nothing from it on was replayed.
+    #[error("the dead letter at `{topic}` partition {partition} offset {offset} carries no payload ({why}), and its original `{original}` is no longer readable")]
+    OriginalGone {
+        /// The DLQ topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// Its `x-dlq-payload-omitted` header.
+        why: String,
+        /// Where the original was: `topic[partition]@offset`.
+        original: String,
+    },
     /// A broker operation failed.
     #[error("{context}: {source}")]
     Kafka {
@@ -338,7 +354,7 @@ impl DeadLetters {
 
         let mut items = Vec::new();
         for message in &messages {
-            let letter = DeadLetter::from_message(message);
+            let mut letter = DeadLetter::from_message(message);
             let target = match (&to, letter.original_topic()) {
                 (Some(to), _) => to.clone(),
                 (None, Some(original)) => original.to_string(),
@@ -350,6 +366,11 @@ impl DeadLetters {
                     })
                 }
             };
+            if letter.header(header::DLQ_PAYLOAD_OMITTED).is_some() {
+                // Published without the original's key, value and headers: take them from the
+                // original record, still in its topic until retention.
+                self.fill_from_original(topic, &mut letter).await?;
+            }
             if !options.dry_run {
                 let mut headers = OwnedHeaders::new();
                 for (key, value) in letter.headers.iter().filter(|(k, _)| !header::DIAGNOSTIC.contains(&k.as_str())) {
@@ -386,6 +407,43 @@ impl DeadLetters {
 
 /// Reads `[start, end)` of each `(partition, start, end)` of `topic` (at most `limit` messages in
 /// all), partition by partition in offset order. Stops early when nothing arrives for a while.
+impl DeadLetters {
+    /// Replaces the key, value and headers of a payload-less dead letter with those of the
+    /// original record at its `x-original-topic/partition/offset`.
+    async fn fill_from_original(&self, dlq: &str, letter: &mut DeadLetter) -> Result<(), DlqError> {
+        let coordinates = (|| {
+            Some((
+                letter.header(header::ORIGINAL_TOPIC)?.to_string(),
+                letter.header(header::ORIGINAL_PARTITION)?.parse::<i32>().ok()?,
+                letter.header(header::ORIGINAL_OFFSET)?.parse::<i64>().ok()?,
+            ))
+        })();
+        let gone = |letter: &DeadLetter, original: String| DlqError::OriginalGone {
+            topic: dlq.to_string(),
+            partition: letter.partition,
+            offset: letter.offset,
+            why: letter.header(header::DLQ_PAYLOAD_OMITTED).unwrap_or_default().to_string(),
+            original,
+        };
+        let Some((topic, partition, offset)) = coordinates else {
+            return Err(gone(letter, "(no x-original-* headers)".into()));
+        };
+        let reader = self.consumer(None)?;
+        let (read_topic, range) = (topic.clone(), [(partition, offset, offset + 1)]);
+        let found = blocking(move || read_range(&reader, &read_topic, &range, Some(1))).await?;
+        match found.into_iter().find(|m| m.offset() == offset) {
+            Some(original) => {
+                let original = DeadLetter::from_message(&original);
+                letter.key = original.key;
+                letter.value = original.value;
+                letter.headers = original.headers;
+                Ok(())
+            }
+            None => Err(gone(letter, format!("{topic}[{partition}]@{offset}"))),
+        }
+    }
+}
+
 fn read_range(
     consumer: &BaseConsumer,
     topic: &str,

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use rdkafka::message::{OwnedHeaders, OwnedMessage};
 
 use crate::handler::ErrorKind;
-use crate::headers::{origin, republished_headers};
+use crate::headers::{bounded_reason, origin, republished_headers};
 use crate::names::header;
 
 /// Why and where a message is dead-lettered.
@@ -21,24 +21,46 @@ pub(crate) struct DeadLetter<'a> {
 /// headers from an earlier trip through a retry or dead-letter topic) followed by the diagnostic
 /// headers. The original coordinates survive a trip through the retry topic.
 pub(crate) fn dead_letter_headers(message: &OwnedMessage, letter: &DeadLetter<'_>) -> OwnedHeaders {
+    diagnostics(letter, message, |added| republished_headers(message, added))
+}
+
+/// The headers of the dead letter that stands in for `message` when its full copy is larger
+/// than the producer or broker accepts: only the diagnostic headers, and
+/// `x-dlq-payload-omitted` saying `why`. (The record itself carries no value, no original
+/// headers, and the key only when it is small.)
+pub(crate) fn payload_omitted_headers(message: &OwnedMessage, letter: &DeadLetter<'_>, why: &str) -> OwnedHeaders {
+    let why = bounded_reason(why);
+    diagnostics(letter, message, |added| {
+        let mut headers = OwnedHeaders::new_with_capacity(added.len() + 1);
+        for (key, value) in added.iter().chain([&(header::DLQ_PAYLOAD_OMITTED, why.as_ref())]) {
+            headers = headers.insert(rdkafka::message::Header { key, value: Some(*value) });
+        }
+        headers
+    })
+}
+
+/// Builds headers with the dead-letter diagnostics of `letter` (reason bounded).
+fn diagnostics(
+    letter: &DeadLetter<'_>,
+    message: &OwnedMessage,
+    build: impl FnOnce(&[(&str, &str)]) -> OwnedHeaders,
+) -> OwnedHeaders {
     let origin = origin(message);
     let partition = origin.partition.to_string();
     let offset = origin.offset.to_string();
     let attempts = letter.attempts.to_string();
     let timestamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    republished_headers(
-        message,
-        &[
-            (header::ORIGINAL_TOPIC, &origin.topic),
-            (header::ORIGINAL_PARTITION, &partition),
-            (header::ORIGINAL_OFFSET, &offset),
-            (header::DLQ_REASON, letter.reason),
-            (header::DLQ_ERROR_KIND, letter.kind.as_str()),
-            (header::DLQ_TIMESTAMP, &timestamp),
-            (header::RETRY_ATTEMPTS, &attempts),
-            (header::DLQ_HANDLER, letter.handler),
-        ],
-    )
+    let reason = bounded_reason(letter.reason);
+    build(&[
+        (header::ORIGINAL_TOPIC, &origin.topic),
+        (header::ORIGINAL_PARTITION, &partition),
+        (header::ORIGINAL_OFFSET, &offset),
+        (header::DLQ_REASON, &reason),
+        (header::DLQ_ERROR_KIND, letter.kind.as_str()),
+        (header::DLQ_TIMESTAMP, &timestamp),
+        (header::RETRY_ATTEMPTS, &attempts),
+        (header::DLQ_HANDLER, letter.handler),
+    ])
 }
 
 #[cfg(test)]

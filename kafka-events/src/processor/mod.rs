@@ -6,6 +6,7 @@ mod claim;
 mod input;
 pub(crate) mod offsets;
 mod outcome;
+mod publish;
 pub(crate) mod transaction;
 
 pub use input::Event;
@@ -20,14 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::circuit::{CircuitBreaker, Verdict};
 use crate::connection::TracingContext;
-use crate::dlq::records::{dead_letter_headers, DeadLetter};
+use crate::dlq::records::{dead_letter_headers, payload_omitted_headers, DeadLetter};
 use crate::handler::{ErrorKind, HandlerError, Invocation, MessageContext};
 use crate::health::Status;
 use crate::idempotency::{ClaimSlot, IdempotencyStore};
@@ -35,6 +36,7 @@ use crate::metrics::HandlerMetrics;
 use crate::publisher::Publisher;
 use crate::registry::BoundHandler;
 use outcome::{decide, Failure, Outcome};
+use publish::Outgoing;
 use transaction::{GroupCell, TransactionSetup, Transactor};
 
 /// A publish in flight; resolves to `Finished` once the broker acknowledged it.
@@ -217,12 +219,28 @@ impl Processor {
                     metrics.inspect(|m| m.retried());
                     if let Some(retry_topic) = handler.retry_topic.as_deref() {
                         tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, retry_topic, "handler failed; sent to the retry topic");
-                        let headers = retry::retry_headers(message, attempt, delay, &reason);
-                        return Finish::Publishing(self.publish_durably(
-                            retry_topic,
+                        let mut chain = vec![Outgoing {
+                            topic: retry_topic.to_string(),
+                            what: "retry record",
+                            with_payload: true,
+                            headers: retry::retry_headers(message, attempt, delay, &reason),
+                        }];
+                        // A retry record too large to publish cannot be retried: dead-letter it.
+                        if let Some(dlq) = handler.dlq_topic.as_deref() {
+                            let reason = format!("{reason}; its retry record was larger than the producer or broker accepts, so it was dead-lettered instead of retried");
+                            let letter = DeadLetter {
+                                kind: ErrorKind::Undeliverable,
+                                reason: &reason,
+                                attempts: attempt,
+                                handler: handler.name(),
+                            };
+                            chain.extend(Self::dead_letter_forms(dlq, message, &letter));
+                        }
+                        return Finish::Publishing(publish::publish_durably(
+                            self.producer.clone(),
+                            self.status.clone(),
                             message,
-                            headers,
-                            "retry",
+                            chain,
                             cancel,
                         ));
                     }
@@ -393,62 +411,38 @@ impl Processor {
     ) -> Finish {
         let Some(dlq) = handler.dlq_topic.as_deref() else { unreachable!("only handlers with a `dlq` dead-letter") };
         instruments.metrics.as_ref().inspect(|m| m.dead_lettered(kind.as_str()));
+        let reason = crate::headers::bounded_reason(reason);
         tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
-        let letter = DeadLetter { kind, reason, attempts, handler: handler.name() };
-        let headers = dead_letter_headers(message, &letter);
-        Finish::Publishing(self.publish_durably(dlq, message, headers, "dead-letter", cancel))
+        let letter = DeadLetter { kind, reason: &reason, attempts, handler: handler.name() };
+        let chain = Self::dead_letter_forms(dlq, message, &letter).into();
+        Finish::Publishing(publish::publish_durably(self.producer.clone(), self.status.clone(), message, chain, cancel))
     }
 
-    /// Republishes `message` (key and value unchanged) to `topic` with `headers`; the returned
-    /// future resolves once the broker acknowledged it, trying again with backoff while the
-    /// broker refuses; only cancellation (during a backoff) stops it, leaving the offset
-    /// unfinished so the message is redelivered. (Only handlers without `dlq` stall, so a
-    /// dead letter never has a stall to clear.)
-    fn publish_durably(
-        &self,
-        topic: &str,
-        message: &OwnedMessage,
-        headers: OwnedHeaders,
-        what: &'static str,
-        cancel: &CancellationToken,
-    ) -> Publishing {
-        let producer = self.producer.clone();
-        let status = self.status.clone();
-        let cancel = cancel.clone();
-        let topic = topic.to_string();
-        let (key, payload) = (message.key().map(<[u8]>::to_vec), message.payload().map(<[u8]>::to_vec));
-        let publish = async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers.clone());
-                if let Some(key) = &key {
-                    record = record.key(key);
-                }
-                if let Some(payload) = &payload {
-                    record = record.payload(payload);
-                }
-                match producer.send(record, Duration::from_secs(30)).await {
-                    Ok(delivery) => {
-                        tracing::debug!(
-                            topic,
-                            partition = delivery.partition,
-                            offset = delivery.offset,
-                            "{what} published"
-                        );
-                        return Finish::Finished;
-                    }
-                    Err((error, _)) => {
-                        status.metrics.delivery_failed(&topic);
-                        tracing::error!(topic, %error, "{what} publish failed; the offset stays unfinished, trying again");
-                        if !wait(backoff, &cancel).await {
-                            return Finish::Interrupted;
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-        };
-        Box::pin(publish.in_current_span())
+    /// The forms of `message`'s dead letter, in the order [`publish::publish_durably`] tries
+    /// them: the full copy, then — when that is too large — one without the payload.
+    fn dead_letter_forms(dlq: &str, message: &OwnedMessage, letter: &DeadLetter<'_>) -> [Outgoing; 2] {
+        let origin = crate::headers::origin(message);
+        let why = format!(
+            "with the original key, value ({} bytes) and headers the dead letter was larger than the producer or broker accepts; the original is at {}[{}]@{} until its retention",
+            message.payload().map_or(0, <[u8]>::len),
+            origin.topic,
+            origin.partition,
+            origin.offset
+        );
+        [
+            Outgoing {
+                topic: dlq.to_string(),
+                what: "dead letter",
+                with_payload: true,
+                headers: dead_letter_headers(message, letter),
+            },
+            Outgoing {
+                topic: dlq.to_string(),
+                what: "dead letter without its payload",
+                with_payload: false,
+                headers: payload_omitted_headers(message, letter, &why),
+            },
+        ]
     }
 }
 

@@ -30,13 +30,15 @@ impl Failure {
         }
     }
 
+    /// What went wrong, bounded to [`MAX_REASON_BYTES`](crate::names::header::MAX_REASON_BYTES).
     pub(crate) fn describe(&self) -> String {
-        match self {
+        let reason = match self {
             Self::Input(e) => e.reason.clone(),
             Self::Handler(e) => e.to_string(),
             Self::Panic(msg) => format!("handler panicked: {msg}"),
             Self::Fenced(msg) => msg.clone(),
-        }
+        };
+        crate::headers::bounded_reason(&reason).into_owned()
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use rdkafka::message::{OwnedHeaders, OwnedMessage};
 
-use crate::headers::{header_str, origin, republished_headers};
+use crate::headers::{bounded_reason, header_str, origin, republished_headers};
 use crate::names::header;
 
 /// The headers of the retry copy of `message` after attempt number `attempt` failed: retry number
@@ -16,6 +16,7 @@ pub(super) fn retry_headers(message: &OwnedMessage, attempt: u32, delay: Duratio
     let retry = attempt.to_string();
     let due = humantime::format_rfc3339_millis(ceil_to_millis(SystemTime::now() + delay)).to_string();
     let delay_ms = delay.as_millis().to_string();
+    let reason = bounded_reason(reason);
     republished_headers(
         message,
         &[
@@ -25,7 +26,7 @@ pub(super) fn retry_headers(message: &OwnedMessage, attempt: u32, delay: Duratio
             (header::RETRY_ATTEMPT, &retry),
             (header::RETRY_AT, &due),
             (header::RETRY_DELAY, &delay_ms),
-            (header::RETRY_ERROR, reason),
+            (header::RETRY_ERROR, &reason),
         ],
     )
 }
