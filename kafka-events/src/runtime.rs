@@ -179,9 +179,13 @@ impl Runtime {
         self.shutdown().await
     }
 
-    /// Graceful shutdown: stop fetching, let in-flight messages finish (up to the shutdown
-    /// timeout), commit what finished, leave the group, flush the producer.
+    /// Graceful shutdown: stop fetching, let in-flight messages finish, commit what finished,
+    /// leave the group, flush the producer — all within `KAFKA_SHUTDOWN_TIMEOUT` plus a small
+    /// margin (leaving the group and the final commit: seconds at most while brokers answer).
+    /// Messages still running at the deadline are cancelled (their handlers' futures dropped),
+    /// never committed, and logged with the offsets that will be redelivered.
     pub async fn shutdown(mut self) -> Result<(), Error> {
+        let started = std::time::Instant::now();
         // Both groups stop fetching at once, then each drains and commits.
         let members = std::mem::take(&mut self.members);
         for member in &members {
@@ -197,7 +201,9 @@ impl Runtime {
             http.stop().await;
         }
         let producer = self.connection.producer.clone();
-        let timeout = self.config.shutdown_timeout();
+        // One budget for the whole shutdown: the flush gets what the drain left (at least 1 s).
+        let timeout =
+            self.config.shutdown_timeout().saturating_sub(started.elapsed()).max(std::time::Duration::from_secs(1));
         let flushed = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout)).await;
         match flushed {
             Ok(Ok(())) => {}

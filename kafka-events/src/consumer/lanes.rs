@@ -34,6 +34,9 @@ struct Lane {
     cancel: CancellationToken,
     /// Disconnected when the lane's task has ended.
     ended: std_mpsc::Receiver<()>,
+    /// Cancels the lane's task outright (its running handlers' futures are dropped) when it
+    /// has not finished by the drain deadline.
+    task: tokio::task::AbortHandle,
     /// Messages polled (and held) but not yet handed to the lane: [`Lanes::flush`] sends them
     /// as one batch after each poll burst, so the lane is woken once per burst, not per message.
     staged: Vec<OwnedMessage>,
@@ -112,7 +115,7 @@ impl Lanes {
         let cancel = CancellationToken::new();
         let breaker = self.processor.instruments(&handler.topic).breaker;
         let transactor = self.processor.transactor(&handler, tp.1, &self.group);
-        self.runtime.spawn(run_lane(
+        let task = self.runtime.spawn(run_lane(
             handler,
             receiver,
             tracker.clone(),
@@ -121,9 +124,10 @@ impl Lanes {
             transactor,
             ended_tx,
         ));
+        let task = task.abort_handle();
         self.lanes.insert(
             tp,
-            Lane { buffer, tracker, cancel, ended, staged: Vec::new(), paused: false, committed: None, breaker },
+            Lane { buffer, tracker, cancel, ended, task, staged: Vec::new(), paused: false, committed: None, breaker },
         );
     }
 
@@ -246,7 +250,9 @@ impl Lanes {
 }
 
 /// Cancels `lanes` (each finishes the message in hand and its publishes in flight), waits for
-/// them until `timeout`, and returns their offsets not committed yet.
+/// them until `timeout`, aborts those still running then (their handlers' futures are dropped:
+/// the work in hand is abandoned, never finished later), and returns their offsets not
+/// committed yet — which never pass an unfinished message.
 fn stop_and_collect<'a>(lanes: impl Iterator<Item = (&'a Tp, &'a Lane)> + Clone, timeout: Duration) -> Vec<(Tp, i64)> {
     for (_, lane) in lanes.clone() {
         lane.cancel.cancel();
@@ -256,7 +262,22 @@ fn stop_and_collect<'a>(lanes: impl Iterator<Item = (&'a Tp, &'a Lane)> + Clone,
     for (tp, lane) in lanes {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Err(std_mpsc::RecvTimeoutError::Timeout) = lane.ended.recv_timeout(left) {
-            tracing::warn!(topic = %tp.0, partition = tp.1, "in-flight message did not finish within {}; it will be redelivered", humantime::format_duration(timeout));
+            lane.task.abort();
+            let unfinished = lock(&lane.tracker).unfinished();
+            let from = unfinished.first().copied();
+            tracing::warn!(
+                topic = %tp.0,
+                partition = tp.1,
+                redelivered_from = from,
+                unfinished = ?&unfinished[..unfinished.len().min(20)],
+                unfinished_count = unfinished.len(),
+                "in-flight messages did not finish within {}: cancelled; this partition will be redelivered from offset {} (the unfinished offsets and everything after them)",
+                humantime::format_duration(timeout),
+                from.map_or_else(|| "?".to_string(), |o| o.to_string()),
+            );
+            // The abort takes effect at the task's next await: a handler that blocks its thread
+            // (synchronous I/O, a busy loop) is only stopped once it yields.
+            let _ = lane.ended.recv_timeout(Duration::from_secs(1));
         }
         if let Some(offset) = lock(&lane.tracker).committable().filter(|o| lane.committed < Some(*o)) {
             offsets.push((tp.clone(), offset));

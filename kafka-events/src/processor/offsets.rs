@@ -55,6 +55,11 @@ impl OffsetTracker {
         }
     }
 
+    /// The held offsets whose outcome is not durable yet, lowest first.
+    pub(crate) fn unfinished(&self) -> Vec<i64> {
+        self.held.iter().filter(|(_, finished)| !**finished).map(|(offset, _)| *offset).collect()
+    }
+
     /// Messages of this partition held now (polled, not passed by the committable offset).
     pub(crate) fn held(&self) -> usize {
         self.held.len()
