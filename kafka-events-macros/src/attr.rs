@@ -16,6 +16,7 @@ mod kw {
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(mode);
     syn::custom_keyword!(concurrency);
+    syn::custom_keyword!(timeout);
     syn::custom_keyword!(keyless);
     syn::custom_keyword!(circuit);
     syn::custom_keyword!(failures);
@@ -54,6 +55,8 @@ pub(crate) struct HandlerArgs {
     pub batch: Option<BatchArgs>,
     /// `transactional`, and where it was written.
     pub transactional: Option<Span>,
+    /// `timeout = "10s"`: the handler's time limit per call, in milliseconds.
+    pub timeout_ms: Option<u64>,
     pub errors: Vec<syn::Error>,
 }
 
@@ -107,6 +110,7 @@ impl Parse for HandlerArgs {
             idempotent: None,
             batch: None,
             transactional: None,
+            timeout_ms: None,
             errors: Vec::new(),
         };
         while !input.is_empty() {
@@ -305,6 +309,19 @@ impl HandlerArgs {
                 return Err(syn::Error::new(key.span, "expected only a single `batch(...)` argument"));
             }
             self.batch = Some(batch);
+        } else if lookahead.peek(kw::timeout) {
+            let key = input.parse::<kw::timeout>()?;
+            input.parse::<Token![=]>()?;
+            let (ms, span) = parse_duration(input, "timeout")?;
+            if ms == 0 {
+                self.errors.push(syn::Error::new(
+                    span,
+                    "`timeout` must be longer than 0: the longest one call of the handler may take, e.g. `timeout = \"10s\"`",
+                ));
+            }
+            if self.timeout_ms.replace(ms).is_some() {
+                return Err(syn::Error::new(key.span, "expected only a single `timeout` argument"));
+            }
         } else if lookahead.peek(kw::transactional) {
             let key = input.parse::<kw::transactional>()?;
             if self.transactional.replace(key.span).is_some() {
@@ -315,7 +332,7 @@ impl HandlerArgs {
             return Err(syn::Error::new(
                 ident.span(),
                 format!(
-                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N`, `keyless = \"...\"`, `circuit(...)`, `provision(...)`, `idempotent`, `batch(...)` or `transactional`"
+                    "unknown `#[kafka_handler]` argument `{ident}`; expected `topic = \"...\"`, `retry(...)`, `dlq`, `concurrency = N`, `keyless = \"...\"`, `circuit(...)`, `provision(...)`, `idempotent`, `batch(...)`, `transactional` or `timeout = \"...\"`"
                 ),
             ));
         } else {

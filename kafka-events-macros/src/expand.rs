@@ -190,6 +190,7 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         let cleanup = p.cleanup.as_ref().map_or_else(none, |c| quote!(::core::option::Option::Some(#c)));
         quote!(.provision(::kafka_events::__private::ProvisionSpec { partitions: #partitions, retention_ms: #retention, cleanup: #cleanup }))
     });
+    let timeout = args.timeout_ms.map(|ms| quote!(.timeout(#ms)));
     // The `T: Event` bound of `invoke` is the probe: spanned on the user's type, so rustc points
     // there and shows `Event`'s `on_unimplemented` note.
     let invoke = quote_spanned! {event_type.span()=>
@@ -252,6 +253,7 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                 #batch
                 #idempotent
                 #transactional
+                #timeout
             }
         };
     }

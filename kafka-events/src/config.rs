@@ -81,6 +81,7 @@ impl GroupProtocol {
 /// | `KAFKA_PARTITION_BUFFER` | messages one partition may hold (polled and not yet finished: buffered, waiting behind their key, running, or publishing their retry or dead letter) before it is paused; resumed at half | `5000` |
 /// | `KAFKA_MAX_BUFFERED` | messages one consumer group member may hold across all its partitions; reaching it pauses them all, resumed at half | `20000` |
 /// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
+/// | `KAFKA_HANDLER_TIMEOUT` | the longest one call of a handler without `timeout = "..."` may take; a call over it is cancelled and counts as a retryable failure of kind `timeout` | none |
 /// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY`, `KAFKA_RETRY_JITTER`, `KAFKA_RETRY_MODE` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s`, `0.1`, `topic` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
 /// | `KAFKA_EVENTS_CONFIG` | a TOML file of these settings, read by [`Config::from_env`] under the environment (see [`Config::from_sources`]) | none |
@@ -119,6 +120,7 @@ pub struct Config {
     partition_buffer: usize,
     max_buffered: usize,
     shutdown_timeout: Duration,
+    handler_timeout: Option<Duration>,
     http: Option<std::net::SocketAddr>,
     startup_timeout: Duration,
     poll_timeout: Duration,
@@ -213,6 +215,7 @@ impl Config {
             partition_buffer: 5000,
             max_buffered: 20_000,
             shutdown_timeout: Duration::from_secs(30),
+            handler_timeout: None,
             http: None,
             startup_timeout: Duration::from_secs(300),
             poll_timeout: Duration::from_secs(60),
@@ -398,6 +401,7 @@ impl Config {
         read("KAFKA_PARTITION_BUFFER", &mut |v| parse_num(v).map(|n| config.partition_buffer = n));
         read("KAFKA_MAX_BUFFERED", &mut |v| parse_num(v).map(|n| config.max_buffered = n));
         read("KAFKA_SHUTDOWN_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.shutdown_timeout = d));
+        read("KAFKA_HANDLER_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.handler_timeout = Some(d)));
         read("KAFKA_EVENTS_HTTP", &mut |v| {
             v.parse()
                 .map(|addr| config.http = Some(addr))
@@ -516,6 +520,9 @@ impl Config {
                 "KAFKA_COMMIT_INTERVAL",
                 format!("must be between 1ms and 1h, got {}", humantime::format_duration(self.commit_interval)),
             );
+        }
+        if self.handler_timeout.is_some_and(|t| t.is_zero()) {
+            problem("KAFKA_HANDLER_TIMEOUT", "must be longer than 0 (leave it unset for no limit)".into());
         }
         if self.partition_buffer == 0 {
             problem("KAFKA_PARTITION_BUFFER", "must be at least 1".into());
@@ -744,6 +751,13 @@ impl Config {
         self.shutdown_timeout = timeout;
         self
     }
+    /// The time limit of one call of handlers without `timeout = "..."` (`None`: no limit, the
+    /// default). A call over it is cancelled — its future dropped at its next `.await` — and
+    /// counts as a retryable failure of kind `timeout`.
+    pub fn with_handler_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handler_timeout = timeout;
+        self
+    }
     /// Retry policy of handlers without `retry(...)`, and defaults for unset `retry` fields.
     pub fn with_default_retry(mut self, policy: RetryPolicy) -> Self {
         self.default_retry = policy;
@@ -861,6 +875,10 @@ impl Config {
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout
     }
+    /// The time limit of handlers without `timeout = "..."`, if any.
+    pub fn handler_timeout(&self) -> Option<Duration> {
+        self.handler_timeout
+    }
     /// The default retry policy.
     pub fn default_retry(&self) -> &RetryPolicy {
         &self.default_retry
@@ -921,6 +939,7 @@ impl fmt::Debug for Config {
             .field("partition_buffer", &self.partition_buffer)
             .field("max_buffered", &self.max_buffered)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("handler_timeout", &self.handler_timeout)
             .field("http", &self.http)
             .field("poll_timeout", &self.poll_timeout)
             .field("startup_grace", &self.startup_grace)

@@ -79,6 +79,8 @@ pub struct HandlerRegistration {
     pub(crate) batch: Option<BatchSpec>,
     pub(crate) idempotent: bool,
     pub(crate) transactional: bool,
+    /// `timeout = "..."`: the longest one call may take, in milliseconds.
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 /// `provision(partitions = N, retention = "...", cleanup = "...")`: how the handler's topic is
@@ -128,7 +130,14 @@ impl HandlerRegistration {
             batch: None,
             idempotent: false,
             transactional: false,
+            timeout_ms: None,
         }
+    }
+
+    /// Sets `timeout = "..."` (milliseconds).
+    pub const fn timeout(mut self, ms: u64) -> Self {
+        self.timeout_ms = Some(ms);
+        self
     }
 
     /// Makes it a batch handler (`batch(...)`).
@@ -320,6 +329,9 @@ pub enum ErrorKind {
     /// refuses them for good: authorization, unknown topic, too large without a `dlq`); the
     /// partition is held at it, reported, and the publish tried again every 30 s.
     Undeliverable,
+    /// The handler kept exceeding its time limit (`timeout = "..."` or `KAFKA_HANDLER_TIMEOUT`)
+    /// until its retries ran out; each call over the limit was cancelled.
+    Timeout,
 }
 
 impl ErrorKind {
@@ -333,6 +345,7 @@ impl ErrorKind {
             Self::MissingEventId => "missing-event-id",
             Self::Fenced => "fenced",
             Self::Undeliverable => "undeliverable",
+            Self::Timeout => "timeout",
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct BoundHandler {
     pub circuit: Option<crate::circuit::CircuitPolicy>,
     /// Where its processed event ids are recorded (`<service>/<topic>`), when it is `idempotent`.
     pub idempotency_scope: Option<String>,
+    /// The longest one call may take (`timeout = "..."`, else `KAFKA_HANDLER_TIMEOUT`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl BoundHandler {
@@ -167,6 +169,7 @@ impl Topology {
                     retry_topic,
                     retry,
                     circuit,
+                    timeout: registration.timeout_ms.map(std::time::Duration::from_millis).or(config.handler_timeout()),
                 },
             );
         }

@@ -226,10 +226,11 @@ impl Processor {
             Err(panic) => return Err(Failure::Panic(panic_message(&*panic))),
         };
         let started = std::time::Instant::now();
-        let result = match AssertUnwindSafe(future).catch_unwind().await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(Failure::Handler(error)),
-            Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+        let result = match super::within(handler.timeout, AssertUnwindSafe(future).catch_unwind()).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(error))) => Err(Failure::Handler(error)),
+            Ok(Err(panic)) => Err(Failure::Panic(panic_message(&*panic))),
+            Err(limit) => Err(Failure::Timeout(limit)),
         };
         if let Some(metrics) = &instruments.metrics {
             metrics.observe_call(started.elapsed());

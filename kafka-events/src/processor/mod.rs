@@ -379,10 +379,11 @@ impl Processor {
             .or_else(|| crate::headers::header_str(message, crate::names::header::MESSAGE_ID))
             .map(str::to_string);
         let future = crate::publisher::with_correlation(correlation, AssertUnwindSafe(future).catch_unwind());
-        let mut result = match crate::trace::scope(trace.clone(), future).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(Failure::Handler(error)),
-            Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+        let mut result = match within(handler.timeout, crate::trace::scope(trace.clone(), future)).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(error))) => Err(Failure::Handler(error)),
+            Ok(Err(panic)) => Err(Failure::Panic(panic_message(&*panic))),
+            Err(limit) => Err(Failure::Timeout(limit)),
         };
         let call = Some(started.elapsed());
         if claimed {
@@ -446,13 +447,22 @@ impl Processor {
     }
 }
 
+/// Runs `future` within `limit` (if any); `Err(limit)` when it took longer — it is then
+/// dropped (cancelled at its current `.await`).
+async fn within<T>(limit: Option<Duration>, future: impl std::future::Future<Output = T>) -> Result<T, Duration> {
+    match limit {
+        None => Ok(future.await),
+        Some(limit) => tokio::time::timeout(limit, future).await.map_err(|_| limit),
+    }
+}
+
 /// What an attempt tells the handler's circuit breaker: only failures a broken dependency
-/// causes (retryable errors, panics) count against it.
+/// causes (retryable errors, panics, timeouts) count against it.
 fn verdict(result: &Result<(), Failure>) -> Verdict {
     match result {
         Ok(()) => Verdict::Success,
         Err(Failure::Handler(error)) if !error.is_permanent() => Verdict::Failure,
-        Err(Failure::Panic(_)) => Verdict::Failure,
+        Err(Failure::Panic(_) | Failure::Timeout(_)) => Verdict::Failure,
         Err(_) => Verdict::Neutral,
     }
 }

@@ -16,6 +16,8 @@ pub(crate) enum Failure {
     Panic(String),
     /// The transactional producer was fenced by a newer instance: the partition is not ours.
     Fenced(String),
+    /// The call took longer than the handler's time limit and was cancelled.
+    Timeout(std::time::Duration),
 }
 
 impl Failure {
@@ -27,6 +29,7 @@ impl Failure {
             Self::Handler(_) => "retryable",
             Self::Panic(_) => "panic",
             Self::Fenced(_) => "fenced",
+            Self::Timeout(_) => "timeout",
         }
     }
 
@@ -37,6 +40,10 @@ impl Failure {
             Self::Handler(e) => e.to_string(),
             Self::Panic(msg) => format!("handler panicked: {msg}"),
             Self::Fenced(msg) => msg.clone(),
+            Self::Timeout(limit) => format!(
+                "the handler took longer than its time limit of {} and was cancelled",
+                humantime::format_duration(*limit)
+            ),
         };
         crate::headers::bounded_reason(&reason).into_owned()
     }
@@ -87,15 +94,21 @@ pub(crate) fn decide(result: Result<(), Failure>, attempt: u32, policy: &RetryPo
         }
         Failure::Input(e) => e.kind,
         Failure::Handler(e) if e.is_permanent() => ErrorKind::Permanent,
-        Failure::Handler(_) | Failure::Panic(_) => {
+        Failure::Handler(_) | Failure::Panic(_) | Failure::Timeout(_) => {
             if attempt <= policy.max {
                 return Outcome::Retry { delay: policy.jittered_delay(attempt), reason };
             }
-            ErrorKind::RetriesExhausted
+            if matches!(failure, Failure::Timeout(_)) {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::RetriesExhausted
+            }
         }
     };
     let reason = match kind {
-        ErrorKind::RetriesExhausted => format!("retries exhausted after {attempt} attempts: {reason}"),
+        ErrorKind::RetriesExhausted | ErrorKind::Timeout => {
+            format!("retries exhausted after {attempt} attempts: {reason}")
+        }
         _ => reason,
     };
     if has_dlq {
@@ -132,6 +145,19 @@ mod tests {
             Outcome::DeadLetter {
                 kind: ErrorKind::RetriesExhausted,
                 reason: "retries exhausted after 3 attempts: db down".into()
+            }
+        );
+    }
+
+    #[test]
+    fn timeouts_are_retried_then_dead_lettered_as_timeouts() {
+        let slow = || Err(Failure::Timeout(Duration::from_secs(10)));
+        assert!(matches!(decide(slow(), 1, &policy(), true), Outcome::Retry { .. }));
+        assert_eq!(
+            decide(slow(), 3, &policy(), true),
+            Outcome::DeadLetter {
+                kind: ErrorKind::Timeout,
+                reason: "retries exhausted after 3 attempts: the handler took longer than its time limit of 10s and was cancelled".into()
             }
         );
     }
