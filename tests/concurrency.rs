@@ -137,16 +137,19 @@ async fn held_messages_never_exceed_the_caps_while_a_handler_blocks() {
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");
     let group = format!("{run}-svc-main");
     // The runtime's own gauge; there is no event for "the cap is reached", so it is polled.
-    let held = eventually("the runtime to fill up to its cap", Duration::from_secs(60), || async {
+    // Every partition is stuck: each fills up to its own cap and stops. (A partition paused at
+    // its own cap is not counted against the member's cap, so that stuck partitions never
+    // starve healthy ones; here all three are stuck: 3 × 4,000 held.)
+    let held = eventually("the runtime to fill up to its caps", Duration::from_secs(60), || async {
         let held = runtime.health().groups.get(&group).map(|g| g.buffered).unwrap_or_default();
-        if held >= GROUP_CAP {
+        if held >= 3 * PARTITION_CAP {
             Ok(held)
         } else {
             Err(format!("{held} held"))
         }
     })
     .await;
-    assert_eq!(held, GROUP_CAP, "with every handler blocked, the runtime fills up to its cap and stops");
+    assert_eq!(held, 3 * PARTITION_CAP, "with every handler blocked, each partition fills up to its cap and stops");
     assert!(calls(&topic).is_empty(), "nothing handled while blocked");
 
     RELEASED.store(true, Ordering::SeqCst);
@@ -156,10 +159,90 @@ async fn held_messages_never_exceed_the_caps_while_a_handler_blocks() {
     runtime.shutdown().await.expect("shutdown");
 
     let group_health = &health.groups[&group];
-    println!("held at most {} messages (cap {GROUP_CAP})", group_health.buffered_peak);
+    println!(
+        "held at most {} messages (caps: {PARTITION_CAP} per partition, {GROUP_CAP} per member)",
+        group_health.buffered_peak
+    );
     assert_eq!(group_health.buffer_cap, GROUP_CAP);
-    assert_eq!(group_health.buffered_peak, GROUP_CAP, "the cap was reached and never exceeded");
+    assert!(
+        group_health.buffered_peak <= GROUP_CAP.max(3 * PARTITION_CAP),
+        "never more than the member's cap or the stuck partitions' own caps: {}",
+        group_health.buffered_peak
+    );
     let ids: HashSet<&str> = seen.iter().map(|c| c.id.as_str()).collect();
     assert_eq!((seen.len(), ids.len()), (BLOCKED_EVENTS, BLOCKED_EVENTS), "every event handled once");
     assert_eq!(committed_offsets(&group, &topic, 3), end_offsets(&topic, 3), "everything committed");
+}
+
+// ------------------------------------------------------------- stuck partitions, healthy ones
+
+/// Partitions 0-2 each start with a message that never finishes.
+#[kafka_handler(topic = "mixed", dlq)]
+async fn mixed_step(event: Step, ctx: MessageContext) -> Result<(), HandlerError> {
+    if event.id.starts_with("stuck") {
+        std::future::pending::<()>().await;
+    }
+    record(ctx.topic(), call(&event, &ctx));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_partitions_never_starve_the_healthy_ones() {
+    const CAP: usize = 100;
+    const HEALTHY: usize = 3000;
+    let run = unique("mixed");
+    let topic = format!("{run}.mixed");
+    create_topic(&topic, 6).await;
+    // Partitions 0-2: a stuck message, then 500 more each: they fill their caps behind it, and
+    // together the whole member-wide cap of 3 × CAP. Then partitions 3-5 get 3,000 messages.
+    let producer = producer();
+    let send = |records: Vec<(i32, String)>| {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        async move {
+            let mut pending = Vec::new();
+            for (partition, id) in records {
+                let payload = serde_json::to_vec(&Step { id: id.clone() }).unwrap();
+                let record =
+                    rdkafka::producer::FutureRecord::to(&topic).key(&id).payload(&payload).partition(partition);
+                pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+            }
+            for delivery in pending {
+                delivery.await.expect("delivery").map_err(|(e, _)| e).expect("produce");
+            }
+        }
+    };
+    let mut stuck = Vec::new();
+    for p in 0..3 {
+        stuck.push((p, format!("stuck-{p}")));
+        stuck.extend((0..500).map(|i| (p, format!("behind-{p}-{i}"))));
+    }
+    send(stuck).await;
+    let config = config(&run, &["mixed_step"])
+        .with_partition_buffer(CAP)
+        .with_max_buffered(3 * CAP)
+        .with_shutdown_timeout(Duration::from_secs(1));
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
+    let group = format!("{run}-svc-main");
+    eventually("the stuck partitions to fill their caps", Duration::from_secs(60), || async {
+        let held = runtime.health().groups.get(&group).map(|g| g.buffered).unwrap_or_default();
+        if held >= 3 * CAP {
+            Ok(())
+        } else {
+            Err(format!("{held} held"))
+        }
+    })
+    .await;
+    send((0..HEALTHY).map(|i| (3 + (i % 3) as i32, format!("h{i}"))).collect()).await;
+    let seen =
+        wait_for(&topic, Duration::from_secs(60), |c| c.iter().filter(|c| c.id.starts_with('h')).count() >= HEALTHY)
+            .await;
+    let health = runtime.health();
+    runtime.shutdown().await.expect("shutdown");
+
+    let healthy: HashSet<&str> = seen.iter().filter(|c| c.id.starts_with('h')).map(|c| c.id.as_str()).collect();
+    assert_eq!(healthy.len(), HEALTHY, "every message of the healthy partitions handled");
+    assert!(seen.iter().all(|c| c.partition >= 3), "nothing behind a stuck message was handled");
+    let group = &health.groups[&group];
+    println!("held {} (peak {}) with three stuck partitions", group.buffered, group.buffered_peak);
+    assert!(group.buffered_peak <= 3 * CAP + 3 * CAP, "the stuck partitions hold at most their own caps");
 }

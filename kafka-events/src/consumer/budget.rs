@@ -2,6 +2,11 @@
 //! for a lane, waiting behind a message of the same key, being handled, or having its retry or
 //! dead letter published. The offset trackers count into it; the poll thread pauses partitions
 //! when it is reached and resumes them when it has drained to half.
+//!
+//! Messages held by partitions paused at their own cap are *excused*: such a partition (one
+//! that cannot progress, say, behind a message that never finishes) is bounded by its own cap
+//! already, and counting it here would let a few stuck partitions fill the member's cap and
+//! starve every healthy one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -42,13 +47,13 @@ impl Budget {
         self.cap
     }
 
-    /// The cap is reached: every partition must pause.
-    pub(crate) fn is_full(&self) -> bool {
-        self.held() >= self.cap
+    /// The cap is reached by the messages not `excused`: every partition must pause.
+    pub(crate) fn is_full(&self, excused: usize) -> bool {
+        self.held().saturating_sub(excused) >= self.cap
     }
 
-    /// Drained to half the cap: paused partitions may resume.
-    pub(crate) fn has_drained(&self) -> bool {
-        self.held() <= self.cap / 2
+    /// The messages not `excused` have drained to half the cap: paused partitions may resume.
+    pub(crate) fn has_drained(&self, excused: usize) -> bool {
+        self.held().saturating_sub(excused) <= self.cap / 2
     }
 }

@@ -67,6 +67,9 @@ pub(crate) struct Lanes {
     budget: Arc<Budget>,
     /// The group's metadata, for the transactions of `transactional` handlers.
     group: GroupCell,
+    /// Messages held by partitions paused at their own cap, which the member-wide cap does not
+    /// count (see [`Budget`]); measured once per poll burst.
+    excused: usize,
 }
 
 impl Lanes {
@@ -77,7 +80,16 @@ impl Lanes {
         partition_cap: usize,
         budget: Arc<Budget>,
     ) -> Self {
-        Self { lanes: HashMap::new(), topology, processor, runtime, partition_cap, budget, group: GroupCell::default() }
+        Self {
+            lanes: HashMap::new(),
+            topology,
+            processor,
+            runtime,
+            partition_cap,
+            budget,
+            group: GroupCell::default(),
+            excused: 0,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -143,7 +155,7 @@ impl Lanes {
             tracker.held()
         };
         lane.staged.push(message);
-        if self.budget.is_full() {
+        if self.budget.is_full(self.excused) {
             let pause: Vec<Tp> = self
                 .lanes
                 .iter_mut()
@@ -197,7 +209,10 @@ impl Lanes {
     /// to half its own, and whose circuit is closed: they are resumed.
     pub(crate) fn refill(&mut self) -> Vec<Tp> {
         let mut resume = Vec::new();
-        if !self.lanes.values().any(|l| l.paused) || !self.budget.has_drained() {
+        let cap = self.partition_cap;
+        self.excused =
+            self.lanes.values().filter(|l| l.paused).map(|l| lock(&l.tracker).held()).filter(|held| *held >= cap).sum();
+        if !self.lanes.values().any(|l| l.paused) || !self.budget.has_drained(self.excused) {
             return resume;
         }
         let low_water = self.partition_cap / 2;

@@ -144,6 +144,6 @@ mod tests {
         drop(a);
         assert_eq!(budget.held(), 20, "a revoked partition gives back what it held");
         assert_eq!(budget.peak(), 50);
-        assert!(budget.has_drained());
+        assert!(budget.has_drained(0));
     }
 }
