@@ -12,8 +12,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -50,103 +48,6 @@ async fn failover_record(event: Event) -> Result<(), HandlerError> {
     *ids.lock().unwrap().entry(event.id).or_default() += 1;
     calls.fetch_add(1, Ordering::Release);
     Ok(())
-}
-
-/// One KRaft node (broker + controller) of the test's cluster.
-struct Node {
-    id: u32,
-    dir: PathBuf,
-    port: u16,
-    process: Option<Child>,
-}
-
-impl Node {
-    fn script() -> String {
-        format!("{}/scripts/kafka.sh", env!("CARGO_MANIFEST_DIR"))
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.join("kafka.log")
-    }
-
-    /// Starts the JVM (its heap kept small: three of them share the machine).
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.log()).expect("node log");
-        let process = Command::new(Self::script())
-            .args(["run", self.dir.to_str().unwrap()])
-            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx384m")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start a Kafka node");
-        self.process = Some(process);
-    }
-
-    /// Waits until the node logs that it has started.
-    async fn started(&mut self) {
-        let log = self.log();
-        let id = self.id;
-        eventually(&format!("Kafka node {id} to start"), Duration::from_secs(120), || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let exited = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten());
-            async move {
-                assert!(exited.is_none(), "Kafka node {id} exited: {exited:?}\n{text}");
-                if text.contains("Kafka Server started") {
-                    Ok(())
-                } else {
-                    Err("not yet".to_string())
-                }
-            }
-        })
-        .await;
-    }
-
-    /// SIGKILL: no controlled shutdown, no flush beyond what the OS already has.
-    fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill().expect("kill -9");
-            process.wait().expect("wait");
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Formats and starts three nodes; returns them and their bootstrap list.
-async fn cluster(run: &str) -> (Vec<Node>, String) {
-    let root = std::env::temp_dir().join(format!("{run}-cluster"));
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let voters: Vec<String> = ports.iter().enumerate().map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1)).collect();
-    let voters = voters.join(",");
-    let cluster_id = "a2Fma2EtZXZlbnRzLXRlc3Q"; // 16 bytes, base64url: one id for the three nodes
-    let mut nodes = Vec::new();
-    for (i, (port, controller)) in ports.iter().enumerate() {
-        let dir = root.join(format!("node{}", i + 1));
-        let id = (i + 1) as u32;
-        let status = Command::new(Node::script())
-            .args(["node", dir.to_str().unwrap(), &id.to_string(), &voters, &port.to_string(), &controller.to_string()])
-            .env("KAFKA_CLUSTER_ID", cluster_id)
-            .stdout(Stdio::null())
-            .status()
-            .expect("format a Kafka node");
-        assert!(status.success(), "formatting node {id} failed");
-        let mut node = Node { id, dir, port: *port, process: None };
-        node.start();
-        nodes.push(node);
-    }
-    for node in &mut nodes {
-        node.started().await;
-    }
-    let bootstrap = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect::<Vec<_>>().join(",");
-    (nodes, bootstrap)
 }
 
 /// The broker id leading `partition` of `topic`.
@@ -193,7 +94,8 @@ async fn handled_at_least(count: usize, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_when_a_leader_dies_and_when_the_whole_cluster_restarts() {
     let run = unique("failover");
-    let (mut nodes, bootstrap) = cluster(&run).await;
+    let root = std::env::temp_dir().join(format!("{run}-cluster"));
+    let (mut nodes, bootstrap) = common::kafka_node::cluster(&root, 3).await;
     println!("three-node cluster at {bootstrap}");
     let topic = format!("{run}.failover");
 
@@ -316,5 +218,6 @@ async fn no_event_is_lost_when_a_leader_dies_and_when_the_whole_cluster_restarts
         );
         assert!(body.contains("no broker has answered"), "{body}");
     }
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{run}-cluster")));
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(root);
 }

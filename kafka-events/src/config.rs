@@ -97,6 +97,7 @@ impl GroupProtocol {
 /// | `KAFKA_EVENTS_LAG_INTERVAL` | how often the lag monitor measures consumer lag | `10s` |
 /// | `KAFKA_IDEMPOTENCY_STORE` | where `idempotent` handlers record processed events: `memory`, or a `postgres://user:password@host/db` URL (feature `postgres`; the table is created at start-up) | none: an `idempotent` handler fails start-up |
 /// | `KAFKA_IDEMPOTENCY_CAPACITY`, `KAFKA_IDEMPOTENCY_POOL_SIZE` | ids the memory store remembers; connections of the PostgreSQL pool | `100000`, `10` |
+/// | `KAFKA_EVENTS_PROGRESS_TIMEOUT` | a partition with lag whose committed offset has not moved for longer (as the lag monitor measures it) makes the runtime not ready; `0s` never | `5m` |
 /// | `KAFKA_EVENTS_LAG_THRESHOLD` | lag (messages, per partition) above which the runtime is not ready and warns; `0` never | `1000` |
 #[derive(Clone)]
 pub struct Config {
@@ -127,6 +128,7 @@ pub struct Config {
     startup_grace: Duration,
     lag_interval: Duration,
     lag_threshold: i64,
+    progress_timeout: Duration,
     circuit_failures: u32,
     circuit_reset: Duration,
     default_retry: RetryPolicy,
@@ -222,6 +224,7 @@ impl Config {
             startup_grace: Duration::from_secs(60),
             lag_interval: Duration::from_secs(10),
             lag_threshold: 1000,
+            progress_timeout: Duration::from_secs(300),
             circuit_failures: 0,
             circuit_reset: Duration::from_secs(30),
             default_retry: RetryPolicy::default(),
@@ -413,6 +416,7 @@ impl Config {
         read("KAFKA_CIRCUIT_FAILURES", &mut |v| parse_num(v).map(|n| config.circuit_failures = n));
         read("KAFKA_CIRCUIT_RESET", &mut |v| parse_duration(v).map(|d| config.circuit_reset = d));
         read("KAFKA_EVENTS_LAG_THRESHOLD", &mut |v| parse_num(v).map(|n| config.lag_threshold = n));
+        read("KAFKA_EVENTS_PROGRESS_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.progress_timeout = d));
         read("KAFKA_RETRY_MAX", &mut |v| parse_num(v).map(|n| config.default_retry.max = n));
         read("KAFKA_RETRY_INITIAL", &mut |v| parse_duration(v).map(|d| config.default_retry.initial = d));
         read("KAFKA_RETRY_MAX_DELAY", &mut |v| parse_duration(v).map(|d| config.default_retry.max_delay = d));
@@ -720,6 +724,12 @@ impl Config {
         self.lag_threshold = threshold;
         self
     }
+    /// How long a partition with lag may go without its committed offset moving before the
+    /// runtime reports it and is not ready (`Duration::ZERO`: never).
+    pub fn with_progress_timeout(mut self, timeout: Duration) -> Self {
+        self.progress_timeout = timeout;
+        self
+    }
     /// A circuit breaker for every handler without `circuit(...)` (`failures = 0`: none).
     pub fn with_circuit(mut self, failures: u32, reset: Duration) -> Self {
         self.circuit_failures = failures;
@@ -869,6 +879,7 @@ impl Config {
             poll_timeout: self.poll_timeout,
             startup_grace: self.startup_grace,
             lag_threshold: self.lag_threshold,
+            progress_timeout: self.progress_timeout,
         }
     }
     /// The shutdown timeout.
@@ -945,6 +956,7 @@ impl fmt::Debug for Config {
             .field("startup_grace", &self.startup_grace)
             .field("lag_interval", &self.lag_interval)
             .field("lag_threshold", &self.lag_threshold)
+            .field("progress_timeout", &self.progress_timeout)
             .field("circuit_failures", &self.circuit_failures)
             .field("circuit_reset", &self.circuit_reset)
             .field("default_retry", &self.default_retry)

@@ -33,7 +33,7 @@ pub struct StalledPartition {
 pub struct GroupHealth {
     /// Partitions currently assigned to this process.
     pub assigned_partitions: usize,
-    /// How many times partitions were assigned to it.
+    /// How many rebalances left it owning partitions (an empty assignment does not count).
     pub assignments: u64,
     /// How many times partitions were revoked from it (a member kicked out of its group for
     /// exceeding `max.poll.interval.ms` shows up here).
@@ -59,7 +59,7 @@ pub struct GroupHealth {
 }
 
 /// Consumer lag of one partition, as the lag monitor last measured it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PartitionLag {
     /// The consumer group.
     pub group: String,
@@ -73,6 +73,10 @@ pub struct PartitionLag {
     pub committed: Option<i64>,
     /// `high_watermark − committed` (or − the low watermark when nothing is committed).
     pub lag: i64,
+    /// With lag, how long the committed offset has not moved (seconds, as of the last
+    /// measurement); `None` without lag. Over `KAFKA_EVENTS_PROGRESS_TIMEOUT` the runtime is
+    /// not ready: a handler stuck on a message, or a broker that stopped serving the partition.
+    pub no_progress_seconds: Option<f64>,
 }
 
 /// What a consumer group member is doing.
@@ -97,6 +101,9 @@ pub struct ReadinessPolicy {
     pub startup_grace: Duration,
     /// A partition lagging by more messages than this makes the runtime not ready (0: never).
     pub lag_threshold: i64,
+    /// A partition with lag whose committed offset has not moved for longer than this makes
+    /// the runtime not ready (zero: never).
+    pub progress_timeout: Duration,
 }
 
 /// The verdict of [`Health::readiness`].
@@ -109,7 +116,7 @@ pub struct Readiness {
 }
 
 /// A snapshot of the runtime's health.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Health {
     /// Partitions held at a failing message (see [`StalledPartition`]).
@@ -170,6 +177,20 @@ impl Health {
                 "group `{}`: partition {}[{}] lags {} messages (threshold {})",
                 lag.group, lag.topic, lag.partition, lag.lag, policy.lag_threshold
             ));
+        }
+        for lag in &self.lag {
+            let still = lag.no_progress_seconds.map(Duration::from_secs_f64);
+            if !policy.progress_timeout.is_zero() && still.is_some_and(|s| s > policy.progress_timeout) {
+                problems.push(format!(
+                    "group `{}`: partition {}[{}] has made no progress for {} with {} messages of lag (limit {})",
+                    lag.group,
+                    lag.topic,
+                    lag.partition,
+                    humantime::format_duration(round_ms(still.unwrap_or_default())),
+                    lag.lag,
+                    humantime::format_duration(policy.progress_timeout)
+                ));
+            }
         }
         if uptime > policy.startup_grace {
             for (group, health) in self.groups.iter().filter(|(g, _)| g.ends_with("-main")) {
@@ -250,7 +271,8 @@ impl Status {
         self.metrics.rebalanced(group, revoked);
         if revoked {
             entry.revocations += 1;
-        } else {
+        } else if assigned > 0 {
+            // An empty assignment (more members than partitions) is not an assignment.
             entry.assignments += 1;
         }
     }
@@ -302,5 +324,58 @@ impl Status {
                 circuits
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ReadinessPolicy {
+        ReadinessPolicy {
+            poll_timeout: Duration::from_secs(60),
+            startup_grace: Duration::from_secs(60),
+            lag_threshold: 0,
+            progress_timeout: Duration::from_secs(300),
+        }
+    }
+
+    fn health(lag: Vec<PartitionLag>, groups: BTreeMap<String, GroupHealth>) -> Health {
+        Health { stalled: vec![], groups, lag, circuits: vec![] }
+    }
+
+    #[test]
+    fn a_partition_standing_still_with_lag_past_the_timeout_is_not_ready() {
+        let lag = |still: Option<f64>| PartitionLag {
+            group: "svc-main".into(),
+            topic: "orders".into(),
+            partition: 2,
+            high_watermark: 50,
+            committed: Some(40),
+            lag: 10,
+            no_progress_seconds: still,
+        };
+        let uptime = Duration::from_secs(1);
+        assert!(health(vec![lag(Some(299.0))], BTreeMap::new()).readiness(&policy(), uptime).ready);
+        let verdict = health(vec![lag(Some(301.0))], BTreeMap::new()).readiness(&policy(), uptime);
+        assert!(!verdict.ready);
+        assert_eq!(
+            verdict.problems,
+            ["group `svc-main`: partition orders[2] has made no progress for 5m 1s with 10 messages of lag (limit 5m)"]
+        );
+        let off = ReadinessPolicy { progress_timeout: Duration::ZERO, ..policy() };
+        assert!(health(vec![lag(Some(1e6))], BTreeMap::new()).readiness(&off, uptime).ready, "0: never");
+    }
+
+    #[test]
+    fn an_empty_assignment_is_not_an_assignment() {
+        let status = Status::new(Arc::new(crate::metrics::Metrics::new()));
+        status.rebalanced("svc-main", 0, false);
+        let groups = status.groups.lock().unwrap().clone();
+        assert_eq!(groups["svc-main"].assignments, 0);
+        let verdict = health(vec![], groups).readiness(&policy(), Duration::from_secs(61));
+        assert_eq!(verdict.problems, ["group `svc-main`: no partition assigned 1m 1s after start"]);
+        status.rebalanced("svc-main", 3, false);
+        assert_eq!(status.groups.lock().unwrap()["svc-main"].assignments, 1);
     }
 }

@@ -2,6 +2,8 @@
 //! reader, committed offsets, and a recorder that handlers write to and tests await.
 #![allow(dead_code)]
 
+pub mod kafka_node;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,10 +4,10 @@
 //! partition over `KAFKA_EVENTS_LAG_THRESHOLD` makes the runtime not ready and is logged.
 //!
 //! It runs on its own thread with its own client (no group membership: it never subscribes), so
-//! slow broker answers never delay polling. Its queries double as the broker reachability probe
-//! readiness uses (together with librdkafka's "all brokers down" error).
+//! slow broker answers never delay polling. Broker reachability is not its business: the probe
+//! (`reachability.rs`) asks every second on a thread of its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ pub(crate) struct LagMonitor {
     pub(crate) client: ClientConfig,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
     pub(crate) status: Arc<Status>,
-    pub(crate) liveness: Arc<super::liveness::Liveness>,
     pub(crate) interval: Duration,
     pub(crate) threshold: i64,
     pub(crate) stop: CancellationToken,
@@ -52,10 +51,12 @@ impl LagMonitor {
             }
         };
         let mut over: BTreeSet<Tp> = BTreeSet::new();
+        let mut progress: HashMap<Tp, (Option<i64>, Instant)> = HashMap::new();
         let mut next = Instant::now();
         while !self.stop.is_cancelled() {
             if Instant::now() >= next {
-                let lags = self.measure(&consumer);
+                let mut lags = self.measure(&consumer);
+                track_progress(&mut lags, &mut progress);
                 self.report(&lags, &mut over);
                 self.status.set_lag(&self.group, lags);
                 next = Instant::now() + self.interval;
@@ -67,8 +68,6 @@ impl LagMonitor {
     fn measure(&self, consumer: &BaseConsumer) -> Vec<PartitionLag> {
         let assigned = lock(&self.lanes).assigned();
         if assigned.is_empty() {
-            // Nothing to measure: still find out whether a broker answers.
-            self.probe(consumer);
             return Vec::new();
         }
         let mut list = TopicPartitionList::new();
@@ -79,14 +78,12 @@ impl LagMonitor {
             Ok(committed) => committed,
             Err(error) => {
                 // Only the group coordinator answers this; it may be the one broker that went
-                // away while the others answer (until the coordinator moves). Unreachable means
-                // no broker answers at all.
+                // away while the others answer. Whether any broker answers is the probe's to
+                // say (`reachability.rs`), not this query's.
                 tracing::debug!(group = %self.group, %error, "lag: committed offsets unavailable");
-                self.probe(consumer);
                 return Vec::new();
             }
         };
-        self.liveness.broker_reachable();
         assigned
             .into_iter()
             .filter_map(|(topic, partition)| {
@@ -99,17 +96,17 @@ impl LagMonitor {
                     _ => None,
                 };
                 let lag = (high - committed.unwrap_or(low).max(low)).max(0);
-                Some(PartitionLag { group: self.group.clone(), topic, partition, high_watermark: high, committed, lag })
+                Some(PartitionLag {
+                    group: self.group.clone(),
+                    topic,
+                    partition,
+                    high_watermark: high,
+                    committed,
+                    lag,
+                    no_progress_seconds: None,
+                })
             })
             .collect()
-    }
-
-    /// Whether any broker answers a metadata request.
-    fn probe(&self, consumer: &BaseConsumer) {
-        match consumer.fetch_metadata(None, QUERY_TIMEOUT) {
-            Ok(_) => self.liveness.broker_reachable(),
-            Err(_) => self.liveness.broker_unreachable(),
-        }
     }
 
     fn report(&self, lags: &[PartitionLag], over: &mut BTreeSet<Tp>) {
@@ -122,5 +119,60 @@ impl LagMonitor {
                 tracing::info!(group = %self.group, topic = %lag.topic, partition = lag.partition, lag = lag.lag, "consumer lag back under the threshold");
             }
         }
+    }
+}
+
+/// Sets `no_progress_seconds` of each partition that has lag and whose committed offset has not
+/// moved since an earlier measurement: how long it has stood still. `progress` remembers, per
+/// partition, the committed offset last seen and since when.
+fn track_progress(lags: &mut [PartitionLag], progress: &mut HashMap<Tp, (Option<i64>, Instant)>) {
+    let now = Instant::now();
+    let mut seen = HashMap::with_capacity(lags.len());
+    for lag in lags.iter_mut() {
+        let tp = (lag.topic.clone(), lag.partition);
+        let since = match progress.get(&tp) {
+            Some((committed, since)) if *committed == lag.committed => *since,
+            _ => now,
+        };
+        if lag.lag > 0 {
+            lag.no_progress_seconds = Some(now.duration_since(since).as_secs_f64());
+        }
+        seen.insert(tp, (lag.committed, since));
+    }
+    *progress = seen;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag(committed: Option<i64>, lag: i64) -> PartitionLag {
+        PartitionLag {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            high_watermark: 100,
+            committed,
+            lag,
+            no_progress_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_partition_with_lag_and_an_unmoving_offset_is_measured_as_standing_still() {
+        let mut progress = HashMap::new();
+        let mut first = [lag(Some(10), 90)];
+        track_progress(&mut first, &mut progress);
+        assert_eq!(first[0].no_progress_seconds, Some(0.0));
+        std::thread::sleep(Duration::from_millis(20));
+        let mut same = [lag(Some(10), 90)];
+        track_progress(&mut same, &mut progress);
+        assert!(same[0].no_progress_seconds.unwrap() >= 0.02, "{:?}", same[0].no_progress_seconds);
+        let mut moved = [lag(Some(11), 89)];
+        track_progress(&mut moved, &mut progress);
+        assert!(moved[0].no_progress_seconds.unwrap() < 0.01, "moving again resets it");
+        let mut caught_up = [lag(Some(100), 0)];
+        track_progress(&mut caught_up, &mut progress);
+        assert_eq!(caught_up[0].no_progress_seconds, None, "no lag: nothing to progress on");
     }
 }

@@ -44,9 +44,14 @@ impl Liveness {
     pub(crate) fn paused(&self) -> usize {
         self.paused.load(Ordering::Relaxed)
     }
-    /// No broker answers (librdkafka reported all brokers down, or a lag query failed).
+    /// No broker answers (librdkafka reported all brokers down).
     pub(crate) fn broker_unreachable(&self) {
-        let _ = self.unreachable_since.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        self.broker_unreachable_since(SystemTime::now());
+    }
+    /// No broker answered a question asked at `asked`.
+    pub(crate) fn broker_unreachable_since(&self, asked: SystemTime) {
+        let ms = asked.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64).max(1);
+        let _ = self.unreachable_since.compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed);
     }
     /// A broker answered.
     pub(crate) fn broker_reachable(&self) {
@@ -54,9 +59,14 @@ impl Liveness {
             tracing::info!("brokers reachable again");
         }
     }
-    /// How long no broker has answered, if that is the case.
+    /// How long no broker has answered, if that is the case. Messages received after the
+    /// brokers stopped answering prove they answer: then they are not reported unreachable.
     pub(crate) fn unreachable_for(&self) -> Option<Duration> {
-        since(self.unreachable_since.load(Ordering::Relaxed))
+        let unreachable = self.unreachable_since.load(Ordering::Relaxed);
+        if unreachable > 0 && self.last_message.load(Ordering::Relaxed) > unreachable {
+            return None;
+        }
+        since(unreachable)
     }
     pub(crate) fn set_stopped(&self) {
         self.stopped.store(true, Ordering::Relaxed);

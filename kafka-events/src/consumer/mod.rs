@@ -11,6 +11,7 @@ mod lag;
 mod lane;
 mod lanes;
 pub(crate) mod liveness;
+mod reachability;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,6 +38,7 @@ pub(crate) struct GroupMember {
     stop: CancellationToken,
     thread: Option<JoinHandle<()>>,
     lag_monitor: Option<JoinHandle<()>>,
+    probe: Option<JoinHandle<()>>,
 }
 
 /// Everything a member needs.
@@ -95,12 +97,22 @@ impl GroupMember {
         tracing::info!(group = %spec.group, topics = ?topics, "subscribed");
 
         let stop = CancellationToken::new();
+        let probe = reachability::Probe {
+            group: spec.group.clone(),
+            client: lag_client.clone(),
+            liveness: liveness.clone(),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .map_err(|e| Error::Consumer {
+            group: spec.group.clone(),
+            reason: format!("cannot start its broker probe: {e}"),
+        })?;
         let lag_monitor = lag::LagMonitor {
             group: spec.group.clone(),
             client: lag_client,
             lanes: lanes.clone(),
             status: spec.status.clone(),
-            liveness: liveness.clone(),
             interval: config.lag_interval(),
             threshold: config.readiness_policy().lag_threshold,
             stop: stop.clone(),
@@ -127,7 +139,7 @@ impl GroupMember {
                 group: spec.group.clone(),
                 reason: format!("cannot start its thread: {e}"),
             })?;
-        Ok(Self { group: spec.group, stop, thread: Some(thread), lag_monitor: Some(lag_monitor) })
+        Ok(Self { group: spec.group, stop, thread: Some(thread), lag_monitor: Some(lag_monitor), probe: Some(probe) })
     }
 
     /// Signals the member to stop: stop fetching, finish in-flight messages, commit, leave the
@@ -136,11 +148,11 @@ impl GroupMember {
         self.stop.cancel();
     }
 
-    /// Waits for the member's thread to end.
+    /// Waits for the member's poll thread to end. The lag monitor and the broker probe see the
+    /// stop on their own and end after their query in flight; shutdown does not wait for them
+    /// (a query to brokers that do not answer may take seconds).
     pub(crate) async fn join(mut self) -> Result<(), Error> {
-        if let Some(monitor) = self.lag_monitor.take() {
-            let _ = tokio::task::spawn_blocking(move || monitor.join()).await;
-        }
+        drop((self.lag_monitor.take(), self.probe.take()));
         let Some(thread) = self.thread.take() else { return Ok(()) };
         let group = self.group.clone();
         tokio::task::spawn_blocking(move || thread.join())
