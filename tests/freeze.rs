@@ -29,6 +29,9 @@ async fn tick(event: Tick, ctx: MessageContext) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// `/health/ready` samples: when, status, body.
+type Samples = Arc<Mutex<Vec<(Instant, u16, String)>>>;
+
 const FROZEN: Duration = Duration::from_secs(15);
 /// How soon readiness must follow the broker, either way.
 const WITHIN: Duration = Duration::from_secs(5);
@@ -48,7 +51,7 @@ async fn readiness_follows_a_frozen_broker_within_seconds_and_every_event_is_han
     let addr = runtime.http_addr().expect("HTTP endpoint");
 
     // Readiness sampled every 100 ms; events produced every 50 ms, throughout.
-    let samples: Arc<Mutex<Vec<(Instant, u16, String)>>> = Arc::default();
+    let samples: Samples = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (samples, stop) = (samples.clone(), stop.clone());
@@ -91,7 +94,7 @@ async fn readiness_follows_a_frozen_broker_within_seconds_and_every_event_is_han
     };
 
     wait_for(&topic, Duration::from_secs(60), |c| c.len() >= 40).await;
-    let status_now = |samples: &Arc<Mutex<Vec<(Instant, u16, String)>>>| samples.lock().unwrap().last().map(|s| s.1);
+    let status_now = |samples: &Samples| samples.lock().unwrap().last().map(|s| s.1);
     eventually("ready before the freeze", Duration::from_secs(30), || async {
         match status_now(&samples) {
             Some(200) => Ok(()),
