@@ -229,3 +229,66 @@ async fn poison_of_every_kind_and_size_is_dead_lettered_and_every_valid_event_ha
     assert_eq!(near_limit.len(), EACH_POISON, "the near-limit values came back from the original topic");
     runtime.shutdown().await.expect("shutdown");
 }
+
+/// The dead-letter topic disappears after start-up (deleted by someone): the dead letter cannot
+/// be published. The partition is held at the message and says so in health; once the topic
+/// exists again, the dead letter goes out and the partition goes on.
+#[kafka_handler(topic = "orphans", dlq)]
+async fn orphan(meal: Meal, ctx: MessageContext) -> Result<(), HandlerError> {
+    record_call(&ctx, &meal.id, true);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_the_broker_refuses_for_good_holds_its_partition_visibly_until_fixed() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let run = unique("orphans");
+    let topic = format!("{run}.orphans");
+    let dlq = format!("{topic}.dlq");
+    // librdkafka gives up on a topic missing from the metadata after this long.
+    let config = config(&run, &["orphan"])
+        .with_topic_layout(1, 1)
+        .with_producer_property("topic.metadata.propagation.max.ms", "1000");
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin");
+    for result in admin.delete_topics(&[&dlq], &AdminOptions::new()).await.expect("delete") {
+        result.map_err(|(t, e)| format!("{t}: {e}")).expect("deleted");
+    }
+    let producer = common::producer();
+    common::produce(&producer, &topic, "bad", b"{not json", &[], None).await;
+    common::produce(&producer, &topic, "good", &meal("good", 1), &[], None).await;
+
+    let stall = common::eventually("the partition to be reported stalled", Duration::from_secs(60), || async {
+        match runtime.health().stalled.into_iter().find(|s| s.topic == topic) {
+            Some(stall) => Ok(stall),
+            None => Err("not stalled yet".to_string()),
+        }
+    })
+    .await;
+    println!("stalled: {} ({})", stall.reason, stall.kind);
+    assert_eq!(stall.kind.as_str(), "undeliverable");
+    assert_eq!(stall.offset, 0, "held at the message whose dead letter cannot be published");
+    assert!(stall.reason.contains(&dlq), "{}", stall.reason);
+    assert!(!runtime.health().readiness(&Config::development("x").readiness_policy(), Duration::ZERO).ready);
+    let group = format!("{run}-svc-main");
+    assert!(common::committed_offsets(&group, &topic, 1)[0] <= 0, "nothing committed past the held message");
+
+    // An operator re-creates the topic: within the 30 s retry the dead letter goes out.
+    create_topic(&dlq, 1).await;
+    let dead = read_topic(&dlq, 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(header(&dead[0], h::DLQ_ERROR_KIND).as_deref(), Some("decode"));
+    wait_for(&topic, Duration::from_secs(60), |c| c.iter().any(|c| c.id == "good")).await;
+    common::eventually("the stall to clear", Duration::from_secs(30), || async {
+        if runtime.health().stalled.iter().any(|s| s.topic == topic) {
+            Err("still stalled".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    wait_committed(&group, &topic, 1, Duration::from_secs(30)).await;
+    runtime.shutdown().await.expect("shutdown");
+}
