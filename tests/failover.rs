@@ -11,9 +11,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{eventually, unique};
@@ -57,28 +56,6 @@ fn leader(bootstrap: &str, topic: &str, partition: i32) -> i32 {
     metadata.topics()[0].partitions().iter().find(|p| p.id() == partition).expect("partition").leader()
 }
 
-/// `/health/ready` every 100 ms: when, status, body.
-type Samples = Arc<Mutex<Vec<(Instant, u16, String)>>>;
-
-/// Samples until `stop` is set.
-fn sample_readiness(addr: SocketAddr, stop: Arc<AtomicBool>) -> (Samples, tokio::task::JoinHandle<()>) {
-    let samples: Samples = Arc::default();
-    let into = samples.clone();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    let task = tokio::spawn(async move {
-        while !stop.load(Ordering::Acquire) {
-            let at = Instant::now();
-            if let Ok(response) = client.get(format!("http://{addr}/health/ready")).send().await {
-                let status = response.status().as_u16();
-                let body = response.text().await.unwrap_or_default();
-                into.lock().unwrap().push((at, status, body));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    (samples, task)
-}
-
 async fn handled_at_least(count: usize, what: &str) {
     eventually(what, Duration::from_secs(300), || async {
         let calls = handled().1.load(Ordering::Acquire);
@@ -108,8 +85,7 @@ async fn no_event_is_lost_when_a_leader_dies_and_when_the_whole_cluster_restarts
         // Lag is not what this test reads from readiness: only broker reachability.
         .with_lag_monitor(Duration::from_secs(1), 0);
     let runtime = kafka_events::runtime::launch(config).await.expect("launch");
-    let stop_sampling = Arc::new(AtomicBool::new(false));
-    let (samples, sampler) = sample_readiness(runtime.http_addr().expect("HTTP endpoint"), stop_sampling.clone());
+    let sampler = common::readiness::Sampler::start(runtime.http_addr().expect("HTTP endpoint"));
 
     // Events flow: 1,000 every 200 ms, each chunk acknowledged (acks=all) before the next; the
     // producer waits through outages (message.timeout.ms 5 min).
@@ -178,23 +154,15 @@ async fn no_event_is_lost_when_a_leader_dies_and_when_the_whole_cluster_restarts
         }
     })
     .await;
-    common::eventually("readiness 200 after recovery", Duration::from_secs(60), || async {
-        match samples.lock().unwrap().last() {
-            Some((_, 200, _)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-    stop_sampling.store(true, Ordering::Release);
-    sampler.await.unwrap();
+    sampler.until(200, "readiness 200 after recovery", Duration::from_secs(60)).await;
+    let samples = sampler.stop().await;
     runtime.shutdown().await.expect("shutdown");
 
     let ids = handled().0.lock().unwrap().clone();
     let calls = handled().1.load(Ordering::Acquire);
     let missing: Vec<String> = (0..EVENTS).map(|i| format!("e{i}")).filter(|id| !ids.contains_key(id)).collect();
     let duplicates = calls - ids.len();
-    let samples = samples.lock().unwrap().clone();
-    let not_ready: Vec<&(Instant, u16, String)> = samples.iter().filter(|s| s.1 != 200).collect();
+    let not_ready: Vec<&common::readiness::Sample> = samples.iter().filter(|s| s.1 != 200).collect();
     let first_503 = not_ready.iter().map(|s| s.0).filter(|at| *at >= down_at).min();
     let last_503 = not_ready.iter().map(|s| s.0).max();
     println!(

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{eventually, record_call, unique, wait_for};
@@ -29,9 +29,6 @@ async fn tick(event: Tick, ctx: MessageContext) -> Result<(), HandlerError> {
     Ok(())
 }
 
-/// `/health/ready` samples: when, status, body.
-type Samples = Arc<Mutex<Vec<(Instant, u16, String)>>>;
-
 const FROZEN: Duration = Duration::from_secs(15);
 /// How soon readiness must follow the broker, either way.
 const WITHIN: Duration = Duration::from_secs(5);
@@ -51,23 +48,8 @@ async fn readiness_follows_a_frozen_broker_within_seconds_and_every_event_is_han
     let addr = runtime.http_addr().expect("HTTP endpoint");
 
     // Readiness sampled every 100 ms; events produced every 50 ms, throughout.
-    let samples: Samples = Arc::default();
+    let sampler = common::readiness::Sampler::start(addr);
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (samples, stop) = (samples.clone(), stop.clone());
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let at = Instant::now();
-                if let Ok(response) = client.get(format!("http://{addr}/health/ready")).send().await {
-                    let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
-                    samples.lock().unwrap().push((at, status, body));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("enable.idempotence", "true")
@@ -94,14 +76,7 @@ async fn readiness_follows_a_frozen_broker_within_seconds_and_every_event_is_han
     };
 
     wait_for(&topic, Duration::from_secs(60), |c| c.len() >= 40).await;
-    let status_now = |samples: &Samples| samples.lock().unwrap().last().map(|s| s.1);
-    eventually("ready before the freeze", Duration::from_secs(30), || async {
-        match status_now(&samples) {
-            Some(200) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    sampler.until(200, "ready before the freeze", Duration::from_secs(30)).await;
     nodes[0].signal("-STOP");
     let frozen_at = Instant::now();
     tokio::time::sleep(FROZEN).await;
@@ -117,15 +92,9 @@ async fn readiness_follows_a_frozen_broker_within_seconds_and_every_event_is_han
         }
     })
     .await;
-    eventually("ready again", Duration::from_secs(60), || async {
-        match status_now(&samples) {
-            Some(200) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    sampler.until(200, "ready again", Duration::from_secs(60)).await;
     stop.store(true, Ordering::Release);
-    sampler.await.unwrap();
+    let samples = sampler.stop().await;
     let produced = producing.await.expect("every event acknowledged");
     let calls = wait_for(&topic, Duration::from_secs(60), |c| {
         c.iter().map(|c| c.id.as_str()).collect::<HashSet<_>>().len() >= produced
@@ -135,7 +104,6 @@ async fn readiness_follows_a_frozen_broker_within_seconds_and_every_event_is_han
     drop(nodes);
     let _ = std::fs::remove_dir_all(&root);
 
-    let samples = samples.lock().unwrap().clone();
     let first_503 = samples.iter().find(|s| s.1 != 200 && s.0 >= frozen_at).map(|s| s.0 - frozen_at);
     let last_503 = samples.iter().filter(|s| s.1 != 200).map(|s| s.0).max();
     let ready_again = samples.iter().find(|s| s.1 == 200 && s.0 >= thawed_at).map(|s| s.0 - thawed_at);

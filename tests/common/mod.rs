@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka_node;
+pub mod readiness;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
