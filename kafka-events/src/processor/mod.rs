@@ -224,6 +224,7 @@ impl Processor {
                             what: "retry record",
                             with_payload: true,
                             headers: retry::retry_headers(message, attempt, delay, &reason),
+                            counts_as: None,
                         }];
                         // A retry record too large to publish cannot be retried: dead-letter it.
                         if let Some(dlq) = handler.dlq_topic.as_deref() {
@@ -234,7 +235,8 @@ impl Processor {
                                 attempts: attempt,
                                 handler: handler.name(),
                             };
-                            chain.extend(Self::dead_letter_forms(dlq, message, &letter));
+                            let counted = instruments.metrics.clone().map(|m| (m, ErrorKind::Undeliverable));
+                            chain.extend(Self::dead_letter_forms(dlq, message, &letter, counted));
                         }
                         return Finish::Publishing(publish::publish_durably(
                             self.producer.clone(),
@@ -415,13 +417,19 @@ impl Processor {
         let reason = crate::headers::bounded_reason(reason);
         tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
         let letter = DeadLetter { kind, reason: &reason, attempts, handler: handler.name() };
-        let chain = Self::dead_letter_forms(dlq, message, &letter).into();
+        let chain = Self::dead_letter_forms(dlq, message, &letter, None).into();
         Finish::Publishing(publish::publish_durably(self.producer.clone(), self.status.clone(), message, chain, cancel))
     }
 
     /// The forms of `message`'s dead letter, in the order [`publish::publish_durably`] tries
     /// them: the full copy, then — when that is too large — one without the payload.
-    fn dead_letter_forms(dlq: &str, message: &OwnedMessage, letter: &DeadLetter<'_>) -> [Outgoing; 2] {
+    /// `counts_as`: see [`Outgoing::counts_as`].
+    fn dead_letter_forms(
+        dlq: &str,
+        message: &OwnedMessage,
+        letter: &DeadLetter<'_>,
+        counts_as: Option<(HandlerMetrics, ErrorKind)>,
+    ) -> [Outgoing; 2] {
         let origin = crate::headers::origin(message);
         let why = format!(
             "with the original key, value ({} bytes) and headers the dead letter was larger than the producer or broker accepts; the original is at {}[{}]@{} until its retention",
@@ -436,12 +444,14 @@ impl Processor {
                 what: "dead letter",
                 with_payload: true,
                 headers: dead_letter_headers(message, letter),
+                counts_as: counts_as.clone(),
             },
             Outgoing {
                 topic: dlq.to_string(),
                 what: "dead letter without its payload",
                 with_payload: false,
                 headers: payload_omitted_headers(message, letter, &why),
+                counts_as,
             },
         ]
     }

@@ -25,6 +25,7 @@ use super::{wait, Finish, Publishing};
 use crate::connection::TracingContext;
 use crate::handler::ErrorKind;
 use crate::health::Status;
+use crate::metrics::HandlerMetrics;
 
 /// A key up to this size stays on a dead letter published without its payload (it keeps the
 /// dead letter on its key's partition); a larger one is dropped with the value.
@@ -41,6 +42,10 @@ pub(crate) struct Outgoing {
     /// The original key and value go with it; otherwise only a small key (see [`SMALL_KEY`]).
     pub(crate) with_payload: bool,
     pub(crate) headers: OwnedHeaders,
+    /// Counted in `kafka_events_dead_lettered_total` with this kind once published: a dead
+    /// letter that stands in for a retry record too large to publish (dead letters decided as
+    /// such are counted when decided).
+    pub(crate) counts_as: Option<(HandlerMetrics, ErrorKind)>,
 }
 
 /// How the producer or broker refused a record, when no retry of the same record can succeed.
@@ -108,6 +113,9 @@ pub(crate) fn publish_durably(
                         "{} published",
                         current.what
                     );
+                    if let Some((metrics, kind)) = &current.counts_as {
+                        metrics.dead_lettered(kind.as_str());
+                    }
                     if stalled {
                         tracing::info!(topic = %current.topic, "{} published after all; the partition goes on", current.what);
                         status.clear_stall(&source_topic, source_partition);
