@@ -125,12 +125,9 @@ pub(crate) fn publish_durably(
                 Err((error, _)) => error,
             };
             status.metrics.delivery_failed(&current.topic);
-            match refusal(&error) {
-                None => {
-                    tracing::error!(topic = %current.topic, %error, "{} publish failed; the offset stays unfinished, trying again", current.what);
-                }
-                Some(Refusal::TooLarge) if chain.len() > 0 => {
-                    let next = chain.next().expect("checked: a form is left");
+            let refused = refusal(&error);
+            if refused == Some(Refusal::TooLarge) {
+                if let Some(next) = chain.next() {
                     tracing::warn!(
                         topic = %current.topic,
                         %error,
@@ -142,6 +139,11 @@ pub(crate) fn publish_durably(
                     );
                     current = next;
                     continue;
+                }
+            }
+            match refused {
+                None => {
+                    tracing::error!(topic = %current.topic, %error, "{} publish failed; the offset stays unfinished, trying again", current.what);
                 }
                 Some(refused) => {
                     let reason = format!(
