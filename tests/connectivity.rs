@@ -106,6 +106,20 @@ fn secured_config(run: &str, vars: &[(&str, &str)]) -> Config {
         .with_startup_timeout(Duration::from_secs(60))
 }
 
+/// SCRAM-SHA-512 over SASL_PLAINTEXT as `user` with `password`.
+fn scram_config(run: &str, brokers: &str, user: &str, password: &str) -> Config {
+    secured_config(
+        run,
+        &[
+            ("KAFKA_BROKERS", brokers),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_USERNAME", user),
+            ("KAFKA_SASL_PASSWORD", password),
+        ],
+    )
+}
+
 /// Launches `config`, publishes one event through the runtime's own producer (over the same
 /// secured listener) and waits for the handler to receive it.
 async fn handles_an_event(run: &str, config: Config) {
@@ -127,16 +141,7 @@ async fn sasl_scram_with_the_right_password_provisions_consumes_and_publishes() 
         return;
     };
     let run = unique("scram");
-    let config = secured_config(
-        &run,
-        &[
-            ("KAFKA_BROKERS", &brokers),
-            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
-            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
-            ("KAFKA_SASL_USERNAME", &user),
-            ("KAFKA_SASL_PASSWORD", &password),
-        ],
-    );
+    let config = scram_config(&run, &brokers, &user, &password);
     handles_an_event(&run, config).await;
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(!logs.contains(&password), "the password never appears in the logs");
@@ -152,16 +157,7 @@ async fn a_wrong_password_ends_start_up_at_once_and_is_never_shown() {
     };
     let wrong = "not-the-password-8d1f";
     let run = unique("badpass");
-    let config = secured_config(
-        &run,
-        &[
-            ("KAFKA_BROKERS", &brokers),
-            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
-            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
-            ("KAFKA_SASL_USERNAME", &user),
-            ("KAFKA_SASL_PASSWORD", wrong),
-        ],
-    );
+    let config = scram_config(&run, &brokers, &user, wrong);
     assert!(!format!("{config:?}").contains(wrong), "Debug redacts the password");
     let started = Instant::now();
     let error = kafka_events::runtime::launch(config).await.expect_err("authentication is refused");
