@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::idempotency::{setting, IdempotencySetting};
 use crate::names::{check_group_id, check_topic_name, main_group, DEFAULT_DLQ_SUFFIX, DEFAULT_RETRY_SUFFIX};
 use crate::retry::{Backoff, RetryMode, RetryPolicy};
 
@@ -145,54 +146,6 @@ pub struct Config {
 }
 
 const DEV_SERVICE_NAME: &str = "kafka-events-dev";
-const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
-const DEFAULT_IDEMPOTENCY_POOL: u32 = 10;
-
-/// Where `idempotent` handlers record processed events.
-#[derive(Clone)]
-pub(crate) enum IdempotencySetting {
-    /// Not configured: an `idempotent` handler is a start-up error.
-    None,
-    /// [`MemoryStore`](crate::idempotency::MemoryStore).
-    Memory { capacity: usize },
-    /// [`PostgresStore`](crate::idempotency::PostgresStore) at `url`.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Postgres { url: String, pool_size: u32 },
-    /// Given by the application.
-    Store(std::sync::Arc<dyn crate::idempotency::IdempotencyStore>),
-}
-
-impl IdempotencySetting {
-    fn parse(value: &str, capacity: usize, pool_size: u32) -> Result<Self, String> {
-        if value.eq_ignore_ascii_case("memory") {
-            Ok(Self::Memory { capacity })
-        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            Ok(Self::Postgres { url: value.to_string(), pool_size })
-        } else {
-            Err("expected `memory` or a `postgres://user:password@host:port/database` URL".into())
-        }
-    }
-
-    pub(crate) fn is_configured(&self) -> bool {
-        !matches!(self, Self::None)
-    }
-}
-
-impl fmt::Debug for IdempotencySetting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::None => f.write_str("None"),
-            Self::Memory { capacity } => write!(f, "Memory {{ capacity: {capacity} }}"),
-            // The URL may hold a password: only its host part is shown.
-            Self::Postgres { url, pool_size } => {
-                let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
-                write!(f, "Postgres {{ url: \"postgres://[redacted]@{host}\", pool_size: {pool_size} }}")
-            }
-            Self::Store(store) => write!(f, "Store({})", store.name()),
-        }
-    }
-}
-
 impl Config {
     /// Defaults for local work. Without brokers the runtime starts an embedded broker.
     pub fn development(service_name: impl Into<String>) -> Self {
@@ -431,7 +384,7 @@ impl Config {
                 .map(|m| config.default_retry.mode = m)
                 .ok_or_else(|| format!("`{v}` is not `topic` or `in_place`"))
         });
-        let (mut capacity, mut pool_size) = (DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_POOL);
+        let (mut capacity, mut pool_size) = (setting::DEFAULT_CAPACITY, setting::DEFAULT_POOL_SIZE);
         read("KAFKA_IDEMPOTENCY_CAPACITY", &mut |v| parse_num(v).map(|n| capacity = n));
         read("KAFKA_IDEMPOTENCY_POOL_SIZE", &mut |v| parse_num(v).map(|n| pool_size = n));
         read("KAFKA_IDEMPOTENCY_STORE", &mut |v| {
@@ -600,7 +553,7 @@ impl Config {
     /// `KAFKA_IDEMPOTENCY_STORE` takes it. A value it cannot read is reported by
     /// [`validate`](Self::validate).
     pub fn with_idempotency(mut self, store: &str) -> Self {
-        match IdempotencySetting::parse(store, DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_POOL) {
+        match IdempotencySetting::parse(store, setting::DEFAULT_CAPACITY, setting::DEFAULT_POOL_SIZE) {
             Ok(setting) => self.idempotency = setting,
             Err(reason) => self.read_problems.push(ConfigProblem::new("KAFKA_IDEMPOTENCY_STORE", reason)),
         }

@@ -5,10 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::consumer::budget::Budget;
-use crate::consumer::liveness::Liveness;
-use crate::handler::ErrorKind;
-use crate::metrics::Metrics;
+use crate::error_kind::ErrorKind;
 
 /// A partition held at one message because it failed and its handler has no `dlq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,26 +207,29 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
-/// What one group member reports: its held-message budget and its liveness.
-type Member = (Arc<Budget>, Arc<Liveness>);
+/// A group member's live figures, read each time health is: implemented by the consumer, so
+/// health reads the member without depending on it.
+pub(crate) trait MemberProbe: Send + Sync {
+    /// Writes the member's held messages, poll and message times, paused partitions, broker
+    /// reachability and state into `health`.
+    fn report(&self, health: &mut GroupHealth);
+}
 
 /// Shared, updated by the lanes and the consumer thread.
 pub(crate) struct Status {
-    pub(crate) metrics: Arc<Metrics>,
     /// How many partitions are stalled: lets the hot path skip the lock when none is.
     stalled_count: AtomicUsize,
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
     groups: Mutex<BTreeMap<String, GroupHealth>>,
     /// Per group: its held-message budget and its liveness.
-    members: Mutex<BTreeMap<String, Member>>,
+    members: Mutex<BTreeMap<String, Arc<dyn MemberProbe>>>,
     lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
     circuits: Mutex<Vec<Arc<crate::circuit::CircuitBreaker>>>,
 }
 
 impl Status {
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            metrics,
             stalled_count: AtomicUsize::new(0),
             stalled: Mutex::default(),
             groups: Mutex::default(),
@@ -268,7 +268,6 @@ impl Status {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         let entry = groups.entry(group.to_string()).or_default();
         entry.assigned_partitions = assigned;
-        self.metrics.rebalanced(group, revoked);
         if revoked {
             entry.revocations += 1;
         } else if assigned > 0 {
@@ -278,8 +277,8 @@ impl Status {
     }
 
     /// Reports `group`'s held messages and liveness from now on.
-    pub(crate) fn track_member(&self, group: &str, budget: Arc<Budget>, liveness: Arc<Liveness>) {
-        self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), (budget, liveness));
+    pub(crate) fn track_member(&self, group: &str, member: Arc<dyn MemberProbe>) {
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), member);
     }
 
     /// Reports these circuit breakers from now on.
@@ -289,40 +288,19 @@ impl Status {
 
     /// The lag monitor's latest measurement for `group`.
     pub(crate) fn set_lag(&self, group: &str, lags: Vec<PartitionLag>) {
-        self.metrics.set_lag(group, &lags);
         self.lag.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), lags);
     }
 
     pub(crate) fn snapshot(&self) -> Health {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (group, (budget, liveness)) in self.members.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let entry = groups.entry(group.clone()).or_default();
-            entry.buffered = budget.held();
-            entry.buffered_peak = budget.peak();
-            entry.buffer_cap = budget.cap();
-            entry.since_last_poll = liveness.since_last_poll();
-            entry.since_last_message = liveness.since_last_message();
-            entry.paused_partitions = liveness.paused();
-            entry.brokers_unreachable_for = liveness.unreachable_for();
-            entry.state = if liveness.is_stopped() {
-                GroupState::Stopped
-            } else if liveness.is_rebalancing() {
-                GroupState::Rebalancing
-            } else {
-                GroupState::Running
-            };
-            self.metrics.set_buffered(group, entry.buffered);
+        for (group, member) in self.members.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            member.report(groups.entry(group.clone()).or_default());
         }
         Health {
             stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(),
             groups,
             lag: self.lag.lock().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned().collect(),
-            circuits: {
-                let circuits: Vec<_> =
-                    self.circuits.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|b| b.health()).collect();
-                self.metrics.set_circuits(&circuits);
-                circuits
-            },
+            circuits: self.circuits.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|b| b.health()).collect(),
         }
     }
 }
@@ -369,7 +347,7 @@ mod tests {
 
     #[test]
     fn an_empty_assignment_is_not_an_assignment() {
-        let status = Status::new(Arc::new(crate::metrics::Metrics::new()));
+        let status = Status::new();
         status.rebalanced("svc-main", 0, false);
         let groups = status.groups.lock().unwrap().clone();
         assert_eq!(groups["svc-main"].assignments, 0);

@@ -15,10 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::health::{GroupState, Health, Readiness, ReadinessPolicy, Status};
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 struct Shared {
     status: Arc<Status>,
+    metrics: Arc<Metrics>,
     policy: ReadinessPolicy,
     started: Instant,
 }
@@ -31,14 +33,19 @@ pub(crate) struct HttpServer {
 }
 
 impl HttpServer {
-    pub(crate) async fn start(addr: SocketAddr, status: Arc<Status>, policy: ReadinessPolicy) -> Result<Self, Error> {
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        status: Arc<Status>,
+        metrics: Arc<Metrics>,
+        policy: ReadinessPolicy,
+    ) -> Result<Self, Error> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Http { addr, source: e })?;
         let addr = listener.local_addr().map_err(|e| Error::Http { addr, source: e })?;
-        let shared = Shared { status, policy, started: Instant::now() };
+        let shared = Shared { status, metrics, policy, started: Instant::now() };
         let app = Router::new()
             .route("/health/live", get(live))
             .route("/health/ready", get(ready))
-            .route("/metrics", get(metrics))
+            .route("/metrics", get(serve_metrics))
             .with_state(shared);
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -149,9 +156,7 @@ async fn ready(State(shared): State<Shared>) -> Response {
     report(&health, verdict, uptime.as_secs_f64())
 }
 
-async fn metrics(State(shared): State<Shared>) -> Response {
-    // The snapshot refreshes the gauges that are read, not pushed (buffered messages).
-    shared.status.snapshot();
-    let text = shared.status.metrics.encode();
+async fn serve_metrics(State(shared): State<Shared>) -> Response {
+    let text = shared.metrics.encode(&shared.status.snapshot());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }

@@ -69,6 +69,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod abi;
 pub mod circuit;
 pub mod config;
 mod connection;
@@ -76,6 +77,7 @@ mod consumer;
 pub mod dlq;
 pub mod embedded;
 mod error;
+mod error_kind;
 pub mod handler;
 mod headers;
 pub mod health;
@@ -94,7 +96,8 @@ pub mod trace;
 
 pub use config::{Config, ConfigError, GroupProtocol, Profile};
 pub use error::Error;
-pub use handler::{BatchContext, ErrorKind, HandlerError, MessageContext, ResultExt};
+pub use error_kind::ErrorKind;
+pub use handler::{BatchContext, HandlerError, MessageContext, ResultExt};
 pub use kafka_events_macros::kafka_handler;
 pub use processor::Event;
 pub use publisher::{Delivery, PublishError, PublishOptions, Publisher};
@@ -113,11 +116,11 @@ pub mod prelude {
 /// Used by the code `#[kafka_handler]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::circuit::CircuitSpec;
-    pub use crate::handler::{
+    pub use crate::abi::{
         BatchCallFn, BatchSpec, DecodeFn, Decoded, DlqSpec, HandlerRegistration, Invocation, InvokeFn, Keyless,
         ProvisionSpec,
     };
+    pub use crate::circuit::CircuitSpec;
     pub use crate::processor::{batch_only, call_batch, decode, invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetryMode, RetrySpec};
     pub use inventory;

@@ -21,7 +21,6 @@
 //!
 //! `topic` is the handler's topic (also for messages read from its retry topic).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::registry::BoundHandler;
+use crate::health::Health;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandlerLabels {
@@ -136,8 +135,8 @@ pub(crate) struct Metrics {
     duration: HistogramFamily,
     buffered: Family<GroupLabels, Gauge>,
     lag: Family<PartitionLabels, Gauge>,
-    /// The lag series last set per group, to drop partitions no longer owned.
-    lag_reported: std::sync::Mutex<HashMap<String, Vec<PartitionLabels>>>,
+    /// The lag series last set, to drop partitions no longer owned.
+    lag_reported: std::sync::Mutex<Vec<PartitionLabels>>,
     rebalances: Family<RebalanceLabels, Counter>,
     circuit_state: Family<HandlerLabels, Gauge>,
     circuit_opened: Family<HandlerLabels, Counter>,
@@ -209,8 +208,9 @@ impl Metrics {
     }
 
     /// The handles of one handler.
-    pub(crate) fn for_handler(self: &Arc<Self>, handler: &BoundHandler) -> HandlerMetrics {
-        let labels = HandlerLabels { topic: handler.topic.clone(), handler: handler.name().to_string() };
+    /// The counters of the handler `handler` of `topic`.
+    pub(crate) fn for_handler(self: &Arc<Self>, topic: &str, handler: &str) -> HandlerMetrics {
+        let labels = HandlerLabels { topic: topic.to_string(), handler: handler.to_string() };
         HandlerMetrics {
             processed: self.processed.get_or_create(&labels).clone(),
             retried: self.retried.get_or_create(&labels).clone(),
@@ -240,32 +240,32 @@ impl Metrics {
         self.delivery_failures.get_or_create(&TopicLabels { topic: topic.into() }).inc();
     }
 
-    pub(crate) fn set_buffered(&self, group: &str, held: usize) {
-        self.buffered.get_or_create(&GroupLabels { group: group.into() }).set(i64::try_from(held).unwrap_or(i64::MAX));
-    }
-
-    /// Replaces `group`'s lag gauges (partitions it no longer owns disappear).
-    pub(crate) fn set_lag(&self, group: &str, lags: &[crate::health::PartitionLag]) {
+    /// The gauges (held messages, lag, circuit state), read from `health` — called at scrape
+    /// time, so they show the state of the moment and reading health writes nothing.
+    fn observe(&self, health: &Health) {
+        for (group, member) in &health.groups {
+            let held = i64::try_from(member.buffered).unwrap_or(i64::MAX);
+            self.buffered.get_or_create(&GroupLabels { group: group.clone() }).set(held);
+        }
+        // Replaces the lag gauges: partitions no longer owned disappear.
         let mut reported = self.lag_reported.lock().unwrap_or_else(|p| p.into_inner());
-        let now: Vec<PartitionLabels> = lags
+        let now: Vec<PartitionLabels> = health
+            .lag
             .iter()
             .map(|lag| {
                 let labels =
-                    PartitionLabels { group: group.into(), topic: lag.topic.clone(), partition: lag.partition };
+                    PartitionLabels { group: lag.group.clone(), topic: lag.topic.clone(), partition: lag.partition };
                 self.lag.get_or_create(&labels).set(lag.lag);
                 labels
             })
             .collect();
-        for gone in reported.get(group).into_iter().flatten().filter(|l| !now.contains(l)) {
+        for gone in reported.iter().filter(|l| !now.contains(l)) {
             self.lag.remove(gone);
         }
-        reported.insert(group.to_string(), now);
-    }
-
-    /// The circuit gauges, from the breakers' current state.
-    pub(crate) fn set_circuits(&self, circuits: &[crate::circuit::CircuitHealth]) {
+        *reported = now;
+        drop(reported);
         use crate::circuit::CircuitState;
-        for circuit in circuits {
+        for circuit in &health.circuits {
             let labels = HandlerLabels { topic: circuit.topic.clone(), handler: circuit.handler.clone() };
             let state = match circuit.state {
                 CircuitState::Closed => 0,
@@ -281,8 +281,9 @@ impl Metrics {
         self.circuit_opened.get_or_create(&HandlerLabels { topic: topic.into(), handler: handler.into() }).clone()
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub(crate) fn encode(&self) -> String {
+    /// The Prometheus text exposition of every metric, its gauges read from `health`.
+    pub(crate) fn encode(&self, health: &Health) -> String {
+        self.observe(health);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::abi::{DlqSpec, HandlerRegistration};
 use crate::config::Config;
-use crate::handler::{DlqSpec, HandlerRegistration};
 use crate::names::check_topic_name;
 use crate::retry::{RetryMode, RetryPolicy};
 
@@ -292,10 +292,11 @@ impl std::error::Error for TopologyError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::{InputError, MessageContext};
+    use crate::abi::InputError;
+    use crate::handler::MessageContext;
     use crate::retry::RetrySpec;
 
-    fn never(_: Option<&[u8]>, _: MessageContext) -> Result<crate::handler::Invocation, InputError> {
+    fn never(_: Option<&[u8]>, _: MessageContext) -> Result<crate::abi::Invocation, InputError> {
         Err(InputError::decode("unused"))
     }
 

@@ -57,7 +57,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
     connection.ensure_topics(&config, &topology.topic_plans(&config)).await?;
 
     let metrics = Arc::new(Metrics::new());
-    let status = Arc::new(Status::new(metrics.clone()));
+    let status = Arc::new(Status::new());
     let instruments: HashMap<String, Instruments> = topology
         .handlers()
         .map(|h| {
@@ -65,7 +65,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
                 let opened = metrics.circuit_opened(&h.topic, h.name());
                 Arc::new(CircuitBreaker::new(policy, h.name(), &h.topic, opened))
             });
-            (h.topic.clone(), Instruments { metrics: Some(metrics.for_handler(h)), breaker })
+            (h.topic.clone(), Instruments { metrics: Some(metrics.for_handler(&h.topic, h.name())), breaker })
         })
         .collect();
     status.track_circuits(instruments.values().filter_map(|i| i.breaker.clone()));
@@ -76,13 +76,14 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
     let processor = Arc::new(Processor::new(
         connection.producer.clone(),
         status.clone(),
+        metrics.clone(),
         instruments,
         store.clone(),
         Publisher::new(connection.producer.clone(), config.clone()),
         transactions,
     ));
     let http = match config.http() {
-        Some(addr) => Some(HttpServer::start(addr, status.clone(), config.readiness_policy()).await?),
+        Some(addr) => Some(HttpServer::start(addr, status.clone(), metrics.clone(), config.readiness_policy()).await?),
         None => None,
     };
     let spec = |group: String, topics: Vec<String>| MemberSpec {
@@ -92,6 +93,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         topology: topology.clone(),
         processor: processor.clone(),
         status: status.clone(),
+        metrics: metrics.clone(),
     };
     let main_topics = topology.topics().into_iter().map(String::from).collect();
     let mut members = vec![GroupMember::start(spec(main_group(config.service_name()), main_topics), &config)?];
@@ -111,7 +113,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
             }
         }
     }
-    Ok(Runtime { config, connection, topology, status, members, http, store })
+    Ok(Runtime { config, connection, topology, status, metrics, members, http, store })
 }
 
 /// A running runtime. Stop it with [`Runtime::shutdown`]; dropping it without shutting down
@@ -121,6 +123,7 @@ pub struct Runtime {
     connection: Arc<Connection>,
     topology: Arc<Topology>,
     status: Arc<Status>,
+    metrics: Arc<Metrics>,
     members: Vec<GroupMember>,
     http: Option<HttpServer>,
     store: Option<Arc<dyn crate::idempotency::IdempotencyStore>>,
@@ -142,8 +145,7 @@ impl Runtime {
     /// Every metric in the Prometheus text format — what `/metrics` serves — for those who
     /// run their own HTTP server.
     pub fn metrics_text(&self) -> String {
-        self.status.snapshot();
-        self.status.metrics.encode()
+        self.metrics.encode(&self.status.snapshot())
     }
 
     /// Where the HTTP endpoint listens (the actual port when it was configured as 0).

@@ -16,6 +16,7 @@ pub(crate) struct GroupContext {
     pub(crate) group: String,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
     pub(crate) status: Arc<Status>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) liveness: Arc<super::liveness::Liveness>,
     pub(crate) drain_timeout: Duration,
 }
@@ -46,6 +47,7 @@ impl ConsumerContext for GroupContext {
             let mut lanes = lock(&self.lanes);
             let offsets = lanes.revoke(&partitions, self.drain_timeout);
             self.status.rebalanced(&self.group, lanes.len(), true);
+            self.metrics.rebalanced(&self.group, true);
             // A stalled partition that moves away is no longer this instance's to report.
             for (topic, partition) in &partitions {
                 self.status.clear_stall(topic, *partition);
@@ -60,7 +62,7 @@ impl ConsumerContext for GroupContext {
             return;
         }
         let result = commit(consumer, &offsets);
-        self.status.metrics.committed(&self.group, result.is_ok());
+        self.metrics.committed(&self.group, result.is_ok());
         if let Err(error) = result {
             // Apache Kafka accepts a commit of the current generation while the group prepares a
             // rebalance, so this is rare there; librdkafka's mock cluster refuses every commit
@@ -88,6 +90,7 @@ impl ConsumerContext for GroupContext {
                     lanes.assign(tp);
                 }
                 self.status.rebalanced(&self.group, lanes.len(), false);
+                self.metrics.rebalanced(&self.group, false);
                 // A partition paused under an earlier assignment must not stay paused.
                 if let Err(error) = consumer.resume(assigned) {
                     tracing::debug!(%error, "resume of newly assigned partitions");

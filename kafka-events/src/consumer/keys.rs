@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use rdkafka::message::{Message, OwnedMessage};
 
-use crate::handler::Keyless;
+use crate::abi::Keyless;
 
 /// The keys running in one lane, each with the messages waiting behind it.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::keys::KeyGate;
 use super::lock;
-use crate::processor::offsets::OffsetTracker;
+use super::offsets::OffsetTracker;
 use crate::processor::transaction::Transactor;
 use crate::processor::{Finish, Processor};
 use crate::registry::BoundHandler;

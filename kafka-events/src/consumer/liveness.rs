@@ -3,7 +3,11 @@
 //! how many partitions are paused, whether the brokers answer, whether the member has stopped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::budget::Budget;
+use crate::health::{GroupHealth, GroupState, MemberProbe};
 
 /// One group member's liveness. Times are milliseconds since the epoch; 0: never.
 #[derive(Debug, Default)]
@@ -82,5 +86,31 @@ impl Liveness {
     }
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// What health reads of a group member: its held-message budget and its liveness.
+pub(crate) struct Member {
+    pub(crate) budget: Arc<Budget>,
+    pub(crate) liveness: Arc<Liveness>,
+}
+
+impl MemberProbe for Member {
+    fn report(&self, health: &mut GroupHealth) {
+        let (budget, liveness) = (&self.budget, &self.liveness);
+        health.buffered = budget.held();
+        health.buffered_peak = budget.peak();
+        health.buffer_cap = budget.cap();
+        health.since_last_poll = liveness.since_last_poll();
+        health.since_last_message = liveness.since_last_message();
+        health.paused_partitions = liveness.paused();
+        health.brokers_unreachable_for = liveness.unreachable_for();
+        health.state = if liveness.is_stopped() {
+            GroupState::Stopped
+        } else if liveness.is_rebalancing() {
+            GroupState::Rebalancing
+        } else {
+            GroupState::Running
+        };
     }
 }

@@ -4,13 +4,14 @@
 //! The poll loop runs on its own thread (not a tokio task) so that rebalance callbacks may wait
 //! for in-flight messages without stalling the async runtime, whatever its flavour.
 
-pub(crate) mod budget;
+mod budget;
 mod context;
 mod keys;
 mod lag;
 mod lane;
 mod lanes;
-pub(crate) mod liveness;
+mod liveness;
+mod offsets;
 mod reachability;
 
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, GroupProtocol};
 use crate::error::Error;
 use crate::health::Status;
+use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::registry::Topology;
 use budget::Budget;
@@ -50,6 +52,7 @@ pub(crate) struct MemberSpec {
     pub topology: Arc<Topology>,
     pub processor: Arc<Processor>,
     pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl GroupMember {
@@ -72,7 +75,10 @@ impl GroupMember {
         }
         let budget = Arc::new(Budget::new(config.max_buffered()));
         let liveness = Arc::new(Liveness::default());
-        spec.status.track_member(&spec.group, budget.clone(), liveness.clone());
+        spec.status.track_member(
+            &spec.group,
+            Arc::new(liveness::Member { budget: budget.clone(), liveness: liveness.clone() }),
+        );
         let lanes = Arc::new(Mutex::new(Lanes::new(
             spec.topology.clone(),
             spec.processor,
@@ -84,6 +90,7 @@ impl GroupMember {
             group: spec.group.clone(),
             lanes: lanes.clone(),
             status: spec.status.clone(),
+            metrics: spec.metrics.clone(),
             liveness: liveness.clone(),
             drain_timeout: config.shutdown_timeout(),
         };
@@ -130,7 +137,6 @@ impl GroupMember {
             drain_timeout: config.shutdown_timeout(),
             group: spec.group.clone(),
             liveness,
-            status: spec.status.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("kafka-events-{}", spec.group))
@@ -183,7 +189,6 @@ struct PollLoop {
     drain_timeout: Duration,
     group: String,
     liveness: Arc<Liveness>,
-    status: Arc<Status>,
 }
 
 impl PollLoop {
@@ -259,7 +264,7 @@ impl PollLoop {
             return;
         }
         let result = commit(&self.consumer, &offsets);
-        self.status.metrics.committed(&self.group, result.is_ok());
+        self.consumer.context().metrics.committed(&self.group, result.is_ok());
         match result {
             Ok(()) => {
                 tracing::debug!(group = %self.group, ?offsets, "committed");

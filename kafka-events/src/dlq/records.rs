@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use rdkafka::message::{OwnedHeaders, OwnedMessage};
 
-use crate::handler::ErrorKind;
+use crate::error_kind::ErrorKind;
 use crate::headers::{bounded_reason, origin, republished_headers};
 use crate::names::header;
 

@@ -26,6 +26,9 @@
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub(crate) mod setting;
+
+pub(crate) use setting::IdempotencySetting;
 
 use std::fmt;
 use std::future::Future;
@@ -134,10 +137,7 @@ pub(crate) fn scope(service: &str, topic: &str) -> String {
 }
 
 /// A store as configured: `memory` or a PostgreSQL URL.
-pub(crate) async fn connect(
-    setting: &crate::config::IdempotencySetting,
-) -> Result<Option<Arc<dyn IdempotencyStore>>, StoreError> {
-    use crate::config::IdempotencySetting;
+pub(crate) async fn connect(setting: &IdempotencySetting) -> Result<Option<Arc<dyn IdempotencyStore>>, StoreError> {
     match setting {
         IdempotencySetting::None => Ok(None),
         IdempotencySetting::Memory { capacity } => Ok(Some(Arc::new(MemoryStore::new(*capacity)))),

@@ -21,7 +21,8 @@ use tracing::Instrument;
 
 use super::outcome::{decide, Failure, Outcome};
 use super::{claim, context, panic_message, verdict, wait, Finish, Instruments, Processor};
-use crate::handler::{BatchContext, Decoded, HandlerError, InputError};
+use crate::abi::{Decoded, InputError};
+use crate::handler::{BatchContext, HandlerError};
 use crate::idempotency::ClaimSlot;
 use crate::registry::BoundHandler;
 

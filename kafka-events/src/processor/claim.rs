@@ -3,7 +3,8 @@
 
 use rdkafka::message::OwnedMessage;
 
-use crate::handler::{HandlerError, InputError};
+use crate::abi::InputError;
+use crate::handler::HandlerError;
 use crate::idempotency::{ClaimSlot, IdempotencyStore, PendingClaim, StoreError};
 use crate::names::header;
 

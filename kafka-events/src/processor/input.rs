@@ -6,7 +6,8 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use validator::Validate;
 
-use crate::handler::{BatchContext, Decoded, HandlerError, HandlerFuture, InputError, Invocation, MessageContext};
+use crate::abi::{Decoded, HandlerFuture, InputError, Invocation};
+use crate::handler::{BatchContext, HandlerError, MessageContext};
 
 /// A type a handler can take as its event: JSON-decodable and validatable.
 #[diagnostic::on_unimplemented(

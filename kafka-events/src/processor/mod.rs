@@ -4,7 +4,6 @@
 mod batch;
 mod claim;
 mod input;
-pub(crate) mod offsets;
 mod outcome;
 mod publish;
 pub(crate) mod transaction;
@@ -26,13 +25,15 @@ use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::abi::Invocation;
 use crate::circuit::{CircuitBreaker, Verdict};
 use crate::connection::TracingContext;
 use crate::dlq::records::{dead_letter_headers, payload_omitted_headers, DeadLetter};
-use crate::handler::{ErrorKind, HandlerError, Invocation, MessageContext};
+use crate::error_kind::ErrorKind;
+use crate::handler::{HandlerError, MessageContext};
 use crate::health::Status;
 use crate::idempotency::{ClaimSlot, IdempotencyStore};
-use crate::metrics::HandlerMetrics;
+use crate::metrics::{HandlerMetrics, Metrics};
 use crate::publisher::Publisher;
 use crate::registry::BoundHandler;
 use outcome::{decide, Failure, Outcome};
@@ -66,6 +67,7 @@ pub(crate) struct Instruments {
 pub(crate) struct Processor {
     producer: FutureProducer<TracingContext>,
     status: Arc<Status>,
+    metrics: Arc<Metrics>,
     /// Per handler topic.
     instruments: HashMap<String, Instruments>,
     /// Where `idempotent` handlers record processed events.
@@ -95,12 +97,13 @@ impl Processor {
     pub(crate) fn new(
         producer: FutureProducer<TracingContext>,
         status: Arc<Status>,
+        metrics: Arc<Metrics>,
         instruments: HashMap<String, Instruments>,
         store: Option<Arc<dyn IdempotencyStore>>,
         publisher: Publisher,
         transactions: TransactionSetup,
     ) -> Self {
-        Self { producer, status, instruments, store, publisher, transactions }
+        Self { producer, status, metrics, instruments, store, publisher, transactions }
     }
 
     /// The transactional producer of a `transactional` handler's partition (`None` for other
@@ -241,6 +244,7 @@ impl Processor {
                         return Finish::Publishing(publish::publish_durably(
                             self.producer.clone(),
                             self.status.clone(),
+                            self.metrics.clone(),
                             message,
                             chain,
                             cancel,
@@ -418,7 +422,14 @@ impl Processor {
         tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
         let letter = DeadLetter { kind, reason: &reason, attempts, handler: handler.name() };
         let chain = Self::dead_letter_forms(dlq, message, &letter, None).into();
-        Finish::Publishing(publish::publish_durably(self.producer.clone(), self.status.clone(), message, chain, cancel))
+        Finish::Publishing(publish::publish_durably(
+            self.producer.clone(),
+            self.status.clone(),
+            self.metrics.clone(),
+            message,
+            chain,
+            cancel,
+        ))
     }
 
     /// The forms of `message`'s dead letter, in the order [`publish::publish_durably`] tries

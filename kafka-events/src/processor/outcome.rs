@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::handler::{ErrorKind, HandlerError, InputError};
+use crate::abi::InputError;
+use crate::error_kind::ErrorKind;
+use crate::handler::HandlerError;
 use crate::retry::RetryPolicy;
 
 /// How an attempt failed.

@@ -23,9 +23,9 @@ use tracing::Instrument;
 
 use super::{wait, Finish, Publishing};
 use crate::connection::TracingContext;
-use crate::handler::ErrorKind;
+use crate::error_kind::ErrorKind;
 use crate::health::Status;
-use crate::metrics::HandlerMetrics;
+use crate::metrics::{HandlerMetrics, Metrics};
 
 /// A key up to this size stays on a dead letter published without its payload (it keeps the
 /// dead letter on its key's partition); a larger one is dropped with the value.
@@ -81,6 +81,7 @@ pub(crate) fn refusal(error: &KafkaError) -> Option<Refusal> {
 pub(crate) fn publish_durably(
     producer: FutureProducer<TracingContext>,
     status: Arc<Status>,
+    metrics: Arc<Metrics>,
     message: &OwnedMessage,
     chain: Vec<Outgoing>,
     cancel: &CancellationToken,
@@ -124,7 +125,7 @@ pub(crate) fn publish_durably(
                 }
                 Err((error, _)) => error,
             };
-            status.metrics.delivery_failed(&current.topic);
+            metrics.delivery_failed(&current.topic);
             let refused = refusal(&error);
             if refused == Some(Refusal::TooLarge) {
                 if let Some(next) = chain.next() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::consumer::budget::Budget;
+use super::budget::Budget;
 
 /// Tracks the offsets of one partition from the moment they are polled to a durable outcome.
 ///
