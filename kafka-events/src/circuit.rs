@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::sync::lock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -125,7 +126,7 @@ impl CircuitBreaker {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (Inner, SystemTime, u64)> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     fn set(&self, state: &mut (Inner, SystemTime, u64), inner: Inner) {

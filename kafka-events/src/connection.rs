@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
 use crate::registry::TopicPlan;
+use crate::sync::lock;
 
 /// Routes librdkafka's logs and client errors into `tracing`, and remembers an authentication
 /// failure so that start-up can stop at once with a clear error instead of retrying.
@@ -26,7 +27,7 @@ pub struct TracingContext {
 impl TracingContext {
     /// The last authentication (SASL or TLS handshake) failure librdkafka reported, if any.
     pub(crate) fn auth_failure(&self) -> Option<String> {
-        self.auth_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.auth_failure).clone()
     }
 }
 
@@ -50,7 +51,7 @@ impl ClientContext for TracingContext {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         if is_auth_failure(&error) {
-            *self.auth_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{error}: {reason}"));
+            *lock(&self.auth_failure) = Some(format!("{error}: {reason}"));
         }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
@@ -189,7 +190,7 @@ impl Connection {
     /// exists. Topics already checked are cached and never asked about again.
     pub(crate) async fn ensure_topics(&self, config: &Config, topics: &[TopicPlan]) -> Result<(), Error> {
         let missing: Vec<TopicPlan> = {
-            let done = self.provisioned.lock().unwrap_or_else(|p| p.into_inner());
+            let done = lock(&self.provisioned);
             topics.iter().filter(|t| !done.contains(&t.name)).cloned().collect()
         };
         if missing.is_empty() {
@@ -199,7 +200,7 @@ impl Connection {
             self.create_topics(config, &missing).await?;
         }
         self.await_metadata(config, &missing).await?;
-        self.provisioned.lock().unwrap_or_else(|p| p.into_inner()).extend(missing.into_iter().map(|t| t.name));
+        lock(&self.provisioned).extend(missing.into_iter().map(|t| t.name));
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::error_kind::ErrorKind;
+use crate::sync::lock;
 
 /// A partition held at one message because it failed and its handler has no `dlq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,7 +241,7 @@ impl Status {
     }
 
     pub(crate) fn stall(&self, topic: &str, partition: i32, offset: i64, kind: ErrorKind, reason: &str) {
-        let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stalled = lock(&self.stalled);
         let since = stalled
             .get(&(topic.to_string(), partition))
             .filter(|s| s.offset == offset)
@@ -257,7 +258,7 @@ impl Status {
         if self.stalled_count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stalled = lock(&self.stalled);
         stalled.remove(&(topic.to_string(), partition));
         self.stalled_count.store(stalled.len(), Ordering::Release);
     }
@@ -265,7 +266,7 @@ impl Status {
     /// Records a rebalance of `group`: `assigned` partitions now, after an assignment
     /// (`revoked == false`) or a revocation.
     pub(crate) fn rebalanced(&self, group: &str, assigned: usize, revoked: bool) {
-        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let mut groups = lock(&self.groups);
         let entry = groups.entry(group.to_string()).or_default();
         entry.assigned_partitions = assigned;
         if revoked {
@@ -278,29 +279,29 @@ impl Status {
 
     /// Reports `group`'s held messages and liveness from now on.
     pub(crate) fn track_member(&self, group: &str, member: Arc<dyn MemberProbe>) {
-        self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), member);
+        lock(&self.members).insert(group.to_string(), member);
     }
 
     /// Reports these circuit breakers from now on.
     pub(crate) fn track_circuits(&self, breakers: impl IntoIterator<Item = Arc<crate::circuit::CircuitBreaker>>) {
-        self.circuits.lock().unwrap_or_else(|p| p.into_inner()).extend(breakers);
+        lock(&self.circuits).extend(breakers);
     }
 
     /// The lag monitor's latest measurement for `group`.
     pub(crate) fn set_lag(&self, group: &str, lags: Vec<PartitionLag>) {
-        self.lag.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), lags);
+        lock(&self.lag).insert(group.to_string(), lags);
     }
 
     pub(crate) fn snapshot(&self) -> Health {
-        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (group, member) in self.members.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let mut groups = lock(&self.groups).clone();
+        for (group, member) in lock(&self.members).iter() {
             member.report(groups.entry(group.clone()).or_default());
         }
         Health {
-            stalled: self.stalled.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect(),
+            stalled: lock(&self.stalled).values().cloned().collect(),
             groups,
-            lag: self.lag.lock().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned().collect(),
-            circuits: self.circuits.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|b| b.health()).collect(),
+            lag: lock(&self.lag).values().flatten().cloned().collect(),
+            circuits: lock(&self.circuits).iter().map(|b| b.health()).collect(),
         }
     }
 }

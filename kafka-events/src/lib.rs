@@ -92,6 +92,7 @@ pub mod publisher;
 pub mod registry;
 pub mod retry;
 pub mod runtime;
+mod sync;
 pub mod trace;
 
 pub use config::{Config, ConfigError, GroupProtocol, Profile};

@@ -32,6 +32,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::health::Health;
+use crate::sync::lock;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandlerLabels {
@@ -248,7 +249,7 @@ impl Metrics {
             self.buffered.get_or_create(&GroupLabels { group: group.clone() }).set(held);
         }
         // Replaces the lag gauges: partitions no longer owned disappear.
-        let mut reported = self.lag_reported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reported = lock(&self.lag_reported);
         let now: Vec<PartitionLabels> = health
             .lag
             .iter()

@@ -4,13 +4,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use super::commit::{commit, OffsetList};
 use super::lanes::{Lanes, Tp};
 use crate::connection::log_to_tracing;
 use crate::health::Status;
+use crate::sync::lock;
 
 pub(crate) struct GroupContext {
     pub(crate) group: String,
@@ -19,6 +21,9 @@ pub(crate) struct GroupContext {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) liveness: Arc<super::liveness::Liveness>,
     pub(crate) drain_timeout: Duration,
+    /// Held by whoever commits: a revocation, shutdown, or the committer thread (see
+    /// [`super::commit`]).
+    pub(crate) commit_gate: Mutex<()>,
 }
 
 impl ClientContext for GroupContext {
@@ -41,6 +46,7 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.liveness.set_rebalancing(true);
         let Rebalance::Revoke(revoked) = rebalance else { return };
+        let _gate = lock(&self.commit_gate);
         let partitions = partitions_of(revoked);
         tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
         let offsets = {
@@ -62,7 +68,6 @@ impl ConsumerContext for GroupContext {
             return;
         }
         let result = commit(consumer, &offsets);
-        self.metrics.committed(&self.group, result.is_ok());
         if let Err(error) = result {
             // Apache Kafka accepts a commit of the current generation while the group prepares a
             // rebalance, so this is rare there; librdkafka's mock cluster refuses every commit
@@ -102,31 +107,6 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// `topic[partition]@offset, ...`: the offsets a revocation could not commit, in the log.
-struct OffsetList<'a>(&'a [(Tp, i64)]);
-
-impl std::fmt::Display for OffsetList<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, ((topic, partition), offset)) in self.0.iter().enumerate() {
-            let separator = if i == 0 { "" } else { ", " };
-            write!(f, "{separator}{topic}[{partition}]@{offset}")?;
-        }
-        Ok(())
-    }
-}
-
 pub(crate) fn partitions_of(list: &TopicPartitionList) -> Vec<Tp> {
     list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
-}
-
-pub(crate) fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, offsets: &[(Tp, i64)]) -> Result<(), KafkaError> {
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets {
-        list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))?;
-    }
-    consumer.commit(&list, CommitMode::Sync)
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -18,8 +18,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::lanes::{Lanes, Tp};
-use super::lock;
 use crate::health::{PartitionLag, Status};
+use crate::sync::lock;
 
 /// How long one broker question may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);

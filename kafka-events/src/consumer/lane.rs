@@ -15,11 +15,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::KeyGate;
-use super::lock;
 use super::offsets::OffsetTracker;
 use crate::processor::transaction::Transactor;
 use crate::processor::{Finish, Processor};
 use crate::registry::BoundHandler;
+use crate::sync::lock;
 
 /// Retry and dead-letter publishes one lane may have in flight before it waits for one.
 const MAX_PUBLISHING: usize = 1024;

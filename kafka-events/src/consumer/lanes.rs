@@ -17,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
 use super::lane::run_lane;
-use super::lock;
 use super::offsets::OffsetTracker;
 use crate::circuit::CircuitBreaker;
 use crate::processor::transaction::GroupCell;
 use crate::processor::Processor;
 use crate::registry::Topology;
+use crate::sync::lock;
 
 /// A topic and partition.
 pub(crate) type Tp = (String, i32);

@@ -5,6 +5,7 @@
 //! for in-flight messages without stalling the async runtime, whatever its flavour.
 
 mod budget;
+mod commit;
 mod context;
 mod keys;
 mod lag;
@@ -16,7 +17,7 @@ mod reachability;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -29,8 +30,10 @@ use crate::health::Status;
 use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::registry::Topology;
+use crate::sync::lock;
 use budget::Budget;
-use context::{commit, lock, GroupContext};
+use commit::{commit, Committer};
+use context::GroupContext;
 use lanes::{Lanes, Route, Tp};
 use liveness::Liveness;
 
@@ -93,6 +96,7 @@ impl GroupMember {
             metrics: spec.metrics.clone(),
             liveness: liveness.clone(),
             drain_timeout: config.shutdown_timeout(),
+            commit_gate: Mutex::default(),
         };
         let consumer: BaseConsumer<GroupContext> = client
             .create_with_context(context)
@@ -129,11 +133,16 @@ impl GroupMember {
             group: spec.group.clone(),
             reason: format!("cannot start its lag monitor: {e}"),
         })?;
+        let consumer = Arc::new(consumer);
+        let committer = Committer::start(consumer.clone(), config.commit_interval()).map_err(|e| Error::Consumer {
+            group: spec.group.clone(),
+            reason: format!("cannot start its committer: {e}"),
+        })?;
         let poll = PollLoop {
             consumer,
+            committer: Some(committer),
             lanes,
             stop: stop.clone(),
-            commit_interval: config.commit_interval(),
             drain_timeout: config.shutdown_timeout(),
             group: spec.group.clone(),
             liveness,
@@ -173,19 +182,15 @@ impl GroupMember {
     }
 }
 
-fn during_rebalance(error: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode::{IllegalGeneration, RebalanceInProgress};
-    matches!(error.rdkafka_error_code(), Some(RebalanceInProgress | IllegalGeneration))
-}
-
 /// Messages taken from librdkafka per poll burst at most.
 const BURST: usize = 256;
 
 struct PollLoop {
-    consumer: BaseConsumer<GroupContext>,
+    /// Shared with the committer thread, which ends before the consumer is closed.
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    committer: Option<Committer>,
     lanes: Arc<Mutex<Lanes>>,
     stop: CancellationToken,
-    commit_interval: Duration,
     drain_timeout: Duration,
     group: String,
     liveness: Arc<Liveness>,
@@ -193,7 +198,6 @@ struct PollLoop {
 
 impl PollLoop {
     fn run(self) {
-        let mut last_commit = Instant::now();
         let mut pause = Vec::new();
         while !self.stop.is_cancelled() {
             // A burst: wait for one message, then take what librdkafka already has, up to
@@ -238,10 +242,6 @@ impl PollLoop {
             if !resume.is_empty() {
                 self.set_paused(&resume, false);
             }
-            if last_commit.elapsed() >= self.commit_interval {
-                self.commit_finished();
-                last_commit = Instant::now();
-            }
         }
         self.shut_down();
     }
@@ -258,36 +258,16 @@ impl PollLoop {
         }
     }
 
-    fn commit_finished(&self) {
-        let offsets = lock(&self.lanes).committable();
-        if offsets.is_empty() {
-            return;
-        }
-        let result = commit(&self.consumer, &offsets);
-        self.consumer.context().metrics.committed(&self.group, result.is_ok());
-        match result {
-            Ok(()) => {
-                tracing::debug!(group = %self.group, ?offsets, "committed");
-                lock(&self.lanes).committed(&offsets)
-            }
-            // A rebalance in progress rejects commits until the member has rejoined: expected
-            // while instances come and go, and the revocation hook commits what it must.
-            Err(error) if during_rebalance(&error) => {
-                tracing::debug!(group = %self.group, %error, "commit deferred: the group is rebalancing")
-            }
-            Err(error) => {
-                tracing::warn!(group = %self.group, %error, "commit failed; trying again at the next interval")
-            }
-        }
-    }
-
     /// Finish in-flight work, commit, leave the group (dropping the consumer closes it).
-    fn shut_down(self) {
+    fn shut_down(mut self) {
         tracing::info!(group = %self.group, "stopping: finishing in-flight messages");
+        if let Some(committer) = self.committer.take() {
+            committer.stop();
+        }
         let offsets = lock(&self.lanes).drain_all(self.drain_timeout);
         if !offsets.is_empty() {
             match commit(&self.consumer, &offsets) {
-                Ok(()) => lock(&self.lanes).committed(&offsets),
+                Ok(()) => {}
                 // E.g. RebalanceInProgress while another instance joins: closing the consumer
                 // revokes every partition, and the revocation hook commits these offsets again.
                 Err(error) => {

@@ -1,0 +1,103 @@
+//! Committing finished offsets.
+//!
+//! A member's own committer thread commits every commit interval, so a coordinator that does
+//! not answer (a frozen or failing broker: a commit can wait for `socket.timeout.ms`) never
+//! stops the poll thread from polling, serving rebalances and reporting liveness. librdkafka
+//! reports no result of a manual asynchronous commit to rust-rdkafka's event API, so the
+//! committer commits synchronously, off the poll thread. A revocation and shutdown commit
+//! synchronously themselves, holding the member's commit gate: the committer takes the same gate
+//! before it reads the offsets to commit, so it never commits an older offset after them.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::TopicPartitionList;
+
+use super::context::GroupContext;
+use super::lanes::Tp;
+use crate::sync::lock;
+
+/// Commits `offsets`, waits for the broker's answer, counts it and, when it succeeded, records
+/// it with the lanes. Callers hold the member's commit gate.
+pub(crate) fn commit(consumer: &BaseConsumer<GroupContext>, offsets: &[(Tp, i64)]) -> KafkaResult<()> {
+    let context = consumer.context();
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))?;
+    }
+    let result = consumer.commit(&list, CommitMode::Sync);
+    context.metrics.committed(&context.group, result.is_ok());
+    if result.is_ok() {
+        tracing::debug!(group = %context.group, offsets = %OffsetList(offsets), "committed");
+        lock(&context.lanes).committed(offsets);
+    }
+    result
+}
+
+/// The thread that commits a member's finished offsets every interval.
+pub(crate) struct Committer {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Committer {
+    pub(crate) fn start(consumer: Arc<BaseConsumer<GroupContext>>, interval: Duration) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel();
+        let group = consumer.context().group.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("kafka-events-commit-{group}"))
+            .spawn(move || run(&consumer, &stopped, interval))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops the thread after the commit under way, if one is.
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+fn run(consumer: &BaseConsumer<GroupContext>, stopped: &mpsc::Receiver<()>, interval: Duration) {
+    let context = consumer.context();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+        let _gate = lock(&context.commit_gate);
+        let offsets = lock(&context.lanes).committable();
+        if offsets.is_empty() {
+            continue;
+        }
+        match commit(consumer, &offsets) {
+            Ok(()) => {}
+            // A rebalance in progress rejects commits until the member has rejoined: expected
+            // while instances come and go, and the revocation hook commits what it must.
+            Err(error) if during_rebalance(&error) => {
+                tracing::debug!(group = %context.group, %error, "commit deferred: the group is rebalancing")
+            }
+            Err(error) => {
+                tracing::warn!(group = %context.group, %error, "commit failed; trying again at the next interval")
+            }
+        }
+    }
+}
+
+/// The group is rebalancing: commits are refused until the member has rejoined.
+fn during_rebalance(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{IllegalGeneration, RebalanceInProgress};
+    matches!(error.rdkafka_error_code(), Some(RebalanceInProgress | IllegalGeneration))
+}
+
+/// `topic[partition]@offset, ...`, for the log.
+pub(crate) struct OffsetList<'a>(pub(crate) &'a [(Tp, i64)]);
+
+impl std::fmt::Display for OffsetList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, ((topic, partition), offset)) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{topic}[{partition}]@{offset}")?;
+        }
+        Ok(())
+    }
+}
