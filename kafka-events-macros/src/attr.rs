@@ -38,7 +38,7 @@ const MAX_BATCH: u32 = 100_000;
 /// Upper bound on `concurrency = N`; keep in step with `kafka_events::consumer::MAX_CONCURRENCY`.
 const MAX_CONCURRENCY: u32 = 10_000;
 
-/// Upper bound on `retry(max = N)`; keep in step with `kafka_events::retry::MAX_RETRIES`.
+/// Upper bound on `retry(max = N)`: `kafka_events::retry::MAX_RETRIES` (pinned by `tests/parity/names.tsv`).
 const MAX_RETRIES: u32 = 100;
 
 pub(crate) struct HandlerArgs {
@@ -180,10 +180,7 @@ impl HandlerArgs {
             if let Err(reason) = check_topic_name(&topic.value()) {
                 self.errors.push(syn::Error::new(topic.span(), format!("invalid `topic`: {reason}")));
             }
-            if self.topic.is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `topic` argument"));
-            }
-            self.topic = Some(topic);
+            set_once(&mut self.topic, topic, key.span, "topic", None)?;
         } else if lookahead.peek(kw::retry) {
             let key = input.parse::<kw::retry>()?;
             if !input.peek(syn::token::Paren) {
@@ -192,10 +189,7 @@ impl HandlerArgs {
             let content;
             syn::parenthesized!(content in input);
             let retry = parse_retry(&content, &mut self.errors)?;
-            if self.retry.is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `retry(...)` argument"));
-            }
-            self.retry = Some(retry);
+            set_once(&mut self.retry, retry, key.span, "retry(...)", None)?;
         } else if lookahead.peek(kw::dlq) {
             let key = input.parse::<kw::dlq>()?;
             let dlq = if input.peek(Token![=]) {
@@ -208,10 +202,7 @@ impl HandlerArgs {
             } else {
                 Dlq::Default
             };
-            if self.dlq.is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `dlq` argument"));
-            }
-            self.dlq = Some(dlq);
+            set_once(&mut self.dlq, dlq, key.span, "dlq", None)?;
         } else if lookahead.peek(kw::concurrency) {
             let key = input.parse::<kw::concurrency>()?;
             input.parse::<Token![=]>()?;
@@ -223,9 +214,7 @@ impl HandlerArgs {
             if !(1..=MAX_CONCURRENCY).contains(&n) {
                 return Err(syn::Error::new(lit.span(), hint));
             }
-            if self.concurrency.replace(n).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `concurrency` argument"));
-            }
+            set_once(&mut self.concurrency, n, key.span, "concurrency", None)?;
         } else if lookahead.peek(kw::circuit) {
             let key = input.parse::<kw::circuit>()?;
             if !input.peek(syn::token::Paren) {
@@ -237,10 +226,7 @@ impl HandlerArgs {
             let content;
             syn::parenthesized!(content in input);
             let circuit = parse_circuit(&content, &mut self.errors)?;
-            if self.circuit.is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `circuit(...)` argument"));
-            }
-            self.circuit = Some(circuit);
+            set_once(&mut self.circuit, circuit, key.span, "circuit(...)", None)?;
         } else if lookahead.peek(kw::provision) {
             let key = input.parse::<kw::provision>()?;
             if !input.peek(syn::token::Paren) {
@@ -252,10 +238,7 @@ impl HandlerArgs {
             let content;
             syn::parenthesized!(content in input);
             let provision = parse_provision(&content, &mut self.errors)?;
-            if self.provision.is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `provision(...)` argument"));
-            }
-            self.provision = Some(provision);
+            set_once(&mut self.provision, provision, key.span, "provision(...)", None)?;
         } else if lookahead.peek(kw::keyless) {
             let key = input.parse::<kw::keyless>()?;
             input.parse::<Token![=]>()?;
@@ -270,9 +253,7 @@ impl HandlerArgs {
                     ))
                 }
             };
-            if self.keyless.replace((keyless, key.span)).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `keyless` argument"));
-            }
+            set_once(&mut self.keyless, (keyless, key.span), key.span, "keyless", None)?;
         } else if lookahead.peek(kw::idempotent) {
             let key = input.parse::<kw::idempotent>()?;
             let mut field = None;
@@ -291,9 +272,7 @@ impl HandlerArgs {
                 }
                 field = Some(syn::Ident::new(&ident.to_string(), lit.span()));
             }
-            if self.idempotent.replace((key.span, field)).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `idempotent` argument"));
-            }
+            set_once(&mut self.idempotent, (key.span, field), key.span, "idempotent", None)?;
         } else if lookahead.peek(kw::batch) {
             let key = input.parse::<kw::batch>()?;
             if !input.peek(syn::token::Paren) {
@@ -305,10 +284,7 @@ impl HandlerArgs {
             let content;
             syn::parenthesized!(content in input);
             let batch = parse_batch(&content, key.span, &mut self.errors)?;
-            if self.batch.is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `batch(...)` argument"));
-            }
-            self.batch = Some(batch);
+            set_once(&mut self.batch, batch, key.span, "batch(...)", None)?;
         } else if lookahead.peek(kw::timeout) {
             let key = input.parse::<kw::timeout>()?;
             input.parse::<Token![=]>()?;
@@ -319,14 +295,10 @@ impl HandlerArgs {
                     "`timeout` must be longer than 0: the longest one call of the handler may take, e.g. `timeout = \"10s\"`",
                 ));
             }
-            if self.timeout_ms.replace(ms).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `timeout` argument"));
-            }
+            set_once(&mut self.timeout_ms, ms, key.span, "timeout", None)?;
         } else if lookahead.peek(kw::transactional) {
             let key = input.parse::<kw::transactional>()?;
-            if self.transactional.replace(key.span).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `transactional` argument"));
-            }
+            set_once(&mut self.transactional, key.span, key.span, "transactional", None)?;
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
@@ -366,9 +338,7 @@ fn parse_retry_one(
     initial: &mut Option<(u64, Span)>,
     max_delay: &mut Option<u64>,
 ) -> syn::Result<()> {
-    let duplicate = |span: Span, name: &str| {
-        syn::Error::new(span, format!("expected only a single `{name}` argument in `retry(...)`"))
-    };
+    const WITHIN: Option<&str> = Some("retry(...)");
     let lookahead = input.lookahead1();
     if lookahead.peek(kw::max) {
         let key = input.parse::<kw::max>()?;
@@ -385,9 +355,7 @@ fn parse_retry_one(
                 format!("`max = {max}` is too many retries; at most {MAX_RETRIES} are allowed"),
             ));
         }
-        if retry.max.replace(max).is_some() {
-            return Err(duplicate(key.span, "max"));
-        }
+        set_once(&mut retry.max, max, key.span, "max", WITHIN)?;
     } else if lookahead.peek(kw::backoff) {
         let key = input.parse::<kw::backoff>()?;
         input.parse::<Token![=]>()?;
@@ -403,23 +371,17 @@ fn parse_retry_one(
                 ))
             }
         };
-        if retry.backoff.replace(backoff).is_some() {
-            return Err(duplicate(key.span, "backoff"));
-        }
+        set_once(&mut retry.backoff, backoff, key.span, "backoff", WITHIN)?;
     } else if lookahead.peek(kw::initial) {
         let key = input.parse::<kw::initial>()?;
         input.parse::<Token![=]>()?;
         let (ms, span) = parse_duration(input, "initial")?;
-        if initial.replace((ms, span)).is_some() {
-            return Err(duplicate(key.span, "initial"));
-        }
+        set_once(initial, (ms, span), key.span, "initial", WITHIN)?;
     } else if lookahead.peek(kw::max_delay) {
         let key = input.parse::<kw::max_delay>()?;
         input.parse::<Token![=]>()?;
         let (ms, _) = parse_duration(input, "max_delay")?;
-        if max_delay.replace(ms).is_some() {
-            return Err(duplicate(key.span, "max_delay"));
-        }
+        set_once(max_delay, ms, key.span, "max_delay", WITHIN)?;
     } else if lookahead.peek(kw::jitter) {
         let key = input.parse::<kw::jitter>()?;
         input.parse::<Token![=]>()?;
@@ -429,9 +391,7 @@ fn parse_retry_one(
         if !(0.0..=1.0).contains(&jitter) {
             return Err(syn::Error::new(lit.span(), hint));
         }
-        if retry.jitter.replace(jitter).is_some() {
-            return Err(duplicate(key.span, "jitter"));
-        }
+        set_once(&mut retry.jitter, jitter, key.span, "jitter", WITHIN)?;
     } else if lookahead.peek(kw::mode) {
         let key = input.parse::<kw::mode>()?;
         input.parse::<Token![=]>()?;
@@ -446,9 +406,7 @@ fn parse_retry_one(
                 ))
             }
         };
-        if retry.mode.replace(mode).is_some() {
-            return Err(duplicate(key.span, "mode"));
-        }
+        set_once(&mut retry.mode, mode, key.span, "mode", WITHIN)?;
     } else if input.peek(syn::Ident) {
         let ident: syn::Ident = input.parse()?;
         return Err(syn::Error::new(
@@ -474,9 +432,7 @@ fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::R
             if n == 0 {
                 return Err(syn::Error::new(lit.span(), hint));
             }
-            if circuit.failures.replace(n).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `failures` argument in `circuit(...)`"));
-            }
+            set_once(&mut circuit.failures, n, key.span, "failures", Some("circuit(...)"))?;
         } else if lookahead.peek(kw::reset) {
             let key = input.parse::<kw::reset>()?;
             input.parse::<Token![=]>()?;
@@ -484,9 +440,7 @@ fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::R
             if ms == 0 {
                 return Err(syn::Error::new(span, "`reset` must be longer than 0, e.g. `reset = \"30s\"`"));
             }
-            if circuit.reset_ms.replace(ms).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `reset` argument in `circuit(...)`"));
-            }
+            set_once(&mut circuit.reset_ms, ms, key.span, "reset", Some("circuit(...)"))?;
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
@@ -504,9 +458,7 @@ fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::R
 fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<ProvisionArgs> {
     let mut provision = ProvisionArgs::default();
     parse_list(input, errors, |input| {
-        let duplicate = |span: Span, name: &str| {
-            syn::Error::new(span, format!("expected only a single `{name}` argument in `provision(...)`"))
-        };
+        const WITHIN: Option<&str> = Some("provision(...)");
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::partitions) {
             let key = input.parse::<kw::partitions>()?;
@@ -517,9 +469,7 @@ fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn:
             if !(1..=10_000).contains(&n) {
                 return Err(syn::Error::new(lit.span(), hint));
             }
-            if provision.partitions.replace(n).is_some() {
-                return Err(duplicate(key.span, "partitions"));
-            }
+            set_once(&mut provision.partitions, n, key.span, "partitions", WITHIN)?;
         } else if lookahead.peek(kw::retention) {
             let key = input.parse::<kw::retention>()?;
             input.parse::<Token![=]>()?;
@@ -527,9 +477,7 @@ fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn:
             if ms == 0 {
                 return Err(syn::Error::new(span, "`retention` must be longer than 0, e.g. `retention = \"7days\"`"));
             }
-            if provision.retention_ms.replace(ms).is_some() {
-                return Err(duplicate(key.span, "retention"));
-            }
+            set_once(&mut provision.retention_ms, ms, key.span, "retention", WITHIN)?;
         } else if lookahead.peek(kw::cleanup) {
             let key = input.parse::<kw::cleanup>()?;
             input.parse::<Token![=]>()?;
@@ -544,9 +492,7 @@ fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn:
                     ),
                 ));
             }
-            if provision.cleanup.replace(policy).is_some() {
-                return Err(duplicate(key.span, "cleanup"));
-            }
+            set_once(&mut provision.cleanup, policy, key.span, "cleanup", WITHIN)?;
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
@@ -577,16 +523,12 @@ fn parse_batch(input: ParseStream<'_>, span: Span, errors: &mut Vec<syn::Error>)
             if !(1..=MAX_BATCH).contains(&n) {
                 return Err(syn::Error::new(lit.span(), hint));
             }
-            if max.replace(n).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `max` argument in `batch(...)`"));
-            }
+            set_once(&mut max, n, key.span, "max", Some("batch(...)"))?;
         } else if lookahead.peek(kw::linger) {
             let key = input.parse::<kw::linger>()?;
             input.parse::<Token![=]>()?;
             let (ms, _) = parse_duration(input, "linger")?;
-            if linger.replace(ms).is_some() {
-                return Err(syn::Error::new(key.span, "expected only a single `linger` argument in `batch(...)`"));
-            }
+            set_once(&mut linger, ms, key.span, "linger", Some("batch(...)"))?;
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
@@ -646,19 +588,62 @@ fn skip_to_comma(input: ParseStream<'_>) {
     }
 }
 
-/// Mirrors `kafka_events::names::check_topic_name`.
+/// Fills an argument's slot, or fails with the one error for an argument given twice (serde_derive's
+/// `Attr::set`): "expected only a single `name` argument", followed by " in `within`" for an
+/// argument of `retry(...)`, `circuit(...)` and the other lists.
+fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, within: Option<&str>) -> syn::Result<()> {
+    if slot.is_some() {
+        let within = within.map(|w| format!(" in `{w}`")).unwrap_or_default();
+        return Err(syn::Error::new(span, format!("expected only a single `{name}` argument{within}")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// `kafka_events::names::check_topic_name`, word for word: a proc-macro crate cannot share code
+/// with the crate that re-exports it, so both check themselves against `tests/parity/names.tsv`.
 fn check_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("the topic name is empty".into());
+        return Err("topic name is empty".into());
     }
     if name == "." || name == ".." {
-        return Err(format!("`{name}` is a reserved name"));
+        return Err(format!("topic name `{name}` is reserved"));
     }
     if name.len() > 249 {
-        return Err(format!("the topic name is {} characters long; the limit is 249", name.len()));
+        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
     }
     if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("`{name}` contains `{bad}`; use only ASCII letters, digits, `.`, `_` and `-`"));
+        return Err(format!(
+            "topic name `{name}` contains `{bad}`; only ASCII letters, digits, `.`, `_` and `-` are allowed"
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row of the rules shared with the runtime (`tests/parity/names.tsv`).
+    #[test]
+    fn rules_match_the_runtime() {
+        let table = include_str!("../../tests/parity/names.tsv");
+        for row in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let mut fields = row.split('\t');
+            let (kind, input, expected) =
+                (fields.next().unwrap(), fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+            let input = match input.split_once('*') {
+                Some((unit, n)) if n.parse::<usize>().is_ok() => unit.repeat(n.parse().unwrap()),
+                _ => input.to_string(),
+            };
+            match kind {
+                "max_retries" => assert_eq!(MAX_RETRIES.to_string(), input, "MAX_RETRIES"),
+                "topic" => {
+                    let got = check_topic_name(&input).err().unwrap_or_else(|| "ok".into());
+                    assert_eq!(got, expected, "topic name {input:?}");
+                }
+                other => panic!("unknown row kind {other}"),
+            }
+        }
+    }
 }

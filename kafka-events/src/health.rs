@@ -191,7 +191,7 @@ impl Health {
             }
         }
         if uptime > policy.startup_grace {
-            for (group, health) in self.groups.iter().filter(|(g, _)| g.ends_with("-main")) {
+            for (group, health) in self.groups.iter().filter(|(g, _)| crate::names::is_main_group(g)) {
                 if health.assignments == 0 {
                     problems.push(format!(
                         "group `{group}`: no partition assigned {} after start",

@@ -1,10 +1,13 @@
-//! Names on the wire: topic suffixes, consumer group ids and header names.
+//! Names on the wire: retry and dead-letter topics, consumer group ids, `transactional.id`s,
+//! idempotency scopes and header names.
 //!
 //! Other systems read these names (dashboards, replay tools, the TypeScript services this crate
 //! replaces), so they are stable and live in this one module.
 
 /// Header names written and read by the runtime.
 pub mod header {
+    /// W3C trace context of the span that published the message (see [`trace`](crate::trace)).
+    pub const TRACEPARENT: &str = "traceparent";
     /// Unique id of a message.
     pub const MESSAGE_ID: &str = "x-message-id";
     /// Correlation id carried from a handler's input to its output.
@@ -68,9 +71,39 @@ pub const DEFAULT_DLQ_SUFFIX: &str = ".dlq";
 /// Default suffix of retry topics.
 pub const DEFAULT_RETRY_SUFFIX: &str = ".retry";
 
+/// The retry topic of `topic` (already prefixed): `<topic><retry suffix>`, `orders.retry`.
+pub fn retry_topic(topic: &str, suffix: &str) -> String {
+    format!("{topic}{suffix}")
+}
+
+/// The default dead-letter topic of `topic` (already prefixed): `<topic><dlq suffix>`,
+/// `orders.dlq`.
+pub fn dlq_topic(topic: &str, suffix: &str) -> String {
+    format!("{topic}{suffix}")
+}
+
+/// The `transactional.id` of a `transactional` handler's producer for one partition of its
+/// topic: `<service>-<topic>-<partition>`. Stable across restarts, so a new owner of the
+/// partition fences the producer of its previous owner.
+pub fn transactional_id(service: &str, topic: &str, partition: i32) -> String {
+    format!("{service}-{topic}-{partition}")
+}
+
+/// The scope of a handler's event ids in the idempotency store: `<service>/<topic>`.
+pub fn idempotency_scope(service: &str, topic: &str) -> String {
+    format!("{service}/{topic}")
+}
+
 /// Id of the main consumer group of a service: `${SERVICE_NAME}-main`.
 pub fn main_group(service: &str) -> String {
-    format!("{service}-main")
+    format!("{service}{MAIN_GROUP_SUFFIX}")
+}
+
+const MAIN_GROUP_SUFFIX: &str = "-main";
+
+/// Whether `group` is a main consumer group ([`main_group`]).
+pub fn is_main_group(group: &str) -> bool {
+    group.ends_with(MAIN_GROUP_SUFFIX)
 }
 
 /// Id of the group that consumes the retry topics: `${SERVICE_NAME}-retry`.
@@ -143,6 +176,29 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every row of the rules shared with the macro (`tests/parity/names.tsv`).
+    #[test]
+    fn rules_match_the_macros() {
+        let table = include_str!("../../tests/parity/names.tsv");
+        for row in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let mut fields = row.split('\t');
+            let (kind, input, expected) =
+                (fields.next().unwrap(), fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+            let input = match input.split_once('*') {
+                Some((unit, n)) if n.parse::<usize>().is_ok() => unit.repeat(n.parse().unwrap()),
+                _ => input.to_string(),
+            };
+            match kind {
+                "max_retries" => assert_eq!(crate::retry::MAX_RETRIES.to_string(), input, "MAX_RETRIES"),
+                "topic" => {
+                    let got = check_topic_name(&input).err().unwrap_or_else(|| "ok".into());
+                    assert_eq!(got, expected, "topic name {input:?}");
+                }
+                other => panic!("unknown row kind {other}"),
+            }
+        }
+    }
 
     #[test]
     fn topic_names() {

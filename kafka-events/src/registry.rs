@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::abi::{DlqSpec, HandlerRegistration};
 use crate::config::Config;
-use crate::names::check_topic_name;
+use crate::names::{self, check_topic_name};
 use crate::retry::{RetryMode, RetryPolicy};
 
 inventory::collect!(HandlerRegistration);
@@ -100,7 +100,7 @@ impl Topology {
             };
             let dlq_topic = match registration.dlq {
                 DlqSpec::Disabled => None,
-                DlqSpec::Default => Some(format!("{topic}{}", config.dlq_suffix())),
+                DlqSpec::Default => Some(names::dlq_topic(&topic, config.dlq_suffix())),
                 DlqSpec::Topic(custom) => Some(config.topic_name(custom)),
             };
             if let Some(dlq) = &dlq_topic {
@@ -136,8 +136,8 @@ impl Topology {
                 ));
                 continue;
             }
-            let retry_topic =
-                (retry.mode == RetryMode::Topic && retry.max > 0).then(|| format!("{topic}{}", config.retry_suffix()));
+            let retry_topic = (retry.mode == RetryMode::Topic && retry.max > 0)
+                .then(|| names::retry_topic(&topic, config.retry_suffix()));
             if let Some(retry_topic) = retry_topic.as_ref().filter(|_| topic_valid) {
                 if let Err(reason) = check_topic_name(retry_topic) {
                     problems.push(format!("{}: invalid retry topic: {reason}", registration.site()));
@@ -163,7 +163,7 @@ impl Topology {
                     name,
                     idempotency_scope: registration
                         .idempotent
-                        .then(|| crate::idempotency::scope(config.service_name(), &topic)),
+                        .then(|| names::idempotency_scope(config.service_name(), &topic)),
                     topic,
                     dlq_topic,
                     retry_topic,

@@ -4,8 +4,8 @@
 //! every message it sends — continuing the current handler's trace, or starting one — so a chain
 //! of handlers is one trace.
 
-/// The `traceparent` header.
-pub const TRACEPARENT: &str = "traceparent";
+/// The `traceparent` header ([`names::header::TRACEPARENT`](crate::names::header::TRACEPARENT)).
+pub use crate::names::header::TRACEPARENT;
 
 /// One span's W3C trace context: `00-<trace id>-<span id>-<flags>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

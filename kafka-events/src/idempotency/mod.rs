@@ -131,11 +131,6 @@ impl ClaimSlot {
     }
 }
 
-/// The scope of a handler's ids in the store: `<service>/<topic>`.
-pub(crate) fn scope(service: &str, topic: &str) -> String {
-    format!("{service}/{topic}")
-}
-
 /// A store as configured: `memory` or a PostgreSQL URL.
 pub(crate) async fn connect(setting: &IdempotencySetting) -> Result<Option<Arc<dyn IdempotencyStore>>, StoreError> {
     match setting {

@@ -57,7 +57,7 @@ fn is_fencing(error: &KafkaError) -> bool {
 
 impl Transactor {
     pub(crate) fn new(setup: &TransactionSetup, topic: &str, partition: i32, group: GroupCell) -> Self {
-        let transactional_id = format!("{}-{topic}-{partition}", setup.config.service_name());
+        let transactional_id = crate::names::transactional_id(setup.config.service_name(), topic, partition);
         Self {
             client: setup.client.clone(),
             config: setup.config.clone(),
