@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::idempotency::{setting, IdempotencySetting};
 use crate::names::{check_group_id, check_topic_name, main_group, DEFAULT_DLQ_SUFFIX, DEFAULT_RETRY_SUFFIX};
+use crate::problems::{Problem, Problems};
 use crate::retry::{Backoff, RetryMode, RetryPolicy};
 
 /// Which defaults apply and how strict validation is.
@@ -542,11 +543,7 @@ impl Config {
                 );
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        Problems::check(problems)
     }
 
     /// Where `idempotent` handlers record processed events: `memory` or a `postgres://` URL, as
@@ -1068,29 +1065,18 @@ impl ConfigProblem {
     }
 }
 
-/// The configuration is invalid; every problem is listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Every problem found.
-    pub problems: Vec<ConfigProblem>,
-}
-
-impl fmt::Display for ConfigError {
+impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration ({} problem{}):",
-            self.problems.len(),
-            if self.problems.len() == 1 { "" } else { "s" }
-        )?;
-        for p in &self.problems {
-            write!(f, "\n  - {}: {}", p.key, p.reason)?;
-        }
-        Ok(())
+        write!(f, "{}: {}", self.key, self.reason)
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl Problem for ConfigProblem {
+    const HEADING: &'static str = "invalid configuration";
+}
+
+/// The configuration is invalid; every problem is listed.
+pub type ConfigError = Problems<ConfigProblem>;
 
 #[cfg(test)]
 mod tests {

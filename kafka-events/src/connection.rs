@@ -132,9 +132,7 @@ impl Connection {
                 }
             };
             let answer = match answer {
-                Some(answer) => {
-                    answer.map_err(|e| Error::Provisioning(vec![format!("metadata request panicked: {e}")]))?
-                }
+                Some(answer) => answer.map_err(|e| Error::provisioning([format!("metadata request panicked: {e}")]))?,
                 None => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::Authentication)),
             };
             let auth = self.context.auth_failure();
@@ -210,7 +208,7 @@ impl Connection {
             for topic in topics {
                 broker
                     .create_topic(&topic.name, topic.partitions)
-                    .map_err(|e| Error::Provisioning(vec![format!("`{}`: {e}", topic.name)]))?;
+                    .map_err(|e| Error::provisioning([format!("`{}`: {e}", topic.name)]))?;
             }
             return Ok(());
         }
@@ -245,7 +243,7 @@ impl Connection {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::Provisioning(problems))
+            Err(Error::provisioning(problems))
         }
     }
 
@@ -299,13 +297,13 @@ impl Connection {
                     if let Err(e) = metadata {
                         problems.push(format!("the brokers did not answer a metadata request: {e}"));
                     }
-                    return Err(Error::Provisioning(problems));
+                    return Err(Error::provisioning(problems));
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
         })
         .await
-        .map_err(|e| Error::Provisioning(vec![format!("metadata check panicked: {e}")]))?
+        .map_err(|e| Error::provisioning([format!("metadata check panicked: {e}")]))?
     }
 }
 

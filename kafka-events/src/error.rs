@@ -3,6 +3,7 @@
 use rdkafka::error::KafkaError;
 
 use crate::config::ConfigError;
+use crate::problems::{Problem, Problems};
 use crate::registry::TopologyError;
 
 /// Why the runtime could not start or stopped with an error.
@@ -24,9 +25,9 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
-    /// Topics could not be provisioned.
-    #[error("could not provision topics:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
-    Provisioning(Vec<String>),
+    /// Topics could not be provisioned; every problem is listed.
+    #[error(transparent)]
+    Provisioning(#[from] Problems<ProvisioningProblem>),
     /// Installing the signal handlers failed.
     #[error("could not listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
@@ -72,6 +73,27 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+}
+
+/// One topic that could not be provisioned, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisioningProblem(pub String);
+
+impl std::fmt::Display for ProvisioningProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Problem for ProvisioningProblem {
+    const HEADING: &'static str = "could not provision topics";
+}
+
+impl Error {
+    /// Topics could not be provisioned, for these reasons.
+    pub(crate) fn provisioning(problems: impl IntoIterator<Item = String>) -> Self {
+        Self::Provisioning(Problems { problems: problems.into_iter().map(ProvisioningProblem).collect() })
+    }
 }
 
 /// What to check after an authentication failure: the TLS files when the TLS handshake failed

@@ -87,6 +87,7 @@ pub mod metrics;
 pub mod names;
 #[cfg(feature = "otel")]
 pub mod otel;
+pub mod problems;
 mod processor;
 pub mod publisher;
 pub mod registry;
@@ -96,10 +97,11 @@ mod sync;
 pub mod trace;
 
 pub use config::{Config, ConfigError, GroupProtocol, Profile};
-pub use error::Error;
+pub use error::{Error, ProvisioningProblem};
 pub use error_kind::ErrorKind;
 pub use handler::{BatchContext, HandlerError, MessageContext, ResultExt};
 pub use kafka_events_macros::kafka_handler;
+pub use problems::{Problem, Problems};
 pub use processor::Event;
 pub use publisher::{Delivery, PublishError, PublishOptions, Publisher};
 pub use retry::{Backoff, RetryMode, RetryPolicy};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::abi::{DlqSpec, HandlerRegistration};
 use crate::config::Config;
 use crate::names::{self, check_topic_name};
+use crate::problems::{Problem, Problems};
 use crate::retry::{RetryMode, RetryPolicy};
 
 inventory::collect!(HandlerRegistration);
@@ -176,7 +177,7 @@ impl Topology {
         if problems.is_empty() {
             Ok(Self { handlers: by_topic })
         } else {
-            Err(TopologyError { problems })
+            Err(TopologyError { problems: problems.into_iter().map(TopologyProblem).collect() })
         }
     }
 
@@ -265,29 +266,22 @@ fn selects(wanted: &str, registration: &HandlerRegistration) -> bool {
     wanted == registration.name || wanted == registration.qualified_name()
 }
 
-/// The handlers in this program do not form a valid topology.
+/// One problem of the handler topology, naming the handler's site (module path, file and line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopologyError {
-    /// Every problem found, each naming the handler's site (module path, file and line).
-    pub problems: Vec<String>,
-}
+pub struct TopologyProblem(pub String);
 
-impl fmt::Display for TopologyError {
+impl fmt::Display for TopologyProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid handler topology ({} problem{}):",
-            self.problems.len(),
-            if self.problems.len() == 1 { "" } else { "s" }
-        )?;
-        for problem in &self.problems {
-            write!(f, "\n  - {problem}")?;
-        }
-        Ok(())
+        f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for TopologyError {}
+impl Problem for TopologyProblem {
+    const HEADING: &'static str = "invalid handler topology";
+}
+
+/// The handlers in this program do not form a valid topology; every problem is listed.
+pub type TopologyError = Problems<TopologyProblem>;
 
 #[cfg(test)]
 mod tests {
@@ -348,7 +342,7 @@ mod tests {
         let config = Config::development("svc").with_handlers(["b", "nope"]);
         let err = Topology::build(&[&A, &B], &config).unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
-        assert!(err.problems[0].contains("handler `nope` is selected"), "{err}");
+        assert!(err.problems[0].0.contains("handler `nope` is selected"), "{err}");
         let config = Config::development("svc").with_handlers(["app::billing::b"]);
         let topology = Topology::build(&[&A, &B], &config).unwrap();
         assert_eq!(topology.handler("orders").unwrap().name(), "app::billing::b");
