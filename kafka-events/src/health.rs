@@ -216,8 +216,9 @@ pub(crate) trait MemberProbe: Send + Sync {
     fn report(&self, health: &mut GroupHealth);
 }
 
-/// Shared, updated by the lanes and the consumer thread.
-pub(crate) struct Status {
+/// What the runtime reports about itself as it runs — stalls, rebalances, lag, members,
+/// circuits — posted by the lanes and the consumer threads; [`Health`] is a snapshot of it.
+pub(crate) struct HealthBoard {
     /// How many partitions are stalled: lets the hot path skip the lock when none is.
     stalled_count: AtomicUsize,
     stalled: Mutex<BTreeMap<(String, i32), StalledPartition>>,
@@ -228,7 +229,7 @@ pub(crate) struct Status {
     circuits: Mutex<Vec<Arc<crate::circuit::CircuitBreaker>>>,
 }
 
-impl Status {
+impl HealthBoard {
     pub(crate) fn new() -> Self {
         Self {
             stalled_count: AtomicUsize::new(0),
@@ -348,7 +349,7 @@ mod tests {
 
     #[test]
     fn an_empty_assignment_is_not_an_assignment() {
-        let status = Status::new();
+        let status = HealthBoard::new();
         status.rebalanced("svc-main", 0, false);
         let groups = status.groups.lock().unwrap().clone();
         assert_eq!(groups["svc-main"].assignments, 0);

@@ -14,12 +14,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::health::{GroupState, Health, Readiness, ReadinessPolicy, Status};
+use crate::health::{GroupState, Health, HealthBoard, Readiness, ReadinessPolicy};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 struct Shared {
-    status: Arc<Status>,
+    status: Arc<HealthBoard>,
     metrics: Arc<Metrics>,
     policy: ReadinessPolicy,
     started: Instant,
@@ -35,7 +35,7 @@ pub(crate) struct HttpServer {
 impl HttpServer {
     pub(crate) async fn start(
         addr: SocketAddr,
-        status: Arc<Status>,
+        status: Arc<HealthBoard>,
         metrics: Arc<Metrics>,
         policy: ReadinessPolicy,
     ) -> Result<Self, Error> {

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::consumer::{GroupMember, MemberSpec};
 use crate::error::Error;
-use crate::health::{Health, Status};
+use crate::health::{Health, HealthBoard};
 use crate::http::HttpServer;
 use crate::metrics::Metrics;
 use crate::names::{main_group, retry_group};
@@ -57,7 +57,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
     connection.ensure_topics(&config, &topology.topic_plans(&config)).await?;
 
     let metrics = Arc::new(Metrics::new());
-    let status = Arc::new(Status::new());
+    let status = Arc::new(HealthBoard::new());
     let instruments: HashMap<String, Instruments> = topology
         .handlers()
         .map(|h| {
@@ -122,7 +122,7 @@ pub struct Runtime {
     config: Config,
     connection: Arc<Connection>,
     topology: Arc<Topology>,
-    status: Arc<Status>,
+    status: Arc<HealthBoard>,
     metrics: Arc<Metrics>,
     members: Vec<GroupMember>,
     http: Option<HttpServer>,

@@ -18,12 +18,12 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::TopicPartitionList;
 
 use super::context::GroupContext;
-use super::lanes::Tp;
+use super::lanes::TopicPartition;
 use crate::sync::lock;
 
 /// Commits `offsets`, waits for the broker's answer, counts it and, when it succeeded, records
 /// it with the lanes. Callers hold the member's commit gate.
-pub(crate) fn commit(consumer: &BaseConsumer<GroupContext>, offsets: &[(Tp, i64)]) -> KafkaResult<()> {
+pub(crate) fn commit(consumer: &BaseConsumer<GroupContext>, offsets: &[(TopicPartition, i64)]) -> KafkaResult<()> {
     let context = consumer.context();
     let mut list = TopicPartitionList::new();
     for ((topic, partition), offset) in offsets {
@@ -90,7 +90,7 @@ fn during_rebalance(error: &KafkaError) -> bool {
 }
 
 /// `topic[partition]@offset, ...`, for the log.
-pub(crate) struct OffsetList<'a>(pub(crate) &'a [(Tp, i64)]);
+pub(crate) struct OffsetList<'a>(pub(crate) &'a [(TopicPartition, i64)]);
 
 impl std::fmt::Display for OffsetList<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

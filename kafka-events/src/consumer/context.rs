@@ -9,15 +9,15 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::commit::{commit, OffsetList};
-use super::lanes::{Lanes, Tp};
+use super::lanes::{Lanes, TopicPartition};
 use crate::connection::log_to_tracing;
-use crate::health::Status;
+use crate::health::HealthBoard;
 use crate::sync::lock;
 
 pub(crate) struct GroupContext {
     pub(crate) group: String,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
-    pub(crate) status: Arc<Status>,
+    pub(crate) status: Arc<HealthBoard>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) liveness: Arc<super::liveness::Liveness>,
     pub(crate) drain_timeout: Duration,
@@ -107,6 +107,6 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-pub(crate) fn partitions_of(list: &TopicPartitionList) -> Vec<Tp> {
+pub(crate) fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
     list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }

@@ -17,8 +17,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::lanes::{Lanes, Tp};
-use crate::health::{PartitionLag, Status};
+use super::lanes::{Lanes, TopicPartition};
+use crate::health::{HealthBoard, PartitionLag};
 use crate::sync::lock;
 
 /// How long one broker question may take.
@@ -28,7 +28,7 @@ pub(crate) struct LagMonitor {
     pub(crate) group: String,
     pub(crate) client: ClientConfig,
     pub(crate) lanes: Arc<Mutex<Lanes>>,
-    pub(crate) status: Arc<Status>,
+    pub(crate) status: Arc<HealthBoard>,
     pub(crate) interval: Duration,
     pub(crate) threshold: i64,
     pub(crate) stop: CancellationToken,
@@ -50,8 +50,8 @@ impl LagMonitor {
                 return;
             }
         };
-        let mut over: BTreeSet<Tp> = BTreeSet::new();
-        let mut progress: HashMap<Tp, (Option<i64>, Instant)> = HashMap::new();
+        let mut over: BTreeSet<TopicPartition> = BTreeSet::new();
+        let mut progress: HashMap<TopicPartition, (Option<i64>, Instant)> = HashMap::new();
         let mut next = Instant::now();
         while !self.stop.is_cancelled() {
             if Instant::now() >= next {
@@ -109,7 +109,7 @@ impl LagMonitor {
             .collect()
     }
 
-    fn report(&self, lags: &[PartitionLag], over: &mut BTreeSet<Tp>) {
+    fn report(&self, lags: &[PartitionLag], over: &mut BTreeSet<TopicPartition>) {
         for lag in lags {
             let tp = (lag.topic.clone(), lag.partition);
             let is_over = self.threshold > 0 && lag.lag > self.threshold;
@@ -125,7 +125,7 @@ impl LagMonitor {
 /// Sets `no_progress_seconds` of each partition that has lag and whose committed offset has not
 /// moved since an earlier measurement: how long it has stood still. `progress` remembers, per
 /// partition, the committed offset last seen and since when.
-fn track_progress(lags: &mut [PartitionLag], progress: &mut HashMap<Tp, (Option<i64>, Instant)>) {
+fn track_progress(lags: &mut [PartitionLag], progress: &mut HashMap<TopicPartition, (Option<i64>, Instant)>) {
     let now = Instant::now();
     let mut seen = HashMap::with_capacity(lags.len());
     for lag in lags.iter_mut() {

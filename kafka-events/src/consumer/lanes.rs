@@ -24,8 +24,8 @@ use crate::processor::Processor;
 use crate::registry::Topology;
 use crate::sync::lock;
 
-/// A topic and partition.
-pub(crate) type Tp = (String, i32);
+/// A topic and one of its partitions: the key of a lane, an offset or a pause.
+pub(crate) type TopicPartition = (String, i32);
 
 struct Lane {
     /// Batches of messages for the lane, in offset order.
@@ -52,13 +52,13 @@ pub(crate) enum Route {
     /// Held for its lane.
     Buffered,
     /// Held, and a cap is reached: pause these partitions.
-    Pause(Vec<Tp>),
+    Pause(Vec<TopicPartition>),
     /// No lane owns this partition (revoked meanwhile): dropped, the owner re-reads it.
     Unowned,
 }
 
 pub(crate) struct Lanes {
-    lanes: HashMap<Tp, Lane>,
+    lanes: HashMap<TopicPartition, Lane>,
     topology: Arc<Topology>,
     processor: Arc<Processor>,
     runtime: tokio::runtime::Handle,
@@ -97,7 +97,7 @@ impl Lanes {
     }
 
     /// The partitions this member owns now.
-    pub(crate) fn assigned(&self) -> Vec<Tp> {
+    pub(crate) fn assigned(&self) -> Vec<TopicPartition> {
         self.lanes.keys().cloned().collect()
     }
 
@@ -112,7 +112,7 @@ impl Lanes {
     }
 
     /// Starts a lane for a newly assigned partition.
-    pub(crate) fn assign(&mut self, tp: Tp) {
+    pub(crate) fn assign(&mut self, tp: TopicPartition) {
         if self.lanes.contains_key(&tp) {
             return;
         }
@@ -156,7 +156,7 @@ impl Lanes {
         };
         lane.staged.push(message);
         if self.budget.is_full(self.excused) {
-            let pause: Vec<Tp> = self
+            let pause: Vec<TopicPartition> = self
                 .lanes
                 .iter_mut()
                 .filter(|(_, lane)| !lane.paused)
@@ -189,7 +189,7 @@ impl Lanes {
     }
 
     /// Partitions whose handler's circuit has opened since the last call: they are paused.
-    pub(crate) fn circuit_pauses(&mut self) -> Vec<Tp> {
+    pub(crate) fn circuit_pauses(&mut self) -> Vec<TopicPartition> {
         self.lanes
             .iter_mut()
             .filter(|(_, lane)| !lane.paused && lane.breaker.as_ref().is_some_and(|b| b.blocks()))
@@ -207,7 +207,7 @@ impl Lanes {
 
     /// The paused partitions that have drained to half their cap, while the member has drained
     /// to half its own, and whose circuit is closed: they are resumed.
-    pub(crate) fn refill(&mut self) -> Vec<Tp> {
+    pub(crate) fn refill(&mut self) -> Vec<TopicPartition> {
         let mut resume = Vec::new();
         let cap = self.partition_cap;
         self.excused =
@@ -229,7 +229,7 @@ impl Lanes {
     }
 
     /// Offsets that advanced since they were last committed.
-    pub(crate) fn committable(&self) -> Vec<(Tp, i64)> {
+    pub(crate) fn committable(&self) -> Vec<(TopicPartition, i64)> {
         self.lanes
             .iter()
             .filter_map(|(tp, lane)| {
@@ -240,7 +240,7 @@ impl Lanes {
     }
 
     /// Records a successful commit.
-    pub(crate) fn committed(&mut self, offsets: &[(Tp, i64)]) {
+    pub(crate) fn committed(&mut self, offsets: &[(TopicPartition, i64)]) {
         for (tp, offset) in offsets {
             if let Some(lane) = self.lanes.get_mut(tp) {
                 lane.committed = lane.committed.max(Some(*offset));
@@ -251,15 +251,16 @@ impl Lanes {
     /// Stops the lanes of `partitions` (each finishes the message in hand, buffered messages are
     /// left for the next owner), waits for them up to `timeout`, and returns the offsets still to
     /// commit for them.
-    pub(crate) fn revoke(&mut self, partitions: &[Tp], timeout: Duration) -> Vec<(Tp, i64)> {
-        let stopped: Vec<(Tp, Lane)> = partitions.iter().filter_map(|tp| self.lanes.remove_entry(tp)).collect();
+    pub(crate) fn revoke(&mut self, partitions: &[TopicPartition], timeout: Duration) -> Vec<(TopicPartition, i64)> {
+        let stopped: Vec<(TopicPartition, Lane)> =
+            partitions.iter().filter_map(|tp| self.lanes.remove_entry(tp)).collect();
         stop_and_collect(stopped.iter().map(|(tp, lane)| (tp, lane)), timeout)
     }
 
     /// Shutdown: stops every lane (each finishes the message in hand), waits for them up to
     /// `timeout`, and returns the offsets still to commit. The lanes stay in the table, so a
     /// commit that fails now is tried again by the revocation that closing the consumer runs.
-    pub(crate) fn drain_all(&mut self, timeout: Duration) -> Vec<(Tp, i64)> {
+    pub(crate) fn drain_all(&mut self, timeout: Duration) -> Vec<(TopicPartition, i64)> {
         stop_and_collect(self.lanes.iter(), timeout)
     }
 }
@@ -268,7 +269,10 @@ impl Lanes {
 /// them until `timeout`, aborts those still running then (their handlers' futures are dropped:
 /// the work in hand is abandoned, never finished later), and returns their offsets not
 /// committed yet — which never pass an unfinished message.
-fn stop_and_collect<'a>(lanes: impl Iterator<Item = (&'a Tp, &'a Lane)> + Clone, timeout: Duration) -> Vec<(Tp, i64)> {
+fn stop_and_collect<'a>(
+    lanes: impl Iterator<Item = (&'a TopicPartition, &'a Lane)> + Clone,
+    timeout: Duration,
+) -> Vec<(TopicPartition, i64)> {
     for (_, lane) in lanes.clone() {
         lane.cancel.cancel();
     }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GroupProtocol};
 use crate::error::Error;
-use crate::health::Status;
+use crate::health::HealthBoard;
 use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::registry::Topology;
@@ -34,7 +34,7 @@ use crate::sync::lock;
 use budget::Budget;
 use commit::{commit, Committer};
 use context::GroupContext;
-use lanes::{Lanes, Route, Tp};
+use lanes::{Lanes, Route, TopicPartition};
 use liveness::Liveness;
 
 /// A running group member. Dropping it does not stop it: call [`GroupMember::stop`].
@@ -54,7 +54,7 @@ pub(crate) struct MemberSpec {
     pub client: ClientConfig,
     pub topology: Arc<Topology>,
     pub processor: Arc<Processor>,
-    pub status: Arc<Status>,
+    pub status: Arc<HealthBoard>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -246,7 +246,7 @@ impl PollLoop {
         self.shut_down();
     }
 
-    fn set_paused(&self, partitions: &[Tp], pause: bool) {
+    fn set_paused(&self, partitions: &[TopicPartition], pause: bool) {
         let mut list = TopicPartitionList::new();
         for (topic, partition) in partitions {
             list.add_partition(topic, *partition);

@@ -10,7 +10,7 @@ use crate::names::header;
 
 /// Why and where a message is dead-lettered.
 #[derive(Debug, Clone)]
-pub(crate) struct DeadLetter<'a> {
+pub(crate) struct DeadLetterCause<'a> {
     pub kind: ErrorKind,
     pub reason: &'a str,
     pub attempts: u32,
@@ -20,7 +20,7 @@ pub(crate) struct DeadLetter<'a> {
 /// The headers of the dead-letter copy of `message`: its own headers (minus any diagnostic
 /// headers from an earlier trip through a retry or dead-letter topic) followed by the diagnostic
 /// headers. The original coordinates survive a trip through the retry topic.
-pub(crate) fn dead_letter_headers(message: &OwnedMessage, letter: &DeadLetter<'_>) -> OwnedHeaders {
+pub(crate) fn dead_letter_headers(message: &OwnedMessage, letter: &DeadLetterCause<'_>) -> OwnedHeaders {
     diagnostics(letter, message, |added| republished_headers(message, added))
 }
 
@@ -28,7 +28,7 @@ pub(crate) fn dead_letter_headers(message: &OwnedMessage, letter: &DeadLetter<'_
 /// than the producer or broker accepts: only the diagnostic headers, and
 /// `x-dlq-payload-omitted` saying `why`. (The record itself carries no value, no original
 /// headers, and the key only when it is small.)
-pub(crate) fn payload_omitted_headers(message: &OwnedMessage, letter: &DeadLetter<'_>, why: &str) -> OwnedHeaders {
+pub(crate) fn payload_omitted_headers(message: &OwnedMessage, letter: &DeadLetterCause<'_>, why: &str) -> OwnedHeaders {
     let why = bounded_reason(why);
     diagnostics(letter, message, |added| {
         let mut headers = OwnedHeaders::new_with_capacity(added.len() + 1);
@@ -41,7 +41,7 @@ pub(crate) fn payload_omitted_headers(message: &OwnedMessage, letter: &DeadLette
 
 /// Builds headers with the dead-letter diagnostics of `letter` (reason bounded).
 fn diagnostics(
-    letter: &DeadLetter<'_>,
+    letter: &DeadLetterCause<'_>,
     message: &OwnedMessage,
     build: impl FnOnce(&[(&str, &str)]) -> OwnedHeaders,
 ) -> OwnedHeaders {
@@ -83,7 +83,8 @@ mod tests {
             41,
             Some(original),
         );
-        let letter = DeadLetter { kind: ErrorKind::Decode, reason: "bad json", attempts: 1, handler: "app::on_order" };
+        let letter =
+            DeadLetterCause { kind: ErrorKind::Decode, reason: "bad json", attempts: 1, handler: "app::on_order" };
         let headers = dead_letter_headers(&message, &letter);
         let pairs: Vec<(String, String)> = headers
             .iter()
@@ -109,7 +110,7 @@ mod tests {
             .insert(Header { key: header::RETRY_ATTEMPT, value: Some("2") });
         let message =
             OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 99, Some(retried));
-        let letter = DeadLetter { kind: ErrorKind::RetriesExhausted, reason: "x", attempts: 3, handler: "h" };
+        let letter = DeadLetterCause { kind: ErrorKind::RetriesExhausted, reason: "x", attempts: 3, handler: "h" };
         let headers = dead_letter_headers(&message, &letter);
         let values: Vec<(String, String)> = headers
             .iter()

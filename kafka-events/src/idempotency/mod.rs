@@ -22,6 +22,12 @@
 //! The store is chosen by `KAFKA_IDEMPOTENCY_STORE` (`memory`, or a `postgres://` URL with the
 //! `postgres` feature) or [`Config::with_idempotency_store`](crate::Config::with_idempotency_store);
 //! a topology with an idempotent handler and no store fails at start-up.
+//!
+//! The claim types, from the store outwards: a store's [`claim`](IdempotencyStore::claim)
+//! returns a [`Claim`] (which ids are fresh) holding a [`PendingClaim`] (what commits or aborts
+//! it: a database transaction, or reserved ids in memory); while the handler runs, the pending
+//! claim sits in a `ClaimSlot` its context shares with the processor, so the handler can write
+//! through the same transaction ([`DbTransaction`] with PostgreSQL).
 
 mod memory;
 #[cfg(feature = "postgres")]

@@ -1,5 +1,11 @@
 //! The one processor every handler shares: decode → validate → handler → outcome, then the
 //! outcome's side effect (retry wait, dead-letter publish, stall) until the message is finished.
+//!
+//! Its result types, in the order a message meets them: an attempt ends in an `Attempt` (the
+//! handler's result, how long it ran, whether it was a duplicate), whose error is a
+//! [`Failure`](outcome::Failure) (input, handler error, panic, timeout); `decide` turns it into an
+//! [`Outcome`](outcome::Outcome) (done, retry, dead-letter, stall); the message's processing
+//! ends in a [`Finish`] the offset tracker reads (finished, interrupted, or publishing).
 
 mod batch;
 mod claim;
@@ -12,7 +18,7 @@ pub use input::Event;
 #[doc(hidden)]
 pub use input::{batch_only, call_batch, decode, invoke, HandlerOutput};
 
-mod retry;
+mod retry_topic;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -28,10 +34,10 @@ use tracing::Instrument;
 use crate::abi::Invocation;
 use crate::circuit::{CircuitBreaker, Verdict};
 use crate::connection::TracingContext;
-use crate::dlq::records::{dead_letter_headers, payload_omitted_headers, DeadLetter};
+use crate::dlq::records::{dead_letter_headers, payload_omitted_headers, DeadLetterCause};
 use crate::error_kind::ErrorKind;
 use crate::handler::{HandlerError, MessageContext};
-use crate::health::Status;
+use crate::health::HealthBoard;
 use crate::idempotency::{ClaimSlot, IdempotencyStore};
 use crate::metrics::{HandlerMetrics, Metrics};
 use crate::publisher::Publisher;
@@ -66,7 +72,7 @@ pub(crate) struct Instruments {
 /// Runs messages through their handler and routes the outcome.
 pub(crate) struct Processor {
     producer: FutureProducer<TracingContext>,
-    status: Arc<Status>,
+    status: Arc<HealthBoard>,
     metrics: Arc<Metrics>,
     /// Per handler topic.
     instruments: HashMap<String, Instruments>,
@@ -96,7 +102,7 @@ impl Attempt {
 impl Processor {
     pub(crate) fn new(
         producer: FutureProducer<TracingContext>,
-        status: Arc<Status>,
+        status: Arc<HealthBoard>,
         metrics: Arc<Metrics>,
         instruments: HashMap<String, Instruments>,
         store: Option<Arc<dyn IdempotencyStore>>,
@@ -170,7 +176,7 @@ impl Processor {
         if from_retry_topic {
             // A retried message: wait until it is due (the lane waits, not the handler; the poll
             // thread keeps polling and pauses this partition once its buffer is full).
-            let (retry, due) = retry::schedule_of(message);
+            let (retry, due) = retry_topic::schedule_of(message);
             attempt = retry + 1;
             if let Some(due) = due {
                 let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
@@ -226,13 +232,13 @@ impl Processor {
                             topic: retry_topic.to_string(),
                             what: "retry record",
                             with_payload: true,
-                            headers: retry::retry_headers(message, attempt, delay, &reason),
+                            headers: retry_topic::retry_headers(message, attempt, delay, &reason),
                             counts_as: None,
                         }];
                         // A retry record too large to publish cannot be retried: dead-letter it.
                         if let Some(dlq) = handler.dlq_topic.as_deref() {
                             let reason = format!("{reason}; its retry record was larger than the producer or broker accepts, so it was dead-lettered instead of retried");
-                            let letter = DeadLetter {
+                            let letter = DeadLetterCause {
                                 kind: ErrorKind::Undeliverable,
                                 reason: &reason,
                                 attempts: attempt,
@@ -420,7 +426,7 @@ impl Processor {
         instruments.metrics.as_ref().inspect(|m| m.dead_lettered(kind.as_str()));
         let reason = crate::headers::bounded_reason(reason);
         tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
-        let letter = DeadLetter { kind, reason: &reason, attempts, handler: handler.name() };
+        let letter = DeadLetterCause { kind, reason: &reason, attempts, handler: handler.name() };
         let chain = Self::dead_letter_forms(dlq, message, &letter, None).into();
         Finish::Publishing(publish::publish_durably(
             self.producer.clone(),
@@ -438,7 +444,7 @@ impl Processor {
     fn dead_letter_forms(
         dlq: &str,
         message: &OwnedMessage,
-        letter: &DeadLetter<'_>,
+        letter: &DeadLetterCause<'_>,
         counts_as: Option<(HandlerMetrics, ErrorKind)>,
     ) -> [Outgoing; 2] {
         let origin = crate::headers::origin(message);

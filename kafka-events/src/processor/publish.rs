@@ -24,7 +24,7 @@ use tracing::Instrument;
 use super::{wait, Finish, Publishing};
 use crate::connection::TracingContext;
 use crate::error_kind::ErrorKind;
-use crate::health::Status;
+use crate::health::HealthBoard;
 use crate::metrics::{HandlerMetrics, Metrics};
 
 /// A key up to this size stays on a dead letter published without its payload (it keeps the
@@ -80,7 +80,7 @@ pub(crate) fn refusal(error: &KafkaError) -> Option<Refusal> {
 /// (the offset then stays unfinished and the message is redelivered).
 pub(crate) fn publish_durably(
     producer: FutureProducer<TracingContext>,
-    status: Arc<Status>,
+    status: Arc<HealthBoard>,
     metrics: Arc<Metrics>,
     message: &OwnedMessage,
     chain: Vec<Outgoing>,
