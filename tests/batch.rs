@@ -1,6 +1,8 @@
 //! Batch handlers against a real broker: invalid messages dead-lettered on their own, the rest
 //! handled in batches of at most `max`, per-key order kept across batches, offsets committed;
-//! a failing batch retried as a whole, then dead-lettered event by event.
+//! a failing batch retried as a whole, then dead-lettered event by event; what a batch call
+//! publishes carries the batch's trace and correlation id when its events share one, a trace of
+//! its own and no correlation id otherwise.
 
 mod common;
 
@@ -9,8 +11,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{
-    brokers, calls, config, create_topic, header, key, produce_many, producer, read_to_end, read_topic, record_call,
-    unique, wait_committed, wait_for,
+    brokers, calls, config, create_topic, header, key, produce_many, produce_records, producer, read_to_end,
+    read_topic, record_call, unique, wait_committed, wait_for,
 };
 use kafka_events::names::header as h;
 use kafka_events::prelude::*;
@@ -215,4 +217,67 @@ async fn a_failed_batch_is_retried_whole_then_dead_lettered_event_by_event() {
     let outcome: BTreeSet<String> = succeeded.iter().map(|s| s.to_string()).chain(dead_ids.iter().cloned()).collect();
     assert_eq!(outcome, all, "every event has exactly one outcome");
     assert_eq!(succeeded.len() + dead_ids.len(), EVENTS);
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Summary {
+    ids: Vec<String>,
+}
+
+#[kafka_handler(topic = "forwarded", batch(max = 10, linger = "200ms"), dlq)]
+async fn summarise(events: Vec<Reading>, ctx: BatchContext) -> Result<(), HandlerError> {
+    BATCH_SIZES.lock().unwrap().push((ctx.topic().to_string(), events.len()));
+    for (event, message) in events.iter().zip(ctx.messages()) {
+        record_call(message, &event.id(), true);
+    }
+    let publisher = ctx.messages()[0].publisher().expect("a publisher");
+    publisher.publish("summaries", &Summary { ids: events.iter().map(Reading::id).collect() }).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_publishes_in_its_events_trace_and_correlation_when_they_share_one() {
+    use kafka_events::trace::TraceContext;
+    let run = unique("batchtrace");
+    let topic = format!("{run}.forwarded");
+    create_topic(&topic, 1).await;
+    create_topic(&format!("{topic}.dlq"), 1).await;
+    create_topic(&format!("{run}.summaries"), 1).await;
+    let shared = TraceContext::new_root();
+    let record = |i: usize, correlation: String, traceparent: String| {
+        let reading = Reading { sensor: format!("s{i}"), seq: i as u64, value: 1.0 };
+        let headers = vec![(h::CORRELATION_ID.to_string(), correlation), ("traceparent".to_string(), traceparent)];
+        (reading.id(), serde_json::to_vec(&reading).unwrap(), headers)
+    };
+    // Ten events of one trace and one correlation id, then ten of ten traces and ids.
+    let mut records: Vec<_> = (0..10).map(|i| record(i, "corr-shared".into(), shared.child().traceparent())).collect();
+    records.extend((10..20).map(|i| record(i, format!("corr-{i}"), TraceContext::new_root().traceparent())));
+    // Produced before the runtime starts, so batches are cut by `max` in offset order.
+    produce_records(&producer(), &topic, &records).await;
+    let runtime = kafka_events::runtime::launch(config(&run, &["summarise"])).await.expect("launch");
+    wait_committed(&format!("{run}-svc-main"), &topic, 1, Duration::from_secs(60)).await;
+    runtime.shutdown().await.expect("shutdown");
+
+    let handled: BTreeSet<String> = calls(&topic).into_iter().map(|c| c.id).collect();
+    assert_eq!(handled.len(), 20, "every event handled once");
+    let summaries = read_topic(&format!("{run}.summaries"), sizes(&topic).len());
+    assert_eq!(summaries.len(), sizes(&topic).len(), "one summary per call");
+    let input_traces: BTreeSet<String> =
+        records.iter().map(|r| TraceContext::parse(&r.2[1].1).unwrap().trace_id().to_string()).collect();
+    let mut shared_batches = 0;
+    for summary in &summaries {
+        let ids = serde_json::from_slice::<Summary>(rdkafka::Message::payload(summary).unwrap()).unwrap().ids;
+        let trace = TraceContext::parse(&header(summary, "traceparent").expect("traceparent")).expect("valid");
+        let correlation = header(summary, h::CORRELATION_ID);
+        let all_shared = ids.iter().all(|id| id.split('/').nth(1).unwrap().parse::<usize>().unwrap() < 10);
+        if all_shared {
+            shared_batches += 1;
+            assert_eq!(trace.trace_id(), shared.trace_id(), "a batch of one trace publishes in it: {ids:?}");
+            assert_eq!(correlation.as_deref(), Some("corr-shared"), "{ids:?}");
+        } else {
+            assert!(!input_traces.contains(trace.trace_id()), "a mixed batch starts a trace of its own: {ids:?}");
+            assert_eq!(correlation, None, "a mixed batch's output carries no one event's correlation id: {ids:?}");
+        }
+    }
+    assert!(shared_batches >= 1, "the first ten events formed at least one batch of their own");
 }

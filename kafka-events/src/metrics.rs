@@ -98,9 +98,7 @@ impl HandlerMetrics {
     pub(crate) fn observe_call(&self, elapsed: Duration) {
         self.duration.observe(elapsed.as_secs_f64());
     }
-    pub(crate) fn processed(&self) {
-        self.processed.inc();
-    }
+    /// `n` events handled (one call of a single handler, or one batch).
     pub(crate) fn processed_many(&self, n: usize) {
         self.processed.inc_by(n as u64);
     }

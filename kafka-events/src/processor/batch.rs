@@ -19,8 +19,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::attempt::{self, Attempt};
 use super::outcome::{decide, Failure, Outcome};
-use super::{claim, context, panic_message, verdict, wait, Finish, Instruments, Processor};
+use super::{claim, context, panic_message, wait, Finish, Instruments, Processor};
 use crate::abi::{Decoded, InputError};
 use crate::handler::{BatchContext, HandlerError};
 use crate::idempotency::ClaimSlot;
@@ -45,6 +46,7 @@ impl Processor {
             last_offset = last.offset(),
             size = messages.len(),
             handler = %handler.name(),
+            trace_id = tracing::field::Empty,
         );
         self.process_batch_inner(handler, instruments, messages, cancel).instrument(span).await
     }
@@ -89,76 +91,59 @@ impl Processor {
             if valid.is_empty() {
                 break;
             }
-            // With `idempotent`: claim the batch's ids; events processed before are finished.
-            let slot = if handler.idempotency_scope.is_some() { ClaimSlot::open() } else { ClaimSlot::default() };
-            let mut run: Vec<usize> = valid.iter().map(|(i, _)| *i).collect();
-            let mut claimed = false;
-            let mut failure: Option<Failure> = None;
-            if let (Some(scope), Some(store)) = (handler.idempotency_scope.as_deref(), self.store.as_deref()) {
-                let ids: Vec<String> = valid.iter().map(|(_, id)| id.clone().unwrap_or_default()).collect();
-                match claim::claim(store, scope, &ids).await {
-                    Ok((runs, pending)) => {
-                        let duplicates = runs.iter().filter(|fresh| !**fresh).count();
-                        if duplicates > 0 {
-                            metrics.inspect(|m| m.duplicates(duplicates));
-                            tracing::debug!(duplicates, "already processed (idempotent): skipped");
-                        }
-                        // Those processed before are finished; the rest stay for this and later attempts.
-                        let mut fresh = runs.iter();
-                        valid.retain(|(i, _)| {
-                            let fresh = fresh.next().copied().unwrap_or(true);
-                            if !fresh {
-                                finishes[*i] = Some(Finish::Finished);
-                            }
-                            fresh
-                        });
-                        run = valid.iter().map(|(i, _)| *i).collect();
-                        slot.put(pending).await;
-                        claimed = true;
+            let mut run: Vec<usize> = Vec::new();
+            let once = async {
+                // With `idempotent`: claim the batch's ids; events processed before are finished.
+                let slot = if handler.idempotency_scope.is_some() { ClaimSlot::open() } else { ClaimSlot::default() };
+                let mut duplicates = 0;
+                let mut claimed = false;
+                if let (Some(scope), Some(store)) = (handler.idempotency_scope.as_deref(), self.store.as_deref()) {
+                    let ids: Vec<String> = valid.iter().map(|(_, id)| id.clone().unwrap_or_default()).collect();
+                    let (runs, pending) = match claim::claim(store, scope, &ids).await {
+                        Ok(claim) => claim,
+                        Err(error) => return Attempt::failed(Failure::Handler(HandlerError::retryable(error))),
+                    };
+                    duplicates = runs.iter().filter(|fresh| !**fresh).count();
+                    if duplicates > 0 {
+                        tracing::debug!(duplicates, "already processed (idempotent): skipped");
                     }
-                    Err(error) => failure = Some(Failure::Handler(HandlerError::retryable(error))),
+                    // Those processed before are finished; the rest stay for this and later attempts.
+                    let mut fresh = runs.iter();
+                    valid.retain(|(i, _)| {
+                        let fresh = fresh.next().copied().unwrap_or(true);
+                        if !fresh {
+                            finishes[*i] = Some(Finish::Finished);
+                        }
+                        fresh
+                    });
+                    slot.put(pending).await;
+                    claimed = true;
                 }
-            }
-            if failure.is_none() && run.is_empty() {
+                run = valid.iter().map(|(i, _)| *i).collect();
+                if run.is_empty() {
+                    if claimed {
+                        let _ = claim::settle(&slot, false).await;
+                    }
+                    return Attempt { result: Ok(()), call: None, duplicates, handled: 0 };
+                }
+                metrics.inspect(|m| m.observe_batch(run.len()));
+                let started = std::time::Instant::now();
+                let mut result = self.call_batch(handler, messages, &mut decoded, &run, attempt, &slot).await;
+                let call = Some(started.elapsed());
                 if claimed {
-                    let _ = claim::settle(&slot, false).await;
-                }
-                break;
-            }
-            let permit = match (&failure, instruments.breaker.as_deref()) {
-                (None, Some(breaker)) => match breaker.admit(cancel).await {
-                    Some(permit) => Some(permit),
-                    None => {
-                        if claimed {
-                            let _ = claim::settle(&slot, false).await;
+                    if let Err(error) = claim::settle(&slot, result.is_ok()).await {
+                        if result.is_ok() {
+                            result = Err(Failure::Handler(error));
                         }
-                        return interrupted(finishes);
-                    }
-                },
-                _ => None,
-            };
-            let mut result = match failure {
-                Some(failure) => Err(failure),
-                None => {
-                    metrics.inspect(|m| m.observe_batch(run.len()));
-                    self.call_batch(handler, instruments, messages, &mut decoded, &run, attempt, &slot).await
-                }
-            };
-            if claimed {
-                if let Err(error) = claim::settle(&slot, result.is_ok()).await {
-                    if result.is_ok() {
-                        result = Err(Failure::Handler(error));
                     }
                 }
-            }
-            if let (Some(breaker), Some(permit)) = (instruments.breaker.as_deref(), permit) {
-                breaker.record(permit, verdict(&result));
-            }
-            if let Some(metrics) = metrics {
-                match &result {
-                    Ok(()) => metrics.processed_many(run.len()),
-                    Err(failure) => metrics.failed(failure.kind_name()),
-                }
+                Attempt { result, call, duplicates, handled: run.len() }
+            };
+            let Some(Attempt { result, .. }) = attempt::admitted(instruments, cancel, once).await else {
+                return interrupted(finishes);
+            };
+            if run.is_empty() && result.is_ok() {
+                break;
             }
             match decide(result, attempt, &handler.retry, true) {
                 Outcome::Done => {
@@ -195,7 +180,6 @@ impl Processor {
     async fn call_batch(
         &self,
         handler: &BoundHandler,
-        instruments: &Instruments,
         messages: &[OwnedMessage],
         decoded: &mut [Option<Decoded>],
         run: &[usize],
@@ -226,17 +210,27 @@ impl Processor {
             Ok(future) => future,
             Err(panic) => return Err(Failure::Panic(panic_message(&*panic))),
         };
-        let started = std::time::Instant::now();
-        let result = match super::within(handler.timeout, AssertUnwindSafe(future).catch_unwind()).await {
+        // What the call publishes belongs to the batch's one trace and correlation id when all its
+        // events share one; a batch of several traces starts a trace of its own, and one of several
+        // correlation ids passes none on.
+        let batch = run.iter().map(|&i| &messages[i]);
+        let parents: Vec<_> = batch.clone().map(crate::trace::parent_of).collect();
+        let shared_trace =
+            parents.windows(2).all(|w| w[0].as_ref().map(|p| p.trace_id()) == w[1].as_ref().map(|p| p.trace_id()));
+        let trace = crate::trace::child_of(if shared_trace { parents[0].clone() } else { None });
+        let correlations: Vec<Option<&str>> = batch.map(super::correlation_of).collect();
+        let correlation = correlations.windows(2).all(|w| w[0] == w[1]).then_some(correlations[0]).flatten();
+        tracing::Span::current().record("trace_id", trace.trace_id());
+        let future = crate::publisher::with_correlation(
+            correlation.map(str::to_string),
+            crate::trace::scope(trace, AssertUnwindSafe(future).catch_unwind()),
+        );
+        match super::within(handler.timeout, future).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(error))) => Err(Failure::Handler(error)),
             Ok(Err(panic)) => Err(Failure::Panic(panic_message(&*panic))),
             Err(limit) => Err(Failure::Timeout(limit)),
-        };
-        if let Some(metrics) = &instruments.metrics {
-            metrics.observe_call(started.elapsed());
         }
-        result
     }
 }
 

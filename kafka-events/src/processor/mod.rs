@@ -7,6 +7,7 @@
 //! [`Outcome`](outcome::Outcome) (done, retry, dead-letter, stall); the message's processing
 //! ends in a [`Finish`] the offset tracker reads (finished, interrupted, or publishing).
 
+mod attempt;
 mod batch;
 mod claim;
 mod input;
@@ -42,6 +43,7 @@ use crate::idempotency::{ClaimSlot, IdempotencyStore};
 use crate::metrics::{HandlerMetrics, Metrics};
 use crate::publisher::Publisher;
 use crate::registry::BoundHandler;
+use attempt::Attempt;
 use outcome::{decide, Failure, Outcome};
 use publish::Outgoing;
 use transaction::{GroupCell, TransactionSetup, Transactor};
@@ -82,21 +84,6 @@ pub(crate) struct Processor {
     publisher: Publisher,
     /// How lanes of `transactional` handlers create their producers.
     transactions: TransactionSetup,
-}
-
-/// How one attempt went.
-struct Attempt {
-    result: Result<(), Failure>,
-    /// How long the handler ran, when it was called.
-    call: Option<Duration>,
-    /// The event was processed before (an `idempotent` handler): the handler was not called.
-    duplicate: bool,
-}
-
-impl Attempt {
-    fn failed(failure: Failure) -> Self {
-        Self { result: Err(failure), call: None, duplicate: false }
-    }
 }
 
 impl Processor {
@@ -185,36 +172,18 @@ impl Processor {
                 }
             }
         }
-        let (metrics, breaker) = (instruments.metrics.as_ref(), instruments.breaker.as_deref());
+        let metrics = instruments.metrics.as_ref();
         loop {
             span.record("attempt", attempt);
             // An open circuit holds the message here (the consumer pauses the partition).
-            let permit = match breaker {
-                Some(breaker) => match breaker.admit(cancel).await {
-                    Some(permit) => Some(permit),
-                    None => return Finish::Interrupted,
-                },
-                None => None,
+            let once = self.attempt_once(handler, message, attempt, trace, transactor);
+            let Some(Attempt { result, duplicates, .. }) = attempt::admitted(instruments, cancel, once).await else {
+                return Finish::Interrupted;
             };
-            let Attempt { result, call, duplicate } =
-                self.attempt_once(handler, message, attempt, trace, transactor).await;
-            if let (Some(breaker), Some(permit)) = (breaker, permit) {
-                breaker.record(permit, if duplicate { Verdict::Neutral } else { verdict(&result) });
-            }
-            if duplicate {
+            if duplicates > 0 {
                 tracing::debug!(attempt, "already processed (idempotent): skipped");
-                metrics.inspect(|m| m.duplicates(1));
                 self.status.clear_stall(message.topic(), message.partition());
                 return Finish::Finished;
-            }
-            if let Some(metrics) = metrics {
-                if let Some(elapsed) = call {
-                    metrics.observe_call(elapsed);
-                }
-                match &result {
-                    Ok(()) => metrics.processed(),
-                    Err(failure) => metrics.failed(failure.kind_name()),
-                }
             }
             let outcome = decide(result, attempt, &handler.retry, handler.dlq_topic.is_some());
             span.record("outcome", outcome.name());
@@ -247,14 +216,7 @@ impl Processor {
                             let counted = instruments.metrics.clone().map(|m| (m, ErrorKind::Undeliverable));
                             chain.extend(Self::dead_letter_forms(dlq, message, &letter, counted));
                         }
-                        return Finish::Publishing(publish::publish_durably(
-                            self.producer.clone(),
-                            self.status.clone(),
-                            self.metrics.clone(),
-                            message,
-                            chain,
-                            cancel,
-                        ));
+                        return self.publish(message, chain, cancel);
                     }
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "handler failed; retrying in place");
                     if !wait(delay, cancel).await {
@@ -320,7 +282,7 @@ impl Processor {
         };
         let mut outcome = self.run_handler(handler, message, attempt, trace, publisher).await;
         if let Some(transactor) = transactor {
-            if outcome.result.is_ok() && !outcome.duplicate {
+            if outcome.result.is_ok() && outcome.duplicates == 0 {
                 if let Err(error) = transactor.commit(message.topic(), message.partition(), message.offset() + 1).await
                 {
                     outcome.result = Err(if transactor.is_fenced() {
@@ -358,7 +320,8 @@ impl Processor {
                     return Attempt {
                         result: Err(Failure::Panic(panic_message(&*panic))),
                         call: Some(started.elapsed()),
-                        duplicate: false,
+                        duplicates: 0,
+                        handled: 1,
                     }
                 }
             };
@@ -378,7 +341,7 @@ impl Processor {
                         if let Err(error) = pending.abort().await {
                             tracing::debug!(%error, "releasing the claim of a duplicate");
                         }
-                        return Attempt { result: Ok(()), call: None, duplicate: true };
+                        return Attempt { result: Ok(()), call: None, duplicates: 1, handled: 0 };
                     }
                     Ok((_, pending)) => slot.put(pending).await,
                 }
@@ -387,9 +350,7 @@ impl Processor {
         };
         let started = std::time::Instant::now();
         // What the handler publishes carries this message's correlation id (or its id).
-        let correlation = crate::headers::header_str(message, crate::names::header::CORRELATION_ID)
-            .or_else(|| crate::headers::header_str(message, crate::names::header::MESSAGE_ID))
-            .map(str::to_string);
+        let correlation = correlation_of(message).map(str::to_string);
         let future = crate::publisher::with_correlation(correlation, AssertUnwindSafe(future).catch_unwind());
         let mut result = match within(handler.timeout, crate::trace::scope(trace.clone(), future)).await {
             Ok(Ok(Ok(()))) => Ok(()),
@@ -405,7 +366,7 @@ impl Processor {
                 }
             }
         }
-        Attempt { result, call, duplicate: false }
+        Attempt { result, call, duplicates: 0, handled: 1 }
     }
 
     /// Publishes `message` to its handler's DLQ with the failure's headers; the offset finishes
@@ -428,14 +389,14 @@ impl Processor {
         tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
         let letter = DeadLetterCause { kind, reason: &reason, attempts, handler: handler.name() };
         let chain = Self::dead_letter_forms(dlq, message, &letter, None).into();
-        Finish::Publishing(publish::publish_durably(
-            self.producer.clone(),
-            self.status.clone(),
-            self.metrics.clone(),
-            message,
-            chain,
-            cancel,
-        ))
+        self.publish(message, chain, cancel)
+    }
+
+    /// Publishes the first form of `chain` the broker accepts; the message finishes once it is
+    /// acknowledged (see [`publish`]).
+    fn publish(&self, message: &OwnedMessage, chain: Vec<Outgoing>, cancel: &CancellationToken) -> Finish {
+        let (producer, status, metrics) = (self.producer.clone(), self.status.clone(), self.metrics.clone());
+        Finish::Publishing(publish::publish_durably(producer, status, metrics, message, chain, cancel))
     }
 
     /// The forms of `message`'s dead letter, in the order [`publish::publish_durably`] tries
@@ -485,6 +446,13 @@ async fn within<T>(limit: Option<Duration>, future: impl std::future::Future<Out
 
 /// What an attempt tells the handler's circuit breaker: only failures a broken dependency
 /// causes (retryable errors, panics, timeouts) count against it.
+/// The correlation id what a handler publishes carries: its message's `x-correlation-id`, or
+/// else its `x-message-id`.
+fn correlation_of(message: &OwnedMessage) -> Option<&str> {
+    crate::headers::header_str(message, crate::names::header::CORRELATION_ID)
+        .or_else(|| crate::headers::header_str(message, crate::names::header::MESSAGE_ID))
+}
+
 fn verdict(result: &Result<(), Failure>) -> Verdict {
     match result {
         Ok(()) => Verdict::Success,
