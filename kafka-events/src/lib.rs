@@ -85,6 +85,7 @@ mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod names;
+mod observe;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod problems;
@@ -94,6 +95,8 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod trace;
 
 pub use config::{Config, ConfigError, GroupProtocol, Profile};

@@ -77,6 +77,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         connection.producer.clone(),
         status.clone(),
         metrics.clone(),
+        config.observer.clone(),
         instruments,
         store.clone(),
         Publisher::new(connection.producer.clone(), config.clone()),
@@ -172,6 +173,20 @@ impl Runtime {
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Creates `topic` (prefix applied) as provisioning creates handler topics, if it is missing,
+    /// and waits until the brokers know it.
+    #[cfg(feature = "testing")]
+    pub(crate) async fn ensure_topic(&self, topic: &str) -> Result<(), Error> {
+        let plan = crate::registry::TopicPlan {
+            name: self.config.topic_name(topic),
+            kind: crate::registry::TopicKind::Handler,
+            partitions: self.config.topic_partitions(),
+            retention: None,
+            cleanup: None,
+        };
+        self.connection.ensure_topics(&self.config, &[plan]).await
     }
 
     /// Waits for SIGINT (Ctrl-C) or SIGTERM, then shuts down.

@@ -149,6 +149,8 @@ pub struct Config {
     client_properties: BTreeMap<String, String>,
     enabled: bool,
     idempotency: IdempotencySetting,
+    /// Receives every message's outcome ([`testing::Harness`](crate::testing)); none otherwise.
+    pub(crate) observer: Option<crate::observe::Observer>,
     /// Problems found while reading values (e.g. an env var that is not a number), reported by
     /// `validate` together with the rest.
     read_problems: Vec<ConfigProblem>,
@@ -198,6 +200,7 @@ impl Config {
             enabled: true,
             idempotency: IdempotencySetting::None,
             read_problems: Vec::new(),
+            observer: None,
         }
     }
 

@@ -25,6 +25,7 @@ use super::{claim, context, panic_message, wait, Finish, Instruments, Processor}
 use crate::abi::{Decoded, InputError};
 use crate::handler::{BatchContext, HandlerError};
 use crate::idempotency::ClaimSlot;
+use crate::observe;
 use crate::registry::BoundHandler;
 
 impl Processor {
@@ -113,6 +114,7 @@ impl Processor {
                         let fresh = fresh.next().copied().unwrap_or(true);
                         if !fresh {
                             finishes[*i] = Some(Finish::Finished);
+                            observe::report(self.observer.as_ref(), &messages[*i], observe::Outcome::Duplicate);
                         }
                         fresh
                     });
@@ -150,6 +152,8 @@ impl Processor {
                     tracing::debug!(attempt, handled = run.len(), "batch handled");
                     for i in run {
                         finishes[i] = Some(Finish::Finished);
+                        let handled = observe::Outcome::Handled { attempts: attempt };
+                        observe::report(self.observer.as_ref(), &messages[i], handled);
                     }
                     break;
                 }

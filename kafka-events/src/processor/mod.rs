@@ -41,6 +41,7 @@ use crate::handler::{HandlerError, MessageContext};
 use crate::health::HealthBoard;
 use crate::idempotency::{ClaimSlot, IdempotencyStore};
 use crate::metrics::{HandlerMetrics, Metrics};
+use crate::observe::{self, Observer};
 use crate::publisher::Publisher;
 use crate::registry::BoundHandler;
 use attempt::Attempt;
@@ -76,6 +77,8 @@ pub(crate) struct Processor {
     producer: FutureProducer<TracingContext>,
     status: Arc<HealthBoard>,
     metrics: Arc<Metrics>,
+    /// Receives every message's final outcome (a test harness); usually none.
+    observer: Option<Observer>,
     /// Per handler topic.
     instruments: HashMap<String, Instruments>,
     /// Where `idempotent` handlers record processed events.
@@ -87,16 +90,18 @@ pub(crate) struct Processor {
 }
 
 impl Processor {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         producer: FutureProducer<TracingContext>,
         status: Arc<HealthBoard>,
         metrics: Arc<Metrics>,
+        observer: Option<Observer>,
         instruments: HashMap<String, Instruments>,
         store: Option<Arc<dyn IdempotencyStore>>,
         publisher: Publisher,
         transactions: TransactionSetup,
     ) -> Self {
-        Self { producer, status, metrics, instruments, store, publisher, transactions }
+        Self { producer, status, metrics, observer, instruments, store, publisher, transactions }
     }
 
     /// The transactional producer of a `transactional` handler's partition (`None` for other
@@ -182,6 +187,7 @@ impl Processor {
             };
             if duplicates > 0 {
                 tracing::debug!(attempt, "already processed (idempotent): skipped");
+                observe::report(self.observer.as_ref(), message, observe::Outcome::Duplicate);
                 self.status.clear_stall(message.topic(), message.partition());
                 return Finish::Finished;
             }
@@ -190,6 +196,7 @@ impl Processor {
             match outcome {
                 Outcome::Done => {
                     tracing::debug!(attempt, "handled");
+                    observe::report(self.observer.as_ref(), message, observe::Outcome::Handled { attempts: attempt });
                     self.status.clear_stall(message.topic(), message.partition());
                     return Finish::Finished;
                 }
@@ -228,6 +235,8 @@ impl Processor {
                 }
                 Outcome::Stall { kind: ErrorKind::Fenced, reason, delay } => {
                     tracing::warn!(attempt, %reason, "fenced: waiting for the rebalance that hands this partition over");
+                    let stalled = observe::Outcome::Stalled { kind: ErrorKind::Fenced, reason: reason.clone() };
+                    observe::report(self.observer.as_ref(), message, stalled);
                     self.status.stall(
                         message.topic(),
                         message.partition(),
@@ -248,6 +257,7 @@ impl Processor {
                         humantime::format_duration(delay)
                     );
                     self.status.stall(message.topic(), message.partition(), message.offset(), kind, &reason);
+                    observe::report(self.observer.as_ref(), message, observe::Outcome::Stalled { kind, reason });
                     if !wait(delay, cancel).await {
                         return Finish::Interrupted;
                     }
@@ -389,7 +399,22 @@ impl Processor {
         tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
         let letter = DeadLetterCause { kind, reason: &reason, attempts, handler: handler.name() };
         let chain = Self::dead_letter_forms(dlq, message, &letter, None).into();
-        self.publish(message, chain, cancel)
+        let publishing = self.publish(message, chain, cancel);
+        // The outcome is reported once the dead letter is acknowledged.
+        match (&self.observer, publishing) {
+            (Some(observer), Finish::Publishing(publishing)) => {
+                let (observer, at) = (observer.clone(), observe::coordinates(message));
+                let dead = observe::Outcome::DeadLettered { kind, reason: reason.to_string(), attempts };
+                Finish::Publishing(Box::pin(async move {
+                    let finish = publishing.await;
+                    if matches!(finish, Finish::Finished) {
+                        observer(at, dead);
+                    }
+                    finish
+                }))
+            }
+            (_, finish) => finish,
+        }
     }
 
     /// Publishes the first form of `chain` the broker accepts; the message finishes once it is
