@@ -174,6 +174,25 @@ impl Topology {
                 },
             );
         }
+        // A handler consuming another handler's retry or dead-letter topic would handle that
+        // handler's failures as its own events (and its retries twice).
+        for consumer in by_topic.values() {
+            for owner in by_topic.values() {
+                let kind = if owner.retry_topic.as_deref() == Some(consumer.topic.as_str()) {
+                    "retry"
+                } else if owner.dlq_topic.as_deref() == Some(consumer.topic.as_str()) && owner.topic != consumer.topic {
+                    "dead-letter"
+                } else {
+                    continue;
+                };
+                problems.push(format!(
+                    "{}: its topic `{}` is the {kind} topic of {}; give it another topic (a DLQ is read with `kafka-events dlq`, not a handler)",
+                    consumer.registration.site(),
+                    consumer.topic,
+                    owner.registration.site()
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(Self { handlers: by_topic })
         } else {
@@ -317,6 +336,21 @@ mod tests {
         assert!(text.contains("two handlers consume topic `orders`: app::orders::a (src/orders.rs:10) and app::billing::b (src/billing.rs:20)"), "{text}");
         assert!(text.contains("app::c::c (src/c.rs:30): invalid topic"), "{text}");
         assert!(text.contains("app::c::c (src/c.rs:30): retry `max = 500` exceeds"), "{text}");
+    }
+
+    static E: HandlerRegistration =
+        HandlerRegistration::new("e", "app::e", "src/e.rs", 50, "payments.retry", never);
+    static F: HandlerRegistration =
+        HandlerRegistration::new("f", "app::f", "src/f.rs", 60, "payments.dlq", never);
+
+    #[test]
+    fn a_handler_of_another_handlers_retry_or_dead_letter_topic_is_refused_naming_both() {
+        let err = Topology::build(&[&D, &E, &F], &Config::development("svc")).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 2, "{text}");
+        assert!(text.contains("app::e::e (src/e.rs:50): its topic `payments.retry` is the retry topic of app::d::d (src/d.rs:40)"), "{text}");
+        assert!(text.contains("app::f::f (src/f.rs:60): its topic `payments.dlq` is the dead-letter topic of app::d::d (src/d.rs:40)"), "{text}");
+        assert!(Topology::build(&[&D], &Config::development("svc")).is_ok());
     }
 
     #[test]
