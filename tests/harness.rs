@@ -44,6 +44,39 @@ async fn audit(_event: OrderCreated, _ctx: MessageContext) -> Result<(), Handler
     Err(HandlerError::permanent("the audit log is read-only"))
 }
 
+/// Written as many services write handlers: `anyhow`, with context.
+#[kafka_handler(topic = "lookups", retry(max = 1, initial = "10ms"), dlq)]
+async fn look_up(event: OrderCreated, _ctx: MessageContext) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let _: u32 = event.id.parse().with_context(|| format!("looking up order {}", event.id))?;
+    Ok(())
+}
+
+/// `Box<dyn Error + Send + Sync>` works too.
+#[kafka_handler(topic = "boxed", dlq)]
+async fn boxed(_event: OrderCreated, _ctx: MessageContext) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anyhow_errors_are_retryable_and_keep_their_context() {
+    let harness = Harness::start(["look_up", "boxed"]).await.expect("harness");
+    let found = harness.publish("lookups", &OrderCreated { id: "42".into(), amount: 1.0 }).await;
+    let missing = harness.publish("lookups", &OrderCreated { id: "ord-x".into(), amount: 1.0 }).await;
+    let boxed = harness.publish("boxed", &OrderCreated { id: "b".into(), amount: 1.0 }).await;
+    assert_eq!(harness.outcome(&found).await, Outcome::Handled { attempts: 1 });
+    assert_eq!(harness.outcome(&boxed).await, Outcome::Handled { attempts: 1 });
+    assert_eq!(
+        harness.outcome(&missing).await,
+        Outcome::DeadLettered {
+            kind: ErrorKind::RetriesExhausted,
+            reason: "retries exhausted after 2 attempts: looking up order ord-x: invalid digit found in string".into(),
+            attempts: 2,
+        }
+    );
+    harness.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn a_handler_is_a_function_a_unit_test_calls_with_a_built_context() {
     let ctx = testing::context("orders").key("ord-1").header("x-correlation-id", "c-1").attempt(3).build();

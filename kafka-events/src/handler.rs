@@ -110,7 +110,7 @@ impl MessageContext {
 ///
 /// | failure | classified as | why |
 /// |---|---|---|
-/// | any `std::error::Error + Send + Sync + 'static` through `?` (I/O, timeouts, database and HTTP client errors) | retryable | most errors a handler meets pass |
+/// | any `std::error::Error + Send + Sync + 'static` through `?` (I/O, timeouts, database and HTTP client errors), `anyhow::Error`, `Box<dyn Error + Send + Sync>`, or a handler returning `anyhow::Result<()>` | retryable | most errors a handler meets pass |
 /// | `.permanent()?` ([`ResultExt`]) or [`HandlerError::permanent`] | permanent | no retry can fix it: a business rule said no, data inside the event is unusable |
 /// | `.retryable()?` or [`HandlerError::retryable`] | retryable | explicit |
 /// | a panic in the handler | retryable | a bug may depend on state that changes; retries are bounded |
@@ -166,9 +166,21 @@ impl fmt::Debug for HandlerError {
     }
 }
 
+/// The error, then each of its causes not already in the text, separated by `: ` (`loading
+/// order 42: connection refused` for an `anyhow` error with context).
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.source, f)
+        let mut text = self.source.to_string();
+        let mut cause = self.source.source();
+        while let Some(error) = cause {
+            let more = error.to_string();
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = error.source();
+        }
+        f.write_str(&text)
     }
 }
 
@@ -193,9 +205,11 @@ where
     }
 }
 
+/// Every error `?` meets: any `std::error::Error + Send + Sync + 'static`, `anyhow::Error`,
+/// `Box<dyn Error + Send + Sync>`, a `String` or `&str` — all retryable.
 impl<E> From<E> for HandlerError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
 {
     fn from(error: E) -> Self {
         Self::retryable(error)

@@ -338,18 +338,26 @@ mod tests {
         assert!(text.contains("app::c::c (src/c.rs:30): retry `max = 500` exceeds"), "{text}");
     }
 
-    static E: HandlerRegistration =
-        HandlerRegistration::new("e", "app::e", "src/e.rs", 50, "payments.retry", never);
-    static F: HandlerRegistration =
-        HandlerRegistration::new("f", "app::f", "src/f.rs", 60, "payments.dlq", never);
+    static E: HandlerRegistration = HandlerRegistration::new("e", "app::e", "src/e.rs", 50, "payments.retry", never);
+    static F: HandlerRegistration = HandlerRegistration::new("f", "app::f", "src/f.rs", 60, "payments.dlq", never);
 
     #[test]
     fn a_handler_of_another_handlers_retry_or_dead_letter_topic_is_refused_naming_both() {
         let err = Topology::build(&[&D, &E, &F], &Config::development("svc")).unwrap_err();
         let text = err.to_string();
         assert_eq!(err.problems.len(), 2, "{text}");
-        assert!(text.contains("app::e::e (src/e.rs:50): its topic `payments.retry` is the retry topic of app::d::d (src/d.rs:40)"), "{text}");
-        assert!(text.contains("app::f::f (src/f.rs:60): its topic `payments.dlq` is the dead-letter topic of app::d::d (src/d.rs:40)"), "{text}");
+        assert!(
+            text.contains(
+                "app::e::e (src/e.rs:50): its topic `payments.retry` is the retry topic of app::d::d (src/d.rs:40)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "app::f::f (src/f.rs:60): its topic `payments.dlq` is the dead-letter topic of app::d::d (src/d.rs:40)"
+            ),
+            "{text}"
+        );
         assert!(Topology::build(&[&D], &Config::development("svc")).is_ok());
     }
 

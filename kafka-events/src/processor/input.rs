@@ -23,7 +23,7 @@ impl<T: DeserializeOwned + Validate + Send + 'static> Event for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the return type of a `#[kafka_handler]`",
     label = "return `Result<(), E>` where `E: Into<HandlerError>`",
-    note = "`HandlerError` and every `std::error::Error + Send + Sync + 'static` type convert into `HandlerError`"
+    note = "`HandlerError`, `anyhow::Error`, `Box<dyn Error + Send + Sync>` and every `std::error::Error + Send + Sync + 'static` type convert into `HandlerError`"
 )]
 pub trait HandlerOutput {
     /// The outcome as the processor sees it.
