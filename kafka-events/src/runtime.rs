@@ -22,13 +22,38 @@ use crate::registry::Topology;
 /// topology is invalid, listing every problem.
 ///
 /// With `KAFKA_ENABLED=false` it starts nothing, logs so, and returns `Ok(())`.
+///
+/// Unless the application installed a `tracing` subscriber first, `start` installs one, so a
+/// stalled partition, a dead letter or a refused start-up is never silent: human-readable lines
+/// on stderr (`LOG_FORMAT=json`: one JSON object per line), filtered by `RUST_LOG` (default
+/// `info,librdkafka=warn`). To opt out, install your own subscriber (or
+/// `tracing::subscriber::NoSubscriber`) before calling `start`. [`launch`] installs none.
 pub async fn start(config: Config) -> Result<(), Error> {
+    install_default_subscriber();
     match launch(config).await {
         Err(Error::Disabled) => {
             tracing::info!("Kafka is disabled (KAFKA_ENABLED=false): no consumer or producer started");
             Ok(())
         }
         result => result?.run_until_signal().await,
+    }
+}
+
+/// The default log subscriber of [`start`], unless one is installed already.
+fn install_default_subscriber() {
+    if tracing::dispatcher::has_been_set() {
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+    let stderr = std::io::stderr;
+    let installed = if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing_subscriber::fmt().json().with_current_span(true).with_env_filter(filter).with_writer(stderr).try_init()
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(stderr).try_init()
+    };
+    if installed.is_ok() {
+        tracing::debug!("installed the default log subscriber (install your own before `start` to replace it)");
     }
 }
 
@@ -44,8 +69,8 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         tracing::info!(
             handler = %handler.name(),
             topic = %handler.topic,
-            dlq = handler.dlq_topic.as_deref().unwrap_or("none (stall on exhausted retries)"),
-            retries = handler.retry.max,
+            retry = %describe_retry(handler),
+            dlq = handler.dlq_topic.as_deref().unwrap_or("none: a failing message stalls its partition"),
             "handler registered"
         );
     }
@@ -260,4 +285,17 @@ async fn wait_for_signal() -> Result<(), Error> {
     {
         tokio::signal::ctrl_c().await.map_err(Error::Signal)
     }
+}
+
+/// `3 retries, exponential 200ms..30s, through orders.retry` — how a handler retries, for the log.
+fn describe_retry(handler: &crate::registry::BoundHandler) -> String {
+    let policy = &handler.retry;
+    if policy.max == 0 {
+        return "none".into();
+    }
+    let route = handler.retry_topic.as_deref().map_or_else(|| "in place".to_string(), |t| format!("through {t}"));
+    let backoff = format!("{:?}", policy.backoff).to_lowercase();
+    let (initial, max_delay) =
+        (humantime::format_duration(policy.initial), humantime::format_duration(policy.max_delay));
+    format!("{} retries, {backoff} {initial}..{max_delay}, {route}", policy.max)
 }
