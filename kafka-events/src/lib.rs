@@ -116,7 +116,10 @@ pub use sqlx;
 
 /// The names a handler module needs: `use kafka_events::prelude::*;`.
 pub mod prelude {
-    pub use crate::{kafka_handler, BatchContext, Config, HandlerError, MessageContext, ResultExt};
+    pub use crate::{
+        kafka_handler, BatchContext, Config, HandlerError, MessageContext, PublishOptions, Publisher, ResultExt,
+        Runtime,
+    };
 }
 
 /// Used by the code `#[kafka_handler]` generates. Not a public API.
