@@ -1,5 +1,6 @@
-//! Quickstart: two typed handlers on the embedded broker (or `KAFKA_BROKERS`), fed a handful of
-//! valid, invalid and failing events; prints what happened to each one and exits.
+//! Quickstart: one typed handler on the embedded broker (or `KAFKA_BROKERS`), fed a handful of
+//! valid, flaky, invalid and rejected events; prints what happened to each one — handled, or
+//! dead-lettered with its reason, read back with `DeadLetters::peek` — and exits.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -10,11 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use kafka_events::dlq::DeadLetters;
 use kafka_events::prelude::*;
-use kafka_events::{names::header, PublishOptions};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use validator::Validate;
@@ -79,8 +77,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("published {} events; waiting for their outcomes…\n", valid.len() + bad.len());
 
     let mut outcomes: BTreeMap<String, String> = BTreeMap::new();
-    let dead_letters =
-        read_dead_letters(runtime.bootstrap_servers(), &runtime.config().topic_name("orders.created.dlq"), bad.len());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while outcomes.len() < valid.len() {
         match tokio::time::timeout_at(deadline, handled_rx.recv()).await {
@@ -90,8 +86,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => break,
         }
     }
-    for (key, reason) in dead_letters.await?? {
-        outcomes.insert(key, format!("dead-lettered: {reason}"));
+    // The dead letters, as operators read them (`kafka-events dlq peek` does the same).
+    let dlq_config = runtime.config().clone().with_brokers(runtime.bootstrap_servers());
+    let dead_letters = DeadLetters::connect(&dlq_config).await?;
+    let dlq_topic = runtime.config().topic_name("orders.created.dlq");
+    loop {
+        let letters = dead_letters.peek(&dlq_topic, 100).await?;
+        if letters.len() >= bad.len() || tokio::time::Instant::now() > deadline {
+            for letter in letters {
+                let key = letter.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+                outcomes.insert(key, format!("dead-lettered: {}", letter.reason().unwrap_or_default()));
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // a dead letter has no event to await
     }
     for (id, outcome) in &outcomes {
         println!("  {id:<14} {outcome}");
@@ -104,37 +112,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("\nall {expected} events accounted for");
     Ok(())
-}
-
-/// Reads `count` dead letters (key and `x-dlq-reason`) with a plain consumer.
-fn read_dead_letters(
-    bootstrap: &str,
-    topic: &str,
-    count: usize,
-) -> tokio::task::JoinHandle<Result<Vec<(String, String)>, String>> {
-    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "quickstart-dlq-reader")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| e.to_string())?;
-        consumer.subscribe(&[&topic]).map_err(|e| e.to_string())?;
-        let mut letters = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while letters.len() < count && std::time::Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-                let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-                let reason = message
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == header::DLQ_REASON).and_then(|h| h.value))
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                letters.push((key, reason));
-            }
-        }
-        Ok(letters)
-    })
 }
