@@ -57,6 +57,8 @@ pub(crate) struct HandlerArgs {
     pub transactional: Option<Span>,
     /// `timeout = "10s"`: the handler's time limit per call, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// A `topic` was written, even if its value was refused: no "requires a topic" follows.
+    pub topic_written: bool,
     pub errors: Vec<syn::Error>,
 }
 
@@ -111,6 +113,7 @@ impl Parse for HandlerArgs {
             batch: None,
             transactional: None,
             timeout_ms: None,
+            topic_written: false,
             errors: Vec::new(),
         };
         while !input.is_empty() {
@@ -175,8 +178,12 @@ impl HandlerArgs {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::topic) {
             let key = input.parse::<kw::topic>()?;
+            self.topic_written = true;
             input.parse::<Token![=]>()?;
-            let topic: LitStr = input.parse()?;
+            let topic = string_literal(
+                input,
+                "`topic` must be a string literal, e.g. `topic = \"orders.created\"`: the attribute registers it at compile time; for a topic per environment keep the name fixed and set `KAFKA_TOPIC_PREFIX` (e.g. `staging.`)",
+            )?;
             if let Err(reason) = check_topic_name(&topic.value()) {
                 self.errors.push(syn::Error::new(topic.span(), format!("invalid `topic`: {reason}")));
             }
@@ -194,7 +201,15 @@ impl HandlerArgs {
             let key = input.parse::<kw::dlq>()?;
             let dlq = if input.peek(Token![=]) {
                 input.parse::<Token![=]>()?;
-                let topic: LitStr = input.parse()?;
+                let hint = "write `dlq` (dead letters go to `<topic>.dlq`) or `dlq = \"topic\"` (a string literal naming the dead-letter topic)";
+                let topic = match string_literal(input, hint) {
+                    Ok(topic) => topic,
+                    Err(error) => {
+                        // Counted as given: no follow-on "needs `dlq`".
+                        self.dlq = Some(Dlq::Default);
+                        return Err(error);
+                    }
+                };
                 if let Err(reason) = check_topic_name(&topic.value()) {
                     self.errors.push(syn::Error::new(topic.span(), format!("invalid `dlq` topic: {reason}")));
                 }
@@ -578,6 +593,15 @@ fn parse_duration(input: ParseStream<'_>, name: &str) -> syn::Result<(u64, Span)
     let ms = u64::try_from(duration.as_millis())
         .map_err(|_| syn::Error::new(lit.span(), format!("`{name}` is too long")))?;
     Ok((ms, lit.span()))
+}
+
+/// A string literal, or an error spanned on whatever was written instead, saying `hint`.
+fn string_literal(input: ParseStream<'_>, hint: &str) -> syn::Result<LitStr> {
+    if input.peek(LitStr) {
+        return input.parse();
+    }
+    let written: syn::Expr = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+    Err(syn::Error::new_spanned(written, hint))
 }
 
 fn skip_to_comma(input: ParseStream<'_>) {

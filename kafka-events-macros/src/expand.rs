@@ -25,7 +25,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(error) => (None, vec![error]),
     };
     if let Some(args) = &args {
-        if args.topic.is_none() {
+        if args.topic.is_none() && !args.topic_written {
             errors.push(syn::Error::new(
                 Span::call_site(),
                 "`#[kafka_handler]` requires a topic, e.g. `#[kafka_handler(topic = \"orders.created\")]`",
@@ -77,7 +77,15 @@ fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::
             None
         }
     };
-    inputs.next();
+    if let Some(FnArg::Typed(context)) = inputs.next() {
+        if let syn::Type::Reference(reference) = &*context.ty {
+            let expected = if batch { "BatchContext" } else { "MessageContext" };
+            errors.push(syn::Error::new_spanned(
+                reference,
+                format!("take the context by value: `ctx: {expected}` (each call gets its own)"),
+            ));
+        }
+    }
     if let Some(extra) = inputs.next() {
         errors.push(syn::Error::new(
             extra.span(),

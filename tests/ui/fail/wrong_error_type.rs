@@ -5,10 +5,16 @@ struct Order {
     id: String,
 }
 
+/// Not an error type: no `std::error::Error`, no conversion into `HandlerError`.
+#[derive(Debug)]
+struct Rejected {
+    code: u16,
+}
+
 #[kafka_handler(topic = "orders")]
-async fn on_order(order: Order) -> Result<(), String> {
+async fn on_order(order: Order) -> Result<(), Rejected> {
     let _ = order.id;
-    Ok(())
+    Err(Rejected { code: 409 })
 }
 
 fn main() {}
