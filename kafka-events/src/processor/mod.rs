@@ -144,10 +144,9 @@ impl Processor {
         // With an OpenTelemetry layer, the span's own ids; else a child of the message's trace
         // (a new trace when it has none).
         #[cfg(feature = "otel")]
-        let adopted = crate::otel::adopt(&span, parent.as_ref());
+        let trace = crate::otel::adopt(&span, parent.as_ref()).unwrap_or_else(|| crate::trace::child_of(parent));
         #[cfg(not(feature = "otel"))]
-        let adopted = None;
-        let trace = adopted.unwrap_or_else(|| crate::trace::child_of(parent));
+        let trace = crate::trace::child_of(parent);
         span.record("trace_id", trace.trace_id());
         span.record("span_id", trace.span_id());
         self.process_inner(handler, instruments, message, cancel, &trace, transactor).instrument(span).await
