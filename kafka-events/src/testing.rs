@@ -36,8 +36,8 @@
 //! prefix and service name of its own, so tests in one binary run in parallel without seeing each
 //! other's messages. Each harness starts its own embedded broker in-process (or uses
 //! `KAFKA_BROKERS` when that is set) and joins its groups with the `consumer` group protocol,
-//! which has no initial rebalance delay: the three tests of this crate's `tests/harness.rs` take
-//! 0.6 s together on the embedded broker, 3.2 s on Apache Kafka.
+//! which has no initial rebalance delay: the four tests of the repository's `tests/harness.rs`
+//! take about a second together on the embedded broker, 3–4 s on Apache Kafka.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
