@@ -35,6 +35,23 @@ pub(crate) async fn with_correlation<F: std::future::Future>(correlation: Option
 
 /// Publishes events through the runtime's one idempotent producer. Cheap to clone.
 ///
+/// ```no_run
+/// # #[derive(serde::Serialize)] struct OrderCreated { id: String }
+/// # async fn example(runtime: &kafka_events::Runtime) -> Result<(), kafka_events::PublishError> {
+/// use kafka_events::PublishOptions;
+///
+/// let publisher = runtime.publisher(); // or `ctx.publisher()` inside a handler
+/// let event = OrderCreated { id: "ord-1".into() };
+/// let delivery = publisher
+///     .publish_with("orders.created", &event, PublishOptions::new().key("ord-1").header("x-tenant", "acme"))
+///     .await?; // returns once the broker acknowledged it
+/// println!("{}[{}]@{}", delivery.topic, delivery.partition, delivery.offset);
+/// # Ok(()) }
+/// ```
+///
+/// Every message gets an `x-message-id`, the `x-correlation-id` of the handler's input when
+/// published from a handler, and a `traceparent`.
+///
 /// Topic names are logical: the configured prefix is applied, as for handlers.
 #[derive(Clone)]
 pub struct Publisher {

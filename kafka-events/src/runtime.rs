@@ -144,6 +144,18 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
 
 /// A running runtime. Stop it with [`Runtime::shutdown`]; dropping it without shutting down
 /// leaves the consumer running until the process exits.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use kafka_events::Config;
+///
+/// let runtime = kafka_events::runtime::launch(Config::from_env()?).await?;
+/// let ready = runtime.health().readiness(&runtime.config().readiness_policy(), std::time::Duration::from_secs(60));
+/// println!("ready: {} {:?}; metrics:\n{}", ready.ready, ready.problems, runtime.metrics_text());
+/// tokio::signal::ctrl_c().await?;
+/// runtime.shutdown().await?; // finishes in-flight messages, commits, leaves the groups
+/// # Ok(()) }
+/// ```
 pub struct Runtime {
     config: Config,
     connection: Arc<Connection>,

@@ -71,6 +71,24 @@ impl GroupProtocol {
 /// [`Config::from_env`], adjust it with the `with_*` methods; [`Config::validate`] (called by
 /// [`runtime::start`](crate::runtime::start)) reports every problem at once.
 ///
+/// ```no_run
+/// use std::time::Duration;
+/// use kafka_events::{Config, RetryPolicy};
+///
+/// # fn example() -> Result<(), kafka_events::ConfigError> {
+/// // From the environment (and `KAFKA_EVENTS_CONFIG`'s TOML file), as in production:
+/// let from_env = Config::from_env()?;
+/// // Or built in code, each `with_*` over the profile's defaults:
+/// let config = Config::production("billing", "kafka-1:9092,kafka-2:9092")
+///     .with_topic_prefix("staging.")
+///     .with_commit_interval(Duration::from_millis(500))
+///     .with_default_retry(RetryPolicy { max: 5, ..RetryPolicy::default() })
+///     .with_http("0.0.0.0:9464".parse().unwrap())
+///     .with_consumer_property("fetch.wait.max.ms", "100");
+/// config.validate()?; // every problem at once
+/// # Ok(()) }
+/// ```
+///
 /// | variable | meaning | default |
 /// |---|---|---|
 /// | `KAFKA_EVENTS_PROFILE` | `development` or `production` | `development` |

@@ -205,6 +205,25 @@ pub struct ReplayReport {
 }
 
 /// Operations on dead-letter topics. Topic names are full names, as on the wire.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use kafka_events::dlq::{DeadLetters, ReplayOptions};
+/// use kafka_events::Config;
+///
+/// let dead_letters = DeadLetters::connect(&Config::from_env()?).await?;
+/// let stats = dead_letters.stats("orders.created.dlq", true).await?;
+/// println!("{:?}", stats.by_kind); // e.g. {"decode": 3, "retries-exhausted": 1}
+/// for letter in dead_letters.peek("orders.created.dlq", 10).await? {
+///     println!("{:?}: {:?}", letter.kind(), letter.reason());
+/// }
+/// // After the fix is deployed: republish them to their original topic.
+/// let report = dead_letters.replay("orders.created.dlq", ReplayOptions::default()).await?;
+/// println!("replayed {}, {} left", report.items.len(), report.remaining);
+/// # Ok(()) }
+/// ```
+///
+/// The same operations from a shell: `kafka-events dlq stats|peek|replay` (feature `cli`).
 pub struct DeadLetters {
     brokers: String,
     client: ClientConfig,
