@@ -78,12 +78,24 @@ fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::
         }
     };
     if let Some(FnArg::Typed(context)) = inputs.next() {
-        if let syn::Type::Reference(reference) = &*context.ty {
-            let expected = if batch { "BatchContext" } else { "MessageContext" };
-            errors.push(syn::Error::new_spanned(
+        let (expected, other) =
+            if batch { ("BatchContext", "MessageContext") } else { ("MessageContext", "BatchContext") };
+        match &*context.ty {
+            syn::Type::Reference(reference) => errors.push(syn::Error::new_spanned(
                 reference,
                 format!("take the context by value: `ctx: {expected}` (each call gets its own)"),
-            ));
+            )),
+            syn::Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == other) => {
+                errors.push(syn::Error::new_spanned(
+                    path,
+                    if batch {
+                        "a `batch` handler's context is a `BatchContext` (one `MessageContext` per event inside it): `ctx: BatchContext`"
+                    } else {
+                        "a handler's context is a `MessageContext`; `BatchContext` is for `batch(...)` handlers: `ctx: MessageContext`"
+                    },
+                ))
+            }
+            _ => {}
         }
     }
     if let Some(extra) = inputs.next() {
@@ -109,6 +121,21 @@ fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::
     element
 }
 
+/// `E` of a return type written `Result<(), E>` (any path ending in `Result` with two arguments).
+fn result_error_type(output: &ReturnType) -> Option<&syn::Type> {
+    let ReturnType::Type(_, ty) = output else { return None };
+    let syn::Type::Path(path) = &**ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match (args.args.first(), args.args.iter().nth(1), args.args.len()) {
+        (Some(syn::GenericArgument::Type(_)), Some(syn::GenericArgument::Type(error)), 2) => Some(error),
+        _ => None,
+    }
+}
+
 /// `T` of `Vec<T>` (written `Vec<T>`, `std::vec::Vec<T>` …).
 fn vec_element(ty: &syn::Type) -> Option<&syn::Type> {
     let syn::Type::Path(path) = ty else { return None };
@@ -127,8 +154,10 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
     let name = &function.sig.ident;
     let name_str = name.to_string();
     let topic = args.topic.as_ref().map(ToTokens::to_token_stream).unwrap_or_default();
-    let call = if function.sig.inputs.len() == 2 {
-        quote! { #name(event, ctx) }
+    let call = if let Some(FnArg::Typed(context)) = function.sig.inputs.iter().nth(1) {
+        // Spanned on the declared context type: a wrong one is reported there.
+        let ctx = quote_spanned! {context.ty.span()=> ctx};
+        quote! { #name(event, #ctx) }
     } else {
         quote! { { let _ = ctx; #name(event) } }
     };
@@ -144,8 +173,15 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => function.sig.span(),
     };
-    // Spanned on the declared return type: a wrong error type is reported there, once.
-    let into_result = quote_spanned! {output_span=> ::kafka_events::__private::HandlerOutput::into_handler_result };
+    // A declared `Result<(), E>` converts `E` through the public `IntoHandlerError`, spanned on
+    // `E`: a wrong error type is reported there, once, in the runtime's words. Other spellings
+    // (`anyhow::Result<()>`, aliases) go through `HandlerOutput`, spanned on the return type.
+    let into_result = match result_error_type(&function.sig.output) {
+        Some(error) => quote_spanned! {error.span()=>
+            (|result: ::core::result::Result<(), #error>| result.map_err(<#error as ::kafka_events::IntoHandlerError>::into_handler_error))
+        },
+        None => quote_spanned! {output_span=> ::kafka_events::__private::HandlerOutput::into_handler_result },
+    };
     let retry = args.retry.as_ref().map(|retry| {
         let some_u32 = |v: Option<u32>| v.map_or_else(|| quote!(::core::option::Option::None), |v| quote!(::core::option::Option::Some(#v)));
         let some_u64 = |v: Option<u64>| v.map_or_else(|| quote!(::core::option::Option::None), |v| quote!(::core::option::Option::Some(#v)));

@@ -184,6 +184,34 @@ impl fmt::Display for HandlerError {
     }
 }
 
+/// What a handler's error type `E` in `Result<(), E>` must be: [`HandlerError`], or anything
+/// that converts into `Box<dyn Error + Send + Sync>` — any `std::error::Error + Send + Sync +
+/// 'static`, `anyhow::Error`, `Box<dyn Error + Send + Sync>`, `String` — which is retryable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's error type",
+    label = "a handler returns `Result<(), E>` where `E` is `HandlerError` or an error type",
+    note = "implement `std::error::Error` for `{Self}`, return `anyhow::Error`, or return `HandlerError` (`HandlerError::permanent(..)`, `HandlerError::retryable(..)`)"
+)]
+pub trait IntoHandlerError {
+    /// The error as the processor sees it.
+    fn into_handler_error(self) -> HandlerError;
+}
+
+impl IntoHandlerError for HandlerError {
+    fn into_handler_error(self) -> HandlerError {
+        self
+    }
+}
+
+impl<E> IntoHandlerError for E
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    fn into_handler_error(self) -> HandlerError {
+        HandlerError::retryable(self)
+    }
+}
+
 /// Classifies the error of any `Result` on the spot:
 /// `repository.save(&order).await.retryable()?`, `parse_sku(&event.sku).permanent()?`.
 pub trait ResultExt<T> {

@@ -102,7 +102,7 @@ pub mod trace;
 pub use config::{Config, ConfigError, GroupProtocol, Profile};
 pub use error::{Error, ProvisioningProblem};
 pub use error_kind::ErrorKind;
-pub use handler::{BatchContext, HandlerError, MessageContext, ResultExt};
+pub use handler::{BatchContext, HandlerError, IntoHandlerError, MessageContext, ResultExt};
 pub use kafka_events_macros::kafka_handler;
 pub use problems::{Problem, Problems};
 pub use processor::Event;
