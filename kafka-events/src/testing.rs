@@ -35,8 +35,9 @@
 //! A harness runs only the handlers it names (by fn name or `module::path::fn`), under a topic
 //! prefix and service name of its own, so tests in one binary run in parallel without seeing each
 //! other's messages. Each harness starts its own embedded broker in-process (or uses
-//! `KAFKA_BROKERS` when that is set) and joins its groups with the `consumer` group protocol,
-//! which has no initial rebalance delay: the four tests of the repository's `tests/harness.rs`
+//! `KAFKA_BROKERS` when that is set — Apache Kafka 4.0 or later, or use
+//! [`Harness::start_with`] and your own config) and joins its groups with the `consumer` group
+//! protocol, which has no initial rebalance delay: the four tests of the repository's `tests/harness.rs`
 //! take about a second together on the embedded broker, 3–4 s on Apache Kafka.
 
 use std::collections::HashMap;
