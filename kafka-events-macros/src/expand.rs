@@ -1,5 +1,10 @@
 //! The expansion: the user's fn unchanged, a bound probe on the event type, one
-//! `inventory::submit!` — all inside `const _: () = { ... };`.
+//! `inventory::submit!` — all inside `const __kafka_events_register_<fn>: () = { ... };`.
+//!
+//! The const is named (not `_`) so that the attribute on an associated fn inside an `impl` block
+//! gives one error — rustc's "cannot find function `<fn>`", spanned on the fn's name — instead of
+//! a second one about `_` not being a valid associated-const name. A proc macro cannot see
+//! whether it sits in an `impl` block, so the message cannot be ours (README "Not yet").
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -273,12 +278,13 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
             )
         }
     };
+    let register = quote::format_ident!("__kafka_events_register_{}", name);
     quote! {
         #function
 
         #[doc(hidden)]
-        #[allow(non_upper_case_globals, clippy::all)]
-        const _: () = {
+        #[allow(non_upper_case_globals, dead_code, clippy::all)]
+        const #register: () = {
             #invoke_fn
             ::kafka_events::__private::inventory::submit! {
                 ::kafka_events::__private::HandlerRegistration::new(

@@ -10,6 +10,8 @@ use proc_macro::TokenStream;
 
 /// Registers an `async fn` as the handler of a Kafka topic.
 ///
+/// The fn is a free `async fn` (at module level, not an associated fn inside an `impl` block).
+///
 /// The fn takes the event (any `T: serde::Deserialize + validator::Validate`, decoded from JSON
 /// and validated before the handler runs) and optionally a `MessageContext` (by value), and
 /// returns `Result<(), E>` where `E` converts into `HandlerError` (`HandlerError` itself, any
