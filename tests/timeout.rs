@@ -1,15 +1,17 @@
 //! Handler time limits: a call over `timeout = "..."` is cancelled (its future dropped) and
 //! counts as a retryable failure of kind `timeout`; once retries run out the message is
-//! dead-lettered with kind `timeout`. Other messages of the partition go on.
+//! dead-lettered with kind `timeout`. Other messages of the partition go on. Written with the
+//! `testing` harness, on the suite's broker.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{calls, config, create_topic, header, produce, producer, read_topic, record_call, unique, wait_for};
-use kafka_events::names::header as h;
+use common::{calls, config, create_topic, record_call, unique};
 use kafka_events::prelude::*;
+use kafka_events::testing::{Harness, Outcome};
+use kafka_events::ErrorKind;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -47,26 +49,31 @@ async fn lookup(event: Lookup, ctx: MessageContext) -> Result<(), HandlerError> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_over_its_time_limit_is_cancelled_retried_and_dead_lettered_as_a_timeout() {
     let run = unique("timeout");
-    let topic = format!("{run}.lookups");
-    create_topic(&topic, 1).await;
-    let runtime = kafka_events::runtime::launch(config(&run, &["lookup"])).await.expect("launch");
-    let producer = producer();
+    create_topic(&format!("{run}.lookups"), 1).await; // one partition: the order below is the partition's
+    let harness =
+        Harness::start_with(config(&run, &["lookup"])).await.expect("launch").with_timeout(Duration::from_secs(60));
+    let mut sent = Vec::new();
     for id in ["first", "slow-once", "always-slow", "last"] {
-        produce(&producer, &topic, id, &serde_json::to_vec(&Lookup { id: id.into() }).unwrap(), &[], None).await;
+        sent.push(harness.publish_with("lookups", &Lookup { id: id.into() }, PublishOptions::new().key(id)).await);
     }
-    wait_for(&topic, Duration::from_secs(60), |c| c.iter().any(|c| c.id == "last" && c.succeeded)).await;
-    let dead = read_topic(&format!("{topic}.dlq"), 1);
-    let metrics = runtime.metrics_text();
-    runtime.shutdown().await.expect("shutdown");
+    let mut outcomes = Vec::new();
+    for delivery in &sent {
+        outcomes.push(harness.outcome(delivery).await);
+    }
+    let metrics = harness.runtime().metrics_text();
+    harness.shutdown().await.expect("shutdown");
 
-    let done: Vec<String> = calls(&topic).into_iter().filter(|c| c.succeeded).map(|c| c.id).collect();
-    assert_eq!(done, ["first", "slow-once", "last"], "in order; the slow-once one on its second attempt");
-    assert_eq!(CANCELLED.load(Ordering::SeqCst), 3, "three calls cancelled: slow-once once, always-slow twice");
-    assert_eq!(dead.len(), 1);
-    assert_eq!(common::key(&dead[0]), "always-slow");
-    assert_eq!(header(&dead[0], h::DLQ_ERROR_KIND).as_deref(), Some("timeout"));
-    let reason = header(&dead[0], h::DLQ_REASON).unwrap();
+    let [first, slow_once, always_slow, last] = &outcomes[..] else { unreachable!() };
+    assert_eq!(*first, Outcome::Handled { attempts: 1 });
+    assert_eq!(*slow_once, Outcome::Handled { attempts: 2 }, "handled on its second attempt");
+    assert_eq!(*last, Outcome::Handled { attempts: 1 });
+    let Outcome::DeadLettered { kind, reason, attempts } = always_slow else { panic!("{always_slow:?}") };
+    assert_eq!((*kind, *attempts), (ErrorKind::Timeout, 2));
     assert!(reason.contains("longer than its time limit of 300ms"), "{reason}");
+    let done: Vec<String> =
+        calls(&format!("{run}.lookups")).into_iter().filter(|c| c.succeeded).map(|c| c.id).collect();
+    assert_eq!(done, ["first", "slow-once", "last"], "in partition order: in-place retries hold the partition");
+    assert_eq!(CANCELLED.load(Ordering::SeqCst), 3, "three calls cancelled: slow-once once, always-slow twice");
     let timeouts: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("kafka_events_messages_failed_total{") && l.contains("kind=\"timeout\""))
