@@ -82,9 +82,23 @@ async fn metrics_count_exactly_what_happened() {
     for i in 0..5 {
         sends.push((format!("junk-{i}"), b"{not json".to_vec()));
     }
+    // Messages per partition of the handler's topic, and of its retry topic (the flaky ones).
+    let mut per_partition = std::collections::BTreeMap::<i32, f64>::new();
     for (key, payload) in &sends {
-        produce(&producer, &topic, key, payload, &[], None).await;
+        let (partition, _) = produce(&producer, &topic, key, payload, &[], None).await;
+        *per_partition.entry(partition).or_default() += 1.0;
     }
+    // A handler-less publish through the runtime's publisher: 7 acknowledged, 1 refused (too large).
+    create_topic(&format!("{run}.metered.audit"), 1).await;
+    let publisher = runtime.publisher();
+    for i in 0..7 {
+        publisher.publish("metered.audit", &serde_json::json!({ "n": i })).await.expect("publish");
+    }
+    let too_large = vec![b'x'; 2_000_000];
+    publisher
+        .publish_bytes("metered.audit", &too_large, PublishOptions::new())
+        .await
+        .expect_err("over message.max.bytes");
     // 480 + 20 × 2 + 10 handler calls; the 5 undecodable messages never reach the handler.
     wait_for(&topic, Duration::from_secs(90), |calls| calls.len() >= 530).await;
     let handler = "operability::metered";
@@ -95,10 +109,11 @@ async fn metrics_count_exactly_what_happened() {
         assert_eq!(status, 200);
         let processed = sample(&text, "kafka_events_messages_processed_total", &labels);
         let dead_lettered = sample(&text, "kafka_events_messages_dead_lettered_total", &labels);
-        if processed >= 500.0 && dead_lettered >= 15.0 {
+        let consumed = sample(&text, "kafka_events_messages_consumed_total", &[]);
+        if processed >= 500.0 && dead_lettered >= 15.0 && consumed >= 535.0 {
             Ok(text)
         } else {
-            Err(format!("processed {processed}, dead-lettered {dead_lettered}"))
+            Err(format!("processed {processed}, dead-lettered {dead_lettered}, consumed {consumed}"))
         }
     })
     .await;
@@ -121,6 +136,23 @@ async fn metrics_count_exactly_what_happened() {
     assert!(sample(&text, "kafka_events_rebalances_total", &[("group", &main), ("kind", "assigned")]) >= 1.0);
     assert!(sample(&text, "kafka_events_commits_total", &[("group", &main)]) >= 1.0);
     assert!(text.contains("# TYPE kafka_events_handler_duration_seconds histogram"), "{text}");
+    // Throughput per topic and partition: each message read once its outcome is durable.
+    for (partition, sent) in &per_partition {
+        let partition = partition.to_string();
+        let consumed =
+            sample(&text, "kafka_events_messages_consumed_total", &[("topic", &topic), ("partition", &partition)]);
+        assert_eq!(consumed, *sent, "partition {partition}: {text}");
+    }
+    assert_eq!(per_partition.values().sum::<f64>(), 515.0);
+    let retry_topic = format!("{topic}.retry");
+    assert_eq!(sample(&text, "kafka_events_messages_consumed_total", &[("topic", &retry_topic)]), 20.0, "{text}");
+    // Publishes: counted, their latency observed once each, the refused one a failure.
+    let audit = [("topic", format!("{run}.metered.audit"))];
+    let audit: Vec<(&str, &str)> = audit.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(sample(&text, "kafka_events_messages_published_total", &audit), 7.0, "{text}");
+    assert_eq!(sample(&text, "kafka_events_publish_latency_seconds_count", &audit), 7.0);
+    assert!(sample(&text, "kafka_events_publish_latency_seconds_sum", &audit) > 0.0);
+    assert_eq!(sample(&text, "kafka_events_publish_failures_total", &audit), 1.0);
 }
 
 // ---------------------------------------------------------------------------------- readiness
@@ -167,6 +199,10 @@ async fn readiness_reports_the_groups_and_turns_503_when_a_partition_stalls() {
     assert!(report["problems"][0].as_str().unwrap().contains("stalled"), "{body}");
     let (live, body) = get(addr, "/health/live").await;
     assert_eq!(live, 200, "a stalled partition does not make the process dead: {body}");
+    let (_, text) = get(addr, "/metrics").await;
+    let stalled = [("topic", topic.as_str()), ("partition", "0"), ("kind", "permanent")];
+    assert_eq!(sample(&text, "kafka_events_partition_stalled", &stalled), 1.0, "{text}");
+    assert_eq!(sample(&text, "kafka_events_partition_stalled", &[]), 1.0, "no other partition is stalled: {text}");
     runtime.shutdown().await.expect("shutdown");
 }
 

@@ -18,8 +18,15 @@
 //! | `kafka_events_rebalances_total` | group, kind | partitions `assigned` / `revoked` events |
 //! | `kafka_events_commits_total`, `kafka_events_commit_failures_total` | group | offset commits |
 //! | `kafka_events_delivery_failures_total` | topic | retry or dead-letter publishes the broker refused (each is retried) |
+//! | `kafka_events_messages_consumed_total` | topic, partition | messages read whose outcome is durable (handled, skipped as a duplicate, sent to the retry topic or the DLQ): throughput per partition |
+//! | `kafka_events_partition_stalled` | topic, partition, kind | 1 while the partition is held at a failing message (see `Health::stalled`); absent otherwise |
+//! | `kafka_events_messages_published_total` | topic | messages a `Publisher` (yours, or `ctx.publisher()`) published and the broker acknowledged |
+//! | `kafka_events_publish_failures_total` | topic | `Publisher` sends that failed (refused, timed out, queue full) |
+//! | `kafka_events_publish_latency_seconds` | topic | histogram: from the `publish` call (the event's creation) to the broker's acknowledgement |
 //!
-//! `topic` is the handler's topic (also for messages read from its retry topic).
+//! `topic` is the handler's topic (also for messages read from its retry topic) in the handler
+//! metrics; the topic read (a retry topic counts apart) in `messages_consumed` and
+//! `partition_stalled`; the topic written (prefix applied) in the publish metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +77,21 @@ struct TopicLabels {
     topic: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicPartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StalledLabels {
+    topic: String,
+    partition: i32,
+    kind: String,
+}
+
 type HistogramFamily = Family<HandlerLabels, Histogram, fn() -> Histogram>;
+type TopicHistogramFamily = Family<TopicLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
     // 100 µs … ~52 s.
@@ -142,6 +163,13 @@ pub(crate) struct Metrics {
     commits: Family<GroupLabels, Counter>,
     commit_failures: Family<GroupLabels, Counter>,
     delivery_failures: Family<TopicLabels, Counter>,
+    consumed: Family<TopicPartitionLabels, Counter>,
+    stalled: Family<StalledLabels, Gauge>,
+    /// The stalled series last set, to drop partitions no longer stalled.
+    stalled_reported: std::sync::Mutex<Vec<StalledLabels>>,
+    published: Family<TopicLabels, Counter>,
+    publish_failures: Family<TopicLabels, Counter>,
+    publish_latency: TopicHistogramFamily,
 }
 
 impl Metrics {
@@ -162,6 +190,11 @@ impl Metrics {
         let commits = Family::<GroupLabels, Counter>::default();
         let commit_failures = Family::<GroupLabels, Counter>::default();
         let delivery_failures = Family::<TopicLabels, Counter>::default();
+        let consumed = Family::<TopicPartitionLabels, Counter>::default();
+        let stalled = Family::<StalledLabels, Gauge>::default();
+        let published = Family::<TopicLabels, Counter>::default();
+        let publish_failures = Family::<TopicLabels, Counter>::default();
+        let publish_latency = TopicHistogramFamily::new_with_constructor(duration_histogram as fn() -> Histogram);
         registry.register("messages_processed", "Handler calls that succeeded", processed.clone());
         registry.register("messages_failed", "Attempts that failed, by kind", failed.clone());
         registry.register("messages_retried", "Failed attempts scheduled for another try", retried.clone());
@@ -185,6 +218,20 @@ impl Metrics {
             "Retry or dead-letter publishes the broker refused (each is tried again)",
             delivery_failures.clone(),
         );
+        registry.register(
+            "messages_consumed",
+            "Messages read whose outcome is durable (handled, duplicate, retry topic or DLQ)",
+            consumed.clone(),
+        );
+        registry.register("partition_stalled", "1 while the partition is held at a failing message", stalled.clone());
+        registry.register("messages_published", "Messages a Publisher published (acknowledged)", published.clone());
+        registry.register("publish_failures", "Publisher sends that failed", publish_failures.clone());
+        registry.register_with_unit(
+            "publish_latency",
+            "From the publish call (the event's creation) to the broker's acknowledgement",
+            Unit::Seconds,
+            publish_latency.clone(),
+        );
         Self {
             registry,
             processed,
@@ -203,10 +250,31 @@ impl Metrics {
             commits,
             commit_failures,
             delivery_failures,
+            consumed,
+            stalled,
+            stalled_reported: std::sync::Mutex::default(),
+            published,
+            publish_failures,
+            publish_latency,
         }
     }
 
-    /// The handles of one handler.
+    /// The counter of messages finished on one partition (resolved once per lane).
+    pub(crate) fn consumed(&self, topic: &str, partition: i32) -> Counter {
+        self.consumed.get_or_create(&TopicPartitionLabels { topic: topic.into(), partition }).clone()
+    }
+
+    /// A `Publisher` send to `topic` ended after `elapsed`: acknowledged or failed.
+    pub(crate) fn published(&self, topic: &str, elapsed: Duration, ok: bool) {
+        let labels = TopicLabels { topic: topic.into() };
+        if ok {
+            self.published.get_or_create(&labels).inc();
+            self.publish_latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        } else {
+            self.publish_failures.get_or_create(&labels).inc();
+        }
+    }
+
     /// The counters of the handler `handler` of `topic`.
     pub(crate) fn for_handler(self: &Arc<Self>, topic: &str, handler: &str) -> HandlerMetrics {
         let labels = HandlerLabels { topic: topic.to_string(), handler: handler.to_string() };
@@ -260,6 +328,25 @@ impl Metrics {
             .collect();
         for gone in reported.iter().filter(|l| !now.contains(l)) {
             self.lag.remove(gone);
+        }
+        *reported = now;
+        drop(reported);
+        let mut reported = lock(&self.stalled_reported);
+        let now: Vec<StalledLabels> = health
+            .stalled
+            .iter()
+            .map(|stall| {
+                let labels = StalledLabels {
+                    topic: stall.topic.clone(),
+                    partition: stall.partition,
+                    kind: stall.kind.as_str().to_string(),
+                };
+                self.stalled.get_or_create(&labels).set(1);
+                labels
+            })
+            .collect();
+        for gone in reported.iter().filter(|l| !now.contains(l)) {
+            self.stalled.remove(gone);
         }
         *reported = now;
         drop(reported);

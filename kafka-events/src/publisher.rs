@@ -12,7 +12,8 @@
 //! full, `publish` waits (up to 30 s) for room instead of growing memory, then fails with
 //! `QueueFull`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::connection::TracingContext;
+use crate::metrics::Metrics;
 use crate::names::header::{CORRELATION_ID, MESSAGE_ID};
 
 tokio::task_local! {
@@ -57,6 +59,7 @@ pub(crate) async fn with_correlation<F: std::future::Future>(correlation: Option
 pub struct Publisher {
     producer: FutureProducer<TracingContext>,
     config: Config,
+    metrics: Arc<Metrics>,
 }
 
 /// Options of one published message.
@@ -119,8 +122,8 @@ pub enum PublishError {
 }
 
 impl Publisher {
-    pub(crate) fn new(producer: FutureProducer<TracingContext>, config: Config) -> Self {
-        Self { producer, config }
+    pub(crate) fn new(producer: FutureProducer<TracingContext>, config: Config, metrics: Arc<Metrics>) -> Self {
+        Self { producer, config, metrics }
     }
 
     /// Publishes `event` as JSON to `topic` and waits for the broker's acknowledgement.
@@ -146,6 +149,7 @@ impl Publisher {
         payload: &[u8],
         options: PublishOptions,
     ) -> Result<Delivery, PublishError> {
+        let created = Instant::now();
         let topic = self.config.topic_name(topic);
         let mut headers = OwnedHeaders::new_with_capacity(options.headers.len() + 1);
         for (name, value) in &options.headers {
@@ -173,7 +177,9 @@ impl Publisher {
         if let Some(partition) = options.partition {
             record = record.partition(partition);
         }
-        match self.producer.send(record, Duration::from_secs(30)).await {
+        let sent = self.producer.send(record, Duration::from_secs(30)).await;
+        self.metrics.published(&topic, created.elapsed(), sent.is_ok());
+        match sent {
             Ok(delivery) => Ok(Delivery { topic, partition: delivery.partition, offset: delivery.offset }),
             Err((source, _)) => Err(PublishError::Delivery { topic, source }),
         }

@@ -97,6 +97,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
     let transactions = crate::processor::transaction::TransactionSetup {
         client: connection.producer_config(&config),
         config: config.clone(),
+        metrics: metrics.clone(),
     };
     let processor = Arc::new(Processor::new(
         connection.producer.clone(),
@@ -105,7 +106,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         config.observer.clone(),
         instruments,
         store.clone(),
-        Publisher::new(connection.producer.clone(), config.clone()),
+        Publisher::new(connection.producer.clone(), config.clone(), metrics.clone()),
         transactions,
     ));
     let http = match config.http() {
@@ -170,7 +171,7 @@ pub struct Runtime {
 impl Runtime {
     /// A publisher sharing the runtime's producer.
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.connection.producer.clone(), self.config.clone())
+        Publisher::new(self.connection.producer.clone(), self.config.clone(), self.metrics.clone())
     }
 
     /// The current health: stalled partitions, and per consumer group its state, assignment,

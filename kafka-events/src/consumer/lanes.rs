@@ -123,7 +123,8 @@ impl Lanes {
         // Batches of held messages, so never fuller than the partition's cap.
         let (buffer, receiver) = mpsc::channel(self.partition_cap);
         let (ended_tx, ended) = std_mpsc::channel();
-        let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone())));
+        let finished = self.processor.metrics().consumed(&tp.0, tp.1);
+        let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone(), finished)));
         let cancel = CancellationToken::new();
         let breaker = self.processor.instruments(&handler.topic).breaker;
         let transactor = self.processor.transactor(&handler, tp.1, &self.group);

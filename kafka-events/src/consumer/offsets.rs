@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::budget::Budget;
 
 /// Tracks the offsets of one partition from the moment they are polled to a durable outcome.
@@ -24,11 +26,13 @@ pub(crate) struct OffsetTracker {
     held: BTreeMap<i64, bool>,
     next_after_finished: Option<i64>,
     budget: Arc<Budget>,
+    /// `kafka_events_messages_consumed_total` of this partition: one per offset finished.
+    finished: Counter,
 }
 
 impl OffsetTracker {
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
-        Self { held: BTreeMap::new(), next_after_finished: None, budget }
+    pub(crate) fn new(budget: Arc<Budget>, finished: Counter) -> Self {
+        Self { held: BTreeMap::new(), next_after_finished: None, budget, finished }
     }
 
     /// An offset was polled and is now held for its lane.
@@ -40,8 +44,9 @@ impl OffsetTracker {
 
     /// An offset's outcome is durable (handled, or its retry or dead letter acknowledged).
     pub(crate) fn finish(&mut self, offset: i64) {
-        if let Some(finished) = self.held.get_mut(&offset) {
+        if let Some(finished) = self.held.get_mut(&offset).filter(|finished| !**finished) {
             *finished = true;
+            self.finished.inc();
         }
         let mut released = 0;
         while let Some(entry) = self.held.first_entry().filter(|e| *e.get()) {
@@ -85,7 +90,7 @@ mod tests {
 
     fn tracker() -> (OffsetTracker, Arc<Budget>) {
         let budget = Arc::new(Budget::new(100));
-        (OffsetTracker::new(budget.clone()), budget)
+        (OffsetTracker::new(budget.clone(), Counter::default()), budget)
     }
 
     #[test]
@@ -124,7 +129,7 @@ mod tests {
     #[test]
     fn held_offsets_count_against_the_budget_until_finished_or_dropped() {
         let (mut a, budget) = tracker();
-        let mut b = OffsetTracker::new(budget.clone());
+        let mut b = OffsetTracker::new(budget.clone(), Counter::default());
         for o in 0..30 {
             a.begin(o);
         }

@@ -113,6 +113,11 @@ impl Processor {
             .then(|| Transactor::new(&self.transactions, &handler.topic, partition, group.clone()))
     }
 
+    /// The runtime's metrics.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The instruments of the handler of `handler_topic`.
     pub(crate) fn instruments(&self, handler_topic: &str) -> Instruments {
         self.instruments.get(handler_topic).cloned().unwrap_or_default()

@@ -32,12 +32,14 @@ pub(crate) type GroupCell = Arc<std::sync::RwLock<Option<Arc<ConsumerGroupMetada
 pub(crate) struct TransactionSetup {
     pub(crate) client: ClientConfig,
     pub(crate) config: Config,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The transactional producer of one partition's lane.
 pub(crate) struct Transactor {
     client: ClientConfig,
     config: Config,
+    metrics: Arc<crate::metrics::Metrics>,
     transactional_id: String,
     group: GroupCell,
     /// Created (and `init_transactions`ed) on first use; dropped after a fatal error, so the next
@@ -61,6 +63,7 @@ impl Transactor {
         Self {
             client: setup.client.clone(),
             config: setup.config.clone(),
+            metrics: setup.metrics.clone(),
             transactional_id,
             group,
             producer: tokio::sync::Mutex::new(None),
@@ -110,7 +113,7 @@ impl Transactor {
             *slot = None;
             return Err(error);
         }
-        Ok(Publisher::new(producer, self.config.clone()))
+        Ok(Publisher::new(producer, self.config.clone(), self.metrics.clone()))
     }
 
     /// Commits the transaction together with the input offset `next_offset` of
