@@ -21,7 +21,7 @@
 //! | `kafka_events_messages_consumed_total` | topic, partition | messages read whose outcome is durable (handled, skipped as a duplicate, sent to the retry topic or the DLQ): throughput per partition |
 //! | `kafka_events_partition_stalled` | topic, partition, kind | 1 while the partition is held at a failing message (see `Health::stalled`); absent otherwise |
 //! | `kafka_events_messages_published_total` | topic | messages a `Publisher` (yours, or `ctx.publisher()`) published and the broker acknowledged |
-//! | `kafka_events_publish_failures_total` | topic | `Publisher` sends that failed (refused, timed out, queue full) |
+//! | `kafka_events_publish_failures_total` | topic | producer sends that failed (refused, timed out, queue full): a `Publisher`'s, and the runtime's own retry and dead-letter records (those also in `delivery_failures`) |
 //! | `kafka_events_publish_latency_seconds` | topic | histogram: from the `publish` call (the event's creation) to the broker's acknowledgement |
 //!
 //! `topic` is the handler's topic (also for messages read from its retry topic) in the handler
@@ -225,7 +225,11 @@ impl Metrics {
         );
         registry.register("partition_stalled", "1 while the partition is held at a failing message", stalled.clone());
         registry.register("messages_published", "Messages a Publisher published (acknowledged)", published.clone());
-        registry.register("publish_failures", "Publisher sends that failed", publish_failures.clone());
+        registry.register(
+            "publish_failures",
+            "Producer sends that failed (a Publisher's, and retry and dead-letter records)",
+            publish_failures.clone(),
+        );
         registry.register_with_unit(
             "publish_latency",
             "From the publish call (the event's creation) to the broker's acknowledgement",
@@ -304,7 +308,9 @@ impl Metrics {
     }
 
     pub(crate) fn delivery_failed(&self, topic: &str) {
-        self.delivery_failures.get_or_create(&TopicLabels { topic: topic.into() }).inc();
+        let labels = TopicLabels { topic: topic.into() };
+        self.delivery_failures.get_or_create(&labels).inc();
+        self.publish_failures.get_or_create(&labels).inc();
     }
 
     /// The gauges (held messages, lag, circuit state), read from `health` — called at scrape
