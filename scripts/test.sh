@@ -29,16 +29,30 @@ free_port() {
   echo "$port"
 }
 
-# Java 17, Maven and openssl, from Debian's packages where missing.
+# Java 17, Maven and openssl (Kafka), promtool (the alert rules' tests) and Node.js (the
+# AsyncAPI parser), from Debian's packages where missing.
 ensure_tools() {
   local missing=()
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing ${missing[*]} (Debian packages)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# The AsyncAPI parser (npm, pinned by scripts/asyncapi/package-lock.json) that tests/deploy.rs
+# validates the generated documents with.
+ensure_asyncapi_parser() {
+  local dir=scripts/asyncapi
+  if [ ! -d "$dir/node_modules/@asyncapi/parser" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "== installing the AsyncAPI parser (npm ci in $dir)"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
   fi
 }
 
@@ -109,6 +123,7 @@ else
   ensure_tools
   scripts/kafka.sh classpath >/dev/null
 fi
+ensure_asyncapi_parser
 # The Java client (kafka-clients, on Kafka's classpath) for the interoperability tests, and the
 # script the broker-failure test starts its own three-node cluster with.
 export KAFKA_EVENTS_TEST_JAVA_CLASSPATH="$(scripts/kafka.sh classpath)"

@@ -240,6 +240,19 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         quote!(.provision(::kafka_events::__private::ProvisionSpec { partitions: #partitions, retention_ms: #retention, cleanup: #cleanup }))
     });
     let timeout = args.timeout_ms.map(|ms| quote!(.timeout(#ms)));
+    // The event type as written (`models::OrderCreated`), and its JSON Schema when it derives
+    // `schemars::JsonSchema` (autoref specialization on the concrete type: `None` otherwise).
+    let event_name = event_type.to_token_stream().to_string().replace(' ', "");
+    let event = quote! {
+        .event(::kafka_events::__private::EventSpec {
+            name: #event_name,
+            schema: || {
+                #[allow(unused_imports)]
+                use ::kafka_events::__private::{SchemaFallback as _, SchemaOf as _};
+                (&&::kafka_events::__private::SchemaProbe::<#event_type>::new()).json_schema()
+            },
+        })
+    };
     // The `T: Event` bound of `invoke` is the probe: spanned on the user's type, so rustc points
     // there and shows `Event`'s `on_unimplemented` note.
     let invoke = quote_spanned! {event_type.span()=>
@@ -304,6 +317,7 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                 #idempotent
                 #transactional
                 #timeout
+                #event
             }
         };
     }

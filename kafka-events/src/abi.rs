@@ -84,6 +84,17 @@ pub struct HandlerRegistration {
     pub(crate) transactional: bool,
     /// `timeout = "..."`: the longest one call may take, in milliseconds.
     pub(crate) timeout_ms: Option<u64>,
+    /// The event type, for the topology document.
+    pub(crate) event: Option<EventSpec>,
+}
+
+/// The event type a handler takes: its name as written in the fn's signature, and its JSON
+/// Schema when it derives `schemars::JsonSchema` (feature `schemars`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct EventSpec {
+    pub name: &'static str,
+    pub schema: crate::schema::SchemaFn,
 }
 
 /// `provision(partitions = N, retention = "...", cleanup = "...")`: how the handler's topic is
@@ -134,7 +145,14 @@ impl HandlerRegistration {
             idempotent: false,
             transactional: false,
             timeout_ms: None,
+            event: None,
         }
+    }
+
+    /// Sets the event type.
+    pub const fn event(mut self, event: EventSpec) -> Self {
+        self.event = Some(event);
+        self
     }
 
     /// Sets `timeout = "..."` (milliseconds).

@@ -1,5 +1,6 @@
-//! The HTTP endpoint (axum): `/health/live`, `/health/ready` (JSON; 503 when not ready) and
-//! `/metrics` (Prometheus text). Off unless `KAFKA_EVENTS_HTTP` is set.
+//! The HTTP endpoint (axum): `/health/live`, `/health/ready` (JSON; 503 when not ready),
+//! `/metrics` (Prometheus text), `/topology` and `/asyncapi.json` (the service's topology
+//! document, see [`describe`](crate::describe)). Off unless `KAFKA_EVENTS_HTTP` is set.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     policy: ReadinessPolicy,
     started: Instant,
+    /// `/topology` and `/asyncapi.json`, rendered once.
+    topology: Arc<str>,
+    asyncapi: Arc<str>,
 }
 
 /// A running endpoint.
@@ -38,14 +42,20 @@ impl HttpServer {
         status: Arc<HealthBoard>,
         metrics: Arc<Metrics>,
         policy: ReadinessPolicy,
+        description: &crate::describe::Description,
     ) -> Result<Self, Error> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Http { addr, source: e })?;
         let addr = listener.local_addr().map_err(|e| Error::Http { addr, source: e })?;
-        let shared = Shared { status, metrics, policy, started: Instant::now() };
+        use crate::describe::DescribeFormat;
+        let topology: Arc<str> = description.render(DescribeFormat::Json).into();
+        let asyncapi: Arc<str> = description.render(DescribeFormat::AsyncApi).into();
+        let shared = Shared { status, metrics, policy, started: Instant::now(), topology, asyncapi };
         let app = Router::new()
             .route("/health/live", get(live))
             .route("/health/ready", get(ready))
             .route("/metrics", get(serve_metrics))
+            .route("/topology", get(|State(shared): State<Shared>| async move { json_text(&shared.topology) }))
+            .route("/asyncapi.json", get(|State(shared): State<Shared>| async move { json_text(&shared.asyncapi) }))
             .with_state(shared);
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -55,7 +65,7 @@ impl HttpServer {
                 tracing::error!(%error, "HTTP endpoint failed");
             }
         });
-        tracing::info!(%addr, "HTTP endpoint: /health/live, /health/ready, /metrics");
+        tracing::info!(%addr, "HTTP endpoint: /health/live, /health/ready, /metrics, /topology, /asyncapi.json");
         Ok(Self { addr, stop, task })
     }
 
@@ -63,6 +73,11 @@ impl HttpServer {
         self.stop.cancel();
         let _ = self.task.await;
     }
+}
+
+/// A JSON document rendered once.
+fn json_text(text: &Arc<str>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text.to_string()).into_response()
 }
 
 /// The body of `/health/live` and `/health/ready`.

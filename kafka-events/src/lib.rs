@@ -74,6 +74,7 @@ pub mod circuit;
 pub mod config;
 mod connection;
 mod consumer;
+pub mod describe;
 pub mod dlq;
 pub mod embedded;
 mod error;
@@ -94,6 +95,7 @@ pub mod publisher;
 pub mod registry;
 pub mod retry;
 pub mod runtime;
+mod schema;
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -126,11 +128,12 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::abi::{
-        BatchCallFn, BatchSpec, DecodeFn, Decoded, DlqSpec, HandlerRegistration, Invocation, InvokeFn, Keyless,
-        ProvisionSpec,
+        BatchCallFn, BatchSpec, DecodeFn, Decoded, DlqSpec, EventSpec, HandlerRegistration, Invocation, InvokeFn,
+        Keyless, ProvisionSpec,
     };
     pub use crate::circuit::CircuitSpec;
     pub use crate::processor::{batch_only, call_batch, decode, invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetryMode, RetrySpec};
+    pub use crate::schema::{SchemaFallback, SchemaFn, SchemaOf, SchemaProbe};
     pub use inventory;
 }

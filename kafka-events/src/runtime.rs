@@ -21,7 +21,9 @@ use crate::registry::Topology;
 /// Fails at start-up, before touching the network, when the configuration or the handler
 /// topology is invalid, listing every problem.
 ///
-/// With `KAFKA_ENABLED=false` it starts nothing, logs so, and returns `Ok(())`.
+/// With `KAFKA_ENABLED=false` it starts nothing, logs so, and returns `Ok(())`. With
+/// `KAFKA_EVENTS_DESCRIBE=json|asyncapi` it prints the service's topology document (see
+/// [`describe`](crate::describe)) to stdout and returns `Ok(())` without connecting.
 ///
 /// Unless the application installed a `tracing` subscriber first, `start` installs one, so a
 /// stalled partition, a dead letter or a refused start-up is never silent: human-readable lines
@@ -29,6 +31,11 @@ use crate::registry::Topology;
 /// `info,librdkafka=warn`). To opt out, install your own subscriber (or
 /// `tracing::subscriber::NoSubscriber`) before calling `start`. [`launch`] installs none.
 pub async fn start(config: Config) -> Result<(), Error> {
+    if let Some(format) = config.describe() {
+        // A document on stdout, nothing else: no log subscriber, no connection.
+        println!("{}", crate::describe::describe(&config)?.render(format));
+        return Ok(());
+    }
     install_default_subscriber();
     match launch(config).await {
         Err(Error::Disabled) => {
@@ -110,7 +117,13 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         transactions,
     ));
     let http = match config.http() {
-        Some(addr) => Some(HttpServer::start(addr, status.clone(), metrics.clone(), config.readiness_policy()).await?),
+        Some(addr) => {
+            let description = crate::describe::Description::of(&topology, &config);
+            Some(
+                HttpServer::start(addr, status.clone(), metrics.clone(), config.readiness_policy(), &description)
+                    .await?,
+            )
+        }
         None => None,
     };
     let spec = |group: String, topics: Vec<String>| MemberSpec {

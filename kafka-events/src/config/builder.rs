@@ -129,6 +129,13 @@ impl Config {
         self
     }
 
+    /// Makes `runtime::start` print the topology document in `format` and return without
+    /// connecting (`KAFKA_EVENTS_DESCRIBE`).
+    pub fn with_describe(mut self, format: crate::describe::DescribeFormat) -> Self {
+        self.describe = Some(format);
+        self
+    }
+
     /// A poll thread silent for longer than this is not live.
     pub fn with_poll_timeout(mut self, timeout: Duration) -> Self {
         self.poll_timeout = timeout;

@@ -119,6 +119,7 @@ impl GroupProtocol {
 /// | `KAFKA_SSL_CA_LOCATION`, `KAFKA_SSL_CERTIFICATE_LOCATION`, `KAFKA_SSL_KEY_LOCATION`, `KAFKA_SSL_KEY_PASSWORD` | TLS files (checked to exist) | none |
 /// | `KAFKA_CONSUMER_*`, `KAFKA_PRODUCER_*`, `KAFKA_CLIENT_*` | any librdkafka property of the consumers, the producer, or every client: `KAFKA_CONSUMER_SESSION_TIMEOUT_MS=30000` sets `session.timeout.ms` | none |
 /// | `KAFKA_EVENTS_HTTP` | `host:port` of the HTTP endpoint (`/health/live`, `/health/ready`, `/metrics`); port `0` picks a free one | off |
+/// | `KAFKA_EVENTS_DESCRIBE` | `json` or `asyncapi`: `runtime::start` prints the service's topology document (see [`describe`](crate::describe)) to stdout and returns without connecting | off |
 /// | `KAFKA_EVENTS_POLL_TIMEOUT` | a poll thread silent for longer is not live (nor ready) | `60s` |
 /// | `KAFKA_EVENTS_STARTUP_GRACE` | how long the main group may have no assignment and still be ready | `60s` |
 /// | `KAFKA_CIRCUIT_FAILURES`, `KAFKA_CIRCUIT_RESET` | circuit breaker of handlers without `circuit(...)`: consecutive failed calls that open it (`0`: no breaker), and how long it stays open; `circuit(...)` fields left out take these (failures `5` when this is `0`) | `0`, `30s` |
@@ -155,6 +156,8 @@ pub struct Config {
     poll_timeout: Duration,
     startup_grace: Duration,
     lag_interval: Duration,
+    /// `KAFKA_EVENTS_DESCRIBE`: print the topology document instead of running.
+    describe: Option<crate::describe::DescribeFormat>,
     lag_threshold: i64,
     progress_timeout: Duration,
     circuit_failures: u32,
@@ -206,6 +209,7 @@ impl Config {
             poll_timeout: Duration::from_secs(60),
             startup_grace: Duration::from_secs(60),
             lag_interval: Duration::from_secs(10),
+            describe: None,
             lag_threshold: 1000,
             progress_timeout: Duration::from_secs(300),
             circuit_failures: 0,
@@ -350,6 +354,12 @@ impl Config {
         self.lag_interval
     }
 
+    /// `KAFKA_EVENTS_DESCRIBE`: the topology document `runtime::start` prints instead of
+    /// running, if any.
+    pub fn describe(&self) -> Option<crate::describe::DescribeFormat> {
+        self.describe
+    }
+
     /// Where the HTTP endpoint listens, if it is on.
     pub fn http(&self) -> Option<std::net::SocketAddr> {
         self.http
@@ -447,6 +457,7 @@ impl fmt::Debug for Config {
             .field("poll_timeout", &self.poll_timeout)
             .field("startup_grace", &self.startup_grace)
             .field("lag_interval", &self.lag_interval)
+            .field("describe", &self.describe)
             .field("lag_threshold", &self.lag_threshold)
             .field("progress_timeout", &self.progress_timeout)
             .field("circuit_failures", &self.circuit_failures)

@@ -159,6 +159,11 @@ impl Config {
                 .map(|addr| config.http = Some(addr))
                 .map_err(|_| format!("`{v}` is not a socket address like `0.0.0.0:9464`"))
         });
+        read("KAFKA_EVENTS_DESCRIBE", &mut |v| {
+            crate::describe::DescribeFormat::parse(v)
+                .map(|f| config.describe = Some(f))
+                .ok_or_else(|| format!("`{v}` is not `json` or `asyncapi`"))
+        });
         read("KAFKA_EVENTS_POLL_TIMEOUT", &mut |v| parse_duration(v).map(|d| config.poll_timeout = d));
         read("KAFKA_EVENTS_STARTUP_GRACE", &mut |v| parse_duration(v).map(|d| config.startup_grace = d));
         read("KAFKA_EVENTS_LAG_INTERVAL", &mut |v| parse_duration(v).map(|d| config.lag_interval = d));
