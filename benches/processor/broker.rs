@@ -22,7 +22,10 @@ impl<'a> Bench<'a> {
             Some(broker) => broker.bootstrap_servers().to_string(),
             None => std::env::var("KAFKA_BROKERS").unwrap(),
         };
-        let run = format!("bench{}", std::process::id())
+        // BENCH_RUN: a run shared by processes (the instruction counts produce in one process
+        // and consume in another).
+        let run = std::env::var("BENCH_RUN")
+            .unwrap_or_else(|_| format!("bench{}", std::process::id()))
             .chars()
             .map(|c| if c.is_ascii_digit() { char::from(b'a' + c as u8 - b'0') } else { c })
             .collect();

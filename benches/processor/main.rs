@@ -9,12 +9,14 @@
 //! - B3: 10 % of the messages fail once and go through the retry topic, against B1 (target ≥ 0.8×);
 //! - B4: a 1,000,000-message backlog through the no-op handler with the default caps: peak RSS
 //!   (target ≤ 150 MB for what the consumer adds);
+//! - B6: B1's handler on 64 partitions with one member, against B1's 3 (target ≥ 0.8×);
 //! - B5 (with `DATABASE_URL`): PostgreSQL writes — a plain insert per message (the baseline), an
 //!   `idempotent` handler, an `idempotent` batch handler.
 //!
 //! Each row: msgs/s, handler latency p50/p99, CPU time per message (the whole process), peak
-//! RSS, ratio to its baseline. B0 and the runtime's consumers use the same librdkafka settings
-//! ([`CONSUMER_SETTINGS`]).
+//! RSS, ratio to its baseline. B0 runs with librdkafka tuned for throughput
+//! ([`CONSUMER_SETTINGS`]); the runtime's scenarios with the runtime's own defaults, untuned, as
+//! a user gets them.
 //!
 //! ```sh
 //! cargo bench --bench processor                               # embedded broker (mock cluster)
@@ -48,9 +50,9 @@ struct Reading {
     seq: u64,
 }
 
-/// librdkafka consumer settings of every scenario (B0's loop and the runtime's consumers), as
-/// librdkafka's documentation suggests for throughput: fetch without backing off while the
-/// local queue is being drained, keep a deep prefetch queue, fetch 1 MB per partition.
+/// librdkafka consumer settings of B0's raw loop, as librdkafka's documentation suggests for
+/// throughput: fetch without backing off while the local queue is being drained, keep a deep
+/// prefetch queue, fetch 1 MB per partition. The runtime's scenarios use its defaults.
 const CONSUMER_SETTINGS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "10"),
     ("queued.min.messages", "100000"),
@@ -64,6 +66,7 @@ static B2_PARALLEL: Meter = Meter::new();
 static B2_PAUSING: Meter = Meter::new();
 static B3: Meter = Meter::new();
 static B4: Meter = Meter::new();
+static B6: Meter = Meter::new();
 
 #[kafka_handler(topic = "b1", dlq)]
 async fn noop(reading: Reading) -> Result<(), HandlerError> {
@@ -99,6 +102,13 @@ async fn flaky(reading: Reading, ctx: MessageContext) -> Result<(), HandlerError
         return Err(HandlerError::retryable("transient"));
     }
     B3.succeeded(started);
+    Ok(())
+}
+
+/// B1's handler on 64 partitions: what a lane per partition costs as partitions grow.
+#[kafka_handler(topic = "b6", dlq)]
+async fn noop_wide(reading: Reading) -> Result<(), HandlerError> {
+    handle(&B6, &reading, Duration::ZERO).await;
     Ok(())
 }
 
@@ -182,7 +192,7 @@ async fn main() {
     };
     let bench = Bench::new(embedded.as_ref());
     println!(
-        "broker: {}; {} cores; consumer settings: {}",
+        "broker: {}; {} cores; B0's consumer settings: {}; the runtime's: its defaults",
         if embedded.is_some() {
             "embedded librdkafka mock cluster (in this process)".to_string()
         } else {
@@ -191,6 +201,11 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         CONSUMER_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
     );
+
+    if let Ok(solo) = std::env::var("BENCH_SOLO") {
+        solo_mode(&bench, &solo, messages).await;
+        return;
+    }
 
     if selected("B0") || selected("B1") {
         let topic = bench.topic("b1", 3, true).await;
@@ -209,6 +224,17 @@ async fn main() {
             header("B3: the retry path (10 % fail once, through the retry topic and the -retry group) against B1");
             b1.print(None, "");
             b3.print(Some(&b1), " (target ≥ 0.80)");
+        }
+        if selected("B6") {
+            let partitions = env_u64("BENCH_B6_PARTITIONS", 64) as i32;
+            let topic = bench.topic("b6", partitions, true).await;
+            bench.produce(&topic, messages, 1000).await;
+            let b6 = framework(&bench, "noop_wide", &B6, messages, None).await;
+            header(&format!(
+                "B6: B1's no-op handler on {partitions} partitions (one member, a lane each) against B1's 3"
+            ));
+            b1.print(None, "");
+            b6.print(Some(&b1), " (target ≥ 0.80)");
         }
     }
 
@@ -266,6 +292,26 @@ async fn main() {
             if embedded.is_some() { "; the mock broker in this process holds the backlog itself, hence the starting figure" } else { "" },
         );
     }
+}
+
+/// One step of `benches/processor/instructions.sh`, which counts instructions per message with
+/// callgrind: `produce` B1's topic of this `BENCH_RUN` (not measured), or consume it with one
+/// scenario alone — `B0`, `B0D` (B0+decode) or `B1` — and print its row.
+async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
+    let topic = format!("{}.b1", bench.run);
+    let row = match solo {
+        "produce" => {
+            let topic = bench.topic("b1", 3, true).await;
+            bench.produce(&topic, messages, 1000).await;
+            return;
+        }
+        "B0" => raw_consume(bench, &topic, messages, false),
+        "B0D" => raw_consume(bench, &topic, messages, true),
+        "B1" => framework(bench, "noop", &B1, messages, None).await,
+        other => panic!("BENCH_SOLO={other}: produce, B0, B0D or B1"),
+    };
+    header(&format!("BENCH_SOLO={solo}"));
+    row.print(None, "");
 }
 
 /// B0: a plain consume loop with one commit at the end, timed first message → last; with
@@ -335,9 +381,6 @@ async fn framework(
         .with_brokers(&bench.brokers)
         .with_topic_prefix(format!("{}.", bench.run))
         .with_topic_provisioning(false);
-    for (key, value) in CONSUMER_SETTINGS {
-        config = config.with_consumer_property(*key, *value);
-    }
     if let Some(buffer) = std::env::var("BENCH_BUFFER").ok().and_then(|v| v.parse().ok()) {
         config = config.with_partition_buffer(buffer).with_max_buffered(buffer * 3);
     }
@@ -357,6 +400,7 @@ async fn framework(
     let usage = probe.stop();
     let name = match handler {
         "noop" => "B1 kafka-events no-op typed handler",
+        "noop_wide" => "B6 the no-op handler on many partitions",
         "slow_serial" => "B2 partition-serial (concurrency 1)",
         "slow_parallel" => "B2 key-parallel (concurrency 200, partition cap 100,000)",
         "slow_pausing" => "B2 key-parallel (concurrency 200, default partition cap 5,000: pauses)",

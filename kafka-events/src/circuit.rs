@@ -1,8 +1,8 @@
 //! Circuit breakers, one per handler: after `failures` consecutive failed calls (retryable errors
 //! or panics — the kind a dependency being down causes) the circuit opens. While it is open the
-//! handler is not called: its lanes wait instead of burning retries, and the consumer pauses its
+//! handler is not called: its lanes wait instead of burning retries, and stop reading their
 //! partitions. After `reset` one message probes (half-open): success closes the circuit and the
-//! partitions resume; failure opens it again for another `reset`.
+//! lanes read on; failure opens it again for another `reset`.
 //!
 //! `#[kafka_handler(..., circuit(failures = 5, reset = "30s"))]` per handler;
 //! `KAFKA_CIRCUIT_FAILURES` / `KAFKA_CIRCUIT_RESET` for every handler without one (off by
@@ -200,14 +200,14 @@ impl CircuitBreaker {
         tracing::warn!(
             handler = %self.handler,
             reset = %humantime::format_duration(self.policy.reset),
-            "circuit opened after {why}: the handler is not called and its partitions are paused until the reset time"
+            "circuit opened after {why}: the handler is not called and its partitions are not read until the reset time"
         );
         state.2 += 1;
         self.opened.inc();
         self.set(state, Inner::Open { until: Instant::now() + self.policy.reset });
     }
 
-    /// Open or half-open: its partitions stay paused.
+    /// Open or half-open: its lanes do not read.
     pub(crate) fn blocks(&self) -> bool {
         !matches!(self.lock().0, Inner::Closed { .. })
     }

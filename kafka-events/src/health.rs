@@ -41,7 +41,8 @@ pub struct GroupHealth {
     pub buffered: usize,
     /// The most messages held at once since start; never above [`buffer_cap`](Self::buffer_cap).
     pub buffered_peak: usize,
-    /// The cap (`KAFKA_MAX_BUFFERED`): reaching it pauses every partition of the group.
+    /// The cap (`KAFKA_MAX_BUFFERED`): at it the group's lanes stop reading (partitions at their
+    /// own cap excused).
     pub buffer_cap: usize,
     /// Running, rebalancing or stopped.
     pub state: GroupState,
@@ -50,7 +51,8 @@ pub struct GroupHealth {
     pub since_last_poll: Option<Duration>,
     /// Time since a lane of the group last received messages.
     pub since_last_message: Option<Duration>,
-    /// Partitions paused now (over a cap, or their handler's circuit is open).
+    /// Partitions not being read now: at a cap, or their handler's circuit is open. (Nothing is
+    /// paused at the broker: librdkafka stops fetching a partition whose queue is full.)
     pub paused_partitions: usize,
     /// How long no broker has answered this group's clients, when that is the case.
     pub brokers_unreachable_for: Option<Duration>,

@@ -65,5 +65,6 @@ pub(crate) fn adopt(span: &tracing::Span, parent: Option<&TraceContext>) -> Opti
     let context = span.context();
     let own = context.span().span_context().clone();
     own.is_valid()
-        .then(|| TraceContext::from_parts(own.trace_id().to_string(), own.span_id().to_string(), own.is_sampled()))
+        .then(|| TraceContext::from_parts(&own.trace_id().to_string(), &own.span_id().to_string(), own.is_sampled()))
+        .flatten()
 }

@@ -58,7 +58,8 @@ pub(crate) async fn with_correlation<F: std::future::Future>(correlation: Option
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer<TracingContext>,
-    config: Config,
+    /// Shared: a handler's context gets a clone of the publisher for every message.
+    config: Arc<Config>,
     metrics: Arc<Metrics>,
 }
 
@@ -123,7 +124,7 @@ pub enum PublishError {
 
 impl Publisher {
     pub(crate) fn new(producer: FutureProducer<TracingContext>, config: Config, metrics: Arc<Metrics>) -> Self {
-        Self { producer, config, metrics }
+        Self { producer, config: Arc::new(config), metrics }
     }
 
     /// Publishes `event` as JSON to `topic` and waits for the broker's acknowledgement.

@@ -7,22 +7,44 @@
 /// The `traceparent` header ([`names::header::TRACEPARENT`](crate::names::header::TRACEPARENT)).
 pub use crate::names::header::TRACEPARENT;
 
-/// One span's W3C trace context: `00-<trace id>-<span id>-<flags>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One span's W3C trace context: `00-<trace id>-<span id>-<flags>`. The ids are kept as their
+/// lowercase hex digits inline (every consumed message gets one: no allocation).
+#[derive(Clone, PartialEq, Eq)]
 pub struct TraceContext {
-    trace_id: String,
-    span_id: String,
+    trace_id: [u8; 32],
+    span_id: [u8; 16],
     sampled: bool,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+impl std::fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceContext")
+            .field("trace_id", &self.trace_id())
+            .field("span_id", &self.span_id())
+            .field("sampled", &self.sampled)
+            .finish()
     }
-    s
+}
+
+/// The lowercase hex digits of `bytes` (`N` = 2 × its length).
+fn hex<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; N];
+    for (i, b) in bytes.iter().take(N / 2).enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+/// `id`'s bytes as an inline id, when it has exactly `N` of them.
+fn inline<const N: usize>(id: &str) -> Option<[u8; N]> {
+    id.as_bytes().try_into().ok()
+}
+
+/// The id's digits (always ASCII hex).
+fn digits(id: &[u8]) -> &str {
+    std::str::from_utf8(id).unwrap_or_default()
 }
 
 fn is_hex_id(id: &str, len: usize) -> bool {
@@ -50,7 +72,7 @@ impl TraceContext {
             return None;
         }
         let flags = u8::from_str_radix(flags, 16).ok().filter(|_| flags.len() == 2)?;
-        Some(Self { trace_id: trace_id.into(), span_id: span_id.into(), sampled: flags & 1 == 1 })
+        Some(Self { trace_id: inline(trace_id)?, span_id: inline(span_id)?, sampled: flags & 1 == 1 })
     }
 
     /// A new trace with a new span.
@@ -60,17 +82,17 @@ impl TraceContext {
 
     /// A new span in the same trace.
     pub fn child(&self) -> Self {
-        Self { trace_id: self.trace_id.clone(), span_id: new_span_id(), sampled: self.sampled }
+        Self { trace_id: self.trace_id, span_id: new_span_id(), sampled: self.sampled }
     }
 
     /// The 32-hex-digit trace id.
     pub fn trace_id(&self) -> &str {
-        &self.trace_id
+        digits(&self.trace_id)
     }
 
     /// The 16-hex-digit span id.
     pub fn span_id(&self) -> &str {
-        &self.span_id
+        digits(&self.span_id)
     }
 
     /// Whether the trace is sampled (flag `01`).
@@ -79,17 +101,17 @@ impl TraceContext {
     }
 
     #[cfg(feature = "otel")]
-    pub(crate) fn from_parts(trace_id: String, span_id: String, sampled: bool) -> Self {
-        Self { trace_id, span_id, sampled }
+    pub(crate) fn from_parts(trace_id: &str, span_id: &str, sampled: bool) -> Option<Self> {
+        Some(Self { trace_id: inline(trace_id)?, span_id: inline(span_id)?, sampled })
     }
 
     /// The `traceparent` header value naming this span as the parent.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+        format!("00-{}-{}-{:02x}", self.trace_id(), self.span_id(), u8::from(self.sampled))
     }
 }
 
-fn new_span_id() -> String {
+fn new_span_id() -> [u8; 16] {
     hex(&fastrand::u64(1..).to_be_bytes())
 }
 

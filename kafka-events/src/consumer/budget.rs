@@ -1,37 +1,69 @@
-//! The cap on messages one group member holds: polled and not yet finished, whether buffered
-//! for a lane, waiting behind a message of the same key, being handled, or having its retry or
-//! dead letter published. The offset trackers count into it; the poll thread pauses partitions
-//! when it is reached and resumes them when it has drained to half.
+//! The cap on messages one group member holds: read from a partition's queue and not yet
+//! finished, whether waiting in its lane, waiting behind a message of the same key, being
+//! handled, or having its retry or dead letter published. The offset trackers count into it;
+//! lanes stop reading their partition's queue while it is full.
 //!
-//! Messages held by partitions paused at their own cap are *excused*: such a partition (one
-//! that cannot progress, say, behind a message that never finishes) is bounded by its own cap
+//! Messages held by partitions at their own cap are *excused*: such a partition (one that
+//! cannot progress, say, behind a message that never finishes) is bounded by its own cap
 //! already, and counting it here would let a few stuck partitions fill the member's cap and
 //! starve every healthy one.
+//!
+//! Lanes read in parallel, so several partitions can fill the member's cap together while none
+//! has reached its own cap: none would be excused and all would wait for each other. The first
+//! lane to find the budget full becomes its *leader* and may go on reading up to its own cap
+//! (where it is excused and steps down); the others wait for the budget to free. This is the
+//! order one thread routing messages partition after partition produced.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+/// No lane leads.
+const NO_LEADER: u64 = 0;
 
 /// Messages held by one group member, against its cap.
 #[derive(Debug)]
 pub(crate) struct Budget {
     held: AtomicUsize,
     peak: AtomicUsize,
+    /// Held by lanes at their own cap.
+    excused: AtomicUsize,
+    /// The lane that may read past a full budget up to its own cap; [`NO_LEADER`]: none.
+    leader: AtomicU64,
+    /// Lanes waiting for the budget: woken when it may have freed.
+    freed: Notify,
     cap: usize,
 }
 
 impl Budget {
     pub(crate) fn new(cap: usize) -> Self {
-        Self { held: AtomicUsize::new(0), peak: AtomicUsize::new(0), cap }
+        Self {
+            held: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            excused: AtomicUsize::new(0),
+            leader: AtomicU64::new(NO_LEADER),
+            freed: Notify::new(),
+            cap,
+        }
     }
 
-    /// One more message held.
-    pub(crate) fn take(&self) {
-        let held = self.held.fetch_add(1, Ordering::Relaxed) + 1;
+    /// `n` more messages held.
+    pub(crate) fn take(&self, n: usize) {
+        let held = self.held.fetch_add(n, Ordering::Relaxed) + n;
         self.peak.fetch_max(held, Ordering::Relaxed);
     }
 
     /// `n` messages finished (or given up with their partition).
     pub(crate) fn release(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::Relaxed);
+        if n == 0 {
+            return;
+        }
+        let before = self.held.fetch_sub(n, Ordering::Relaxed);
+        let excused = self.excused.load(Ordering::Relaxed);
+        // Wake waiting lanes when the messages not excused fall under the cap.
+        if before.saturating_sub(excused) >= self.cap && (before - n).saturating_sub(excused) < self.cap {
+            self.freed.notify_waiters();
+        }
     }
 
     pub(crate) fn held(&self) -> usize {
@@ -47,13 +79,69 @@ impl Budget {
         self.cap
     }
 
-    /// The cap is reached by the messages not `excused`: every partition must pause.
-    pub(crate) fn is_full(&self, excused: usize) -> bool {
-        self.held().saturating_sub(excused) >= self.cap
+    /// The cap is reached by the messages not excused.
+    pub(crate) fn is_full(&self) -> bool {
+        self.held().saturating_sub(self.excused.load(Ordering::Relaxed)) >= self.cap
     }
 
-    /// The messages not `excused` have drained to half the cap: paused partitions may resume.
-    pub(crate) fn has_drained(&self, excused: usize) -> bool {
-        self.held().saturating_sub(excused) <= self.cap / 2
+    /// Whether lane `lane` may read one more message: the budget has room, or `lane` leads
+    /// (or becomes the leader because there is none).
+    pub(crate) fn admits(&self, lane: u64) -> bool {
+        if !self.is_full() {
+            return true;
+        }
+        match self.leader.compare_exchange(NO_LEADER, lane, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(leader) => leader == lane,
+        }
+    }
+
+    /// A lane reached its own cap holding `held`: those messages are excused, and if it led it
+    /// steps down.
+    pub(crate) fn excuse(&self, lane: u64, held: usize) {
+        self.excused.fetch_add(held, Ordering::Relaxed);
+        self.step_down(lane);
+        self.freed.notify_waiters();
+    }
+
+    /// A lane is under its own cap again (or gone): the `held` it was excused count again.
+    pub(crate) fn unexcuse(&self, held: usize) {
+        self.excused.fetch_sub(held, Ordering::Relaxed);
+    }
+
+    /// `lane` no longer leads (it reached its cap, or ended).
+    pub(crate) fn step_down(&self, lane: u64) {
+        if self.leader.compare_exchange(lane, NO_LEADER, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Resolves when the budget may have room again. Create it (and `enable` it) before
+    /// checking, so a release in between is not missed.
+    pub(crate) fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excused_messages_do_not_count_and_one_lane_leads_past_a_full_budget() {
+        let budget = Budget::new(10);
+        budget.take(10);
+        assert!(budget.is_full());
+        assert!(budget.admits(1), "the first lane to find it full leads");
+        assert!(!budget.admits(2), "one leader at a time");
+        budget.take(2);
+        budget.excuse(1, 7); // lane 1 reached its own cap holding 7
+        assert!(!budget.is_full(), "12 held, 7 excused");
+        assert!(budget.admits(2));
+        budget.unexcuse(7);
+        assert!(budget.is_full());
+        assert!(budget.admits(2), "lane 1 stepped down: lane 2 leads now");
+        budget.release(12);
+        assert_eq!((budget.held(), budget.peak()), (0, 12));
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct GroupContext {
     /// Held by whoever commits: a revocation, shutdown, or the committer thread (see
     /// [`super::commit`]).
     pub(crate) commit_gate: Mutex<()>,
+    /// The consumer itself (set once it is in its `Arc`), to split partition queues off.
+    pub(crate) consumer: std::sync::OnceLock<std::sync::Weak<BaseConsumer<GroupContext>>>,
 }
 
 impl ClientContext for GroupContext {
@@ -45,6 +47,10 @@ impl ConsumerContext for GroupContext {
     /// partitions that stay keep running.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.liveness.set_rebalancing(true);
+        if let Rebalance::Assign(assigned) = rebalance {
+            self.split_queues(assigned);
+            return;
+        }
         let Rebalance::Revoke(revoked) = rebalance else { return };
         let _gate = lock(&self.commit_gate);
         let partitions = partitions_of(revoked);
@@ -103,6 +109,25 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => tracing::error!(group = %self.group, %error, "rebalance failed"),
+        }
+    }
+}
+
+impl GroupContext {
+    /// Splits the queue of each partition about to be assigned off the consumer's queue, for
+    /// its lane. Done before the assignment starts fetching, librdkafka never forwards the
+    /// partition's messages to the consumer's queue (a queue the application forwarded stays
+    /// its own), so the lane sees every message of the partition, in order.
+    fn split_queues(&self, assigned: &TopicPartitionList) {
+        let Some(consumer) = self.consumer.get().and_then(std::sync::Weak::upgrade) else { return };
+        let mut lanes = lock(&self.lanes);
+        for (topic, partition) in partitions_of(assigned) {
+            match consumer.split_partition_queue(&topic, partition) {
+                Some(queue) => lanes.stage_queue((topic, partition), queue),
+                None => {
+                    tracing::warn!(group = %self.group, %topic, partition, "could not split the partition's queue off")
+                }
+            }
         }
     }
 }

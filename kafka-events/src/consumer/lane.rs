@@ -1,4 +1,5 @@
-//! A lane: the task that runs one partition's messages through the processor.
+//! A lane: the task that reads one partition's messages from its queue ([`Source`]) and runs
+//! them through the processor.
 //!
 //! Up to the handler's `concurrency` messages run at once (all polled by this one task, so a
 //! lane is as cheap as a task whatever N is); messages of one key never overlap and run in
@@ -11,11 +12,11 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::message::{Message, OwnedMessage};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::KeyGate;
 use super::offsets::OffsetTracker;
+use super::source::{Change, Source};
 use crate::processor::transaction::Transactor;
 use crate::processor::{Finish, Processor};
 use crate::registry::BoundHandler;
@@ -24,14 +25,14 @@ use crate::sync::lock;
 /// Retry and dead-letter publishes one lane may have in flight before it waits for one.
 const MAX_PUBLISHING: usize = 1024;
 
-/// Runs until cancelled or its buffer closes. On cancel it starts nothing new, lets the running
-/// messages finish (each stops at its next wait), waits for its publishes in flight, and only
-/// then drops `_ended` (which tells the consumer thread it has ended). Messages still buffered or
-/// waiting behind their key are left unfinished: the next owner of the partition reads them.
+/// Runs until cancelled or dropped from the member's table. On cancel it starts nothing new,
+/// lets the running messages finish (each stops at its next wait), waits for its publishes in
+/// flight, and only then drops `_ended` (which tells the consumer thread it has ended). Messages
+/// read but not started, or waiting behind their key, are left unfinished: the next owner of
+/// the partition reads them again.
 pub(crate) async fn run_lane(
     handler: BoundHandler,
-    mut buffer: mpsc::Receiver<Vec<OwnedMessage>>,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    mut source: Source,
     cancel: CancellationToken,
     processor: Arc<Processor>,
     transactor: Option<Transactor>,
@@ -39,8 +40,9 @@ pub(crate) async fn run_lane(
 ) {
     if let Some(batch) = handler.registration.batch {
         let (max, linger) = (batch.max.max(1) as usize, std::time::Duration::from_millis(batch.linger_ms));
-        return run_batch_lane(handler, buffer, tracker, cancel, processor, max, linger).await;
+        return run_batch_lane(handler, source, cancel, processor, max, linger).await;
     }
+    let tracker = source.tracker.clone();
     let concurrency = handler.registration.concurrency.max(1) as usize;
     let mut gate = KeyGate::new(handler.registration.concurrency, handler.registration.keyless);
     let instruments = processor.instruments(&handler.topic);
@@ -59,6 +61,7 @@ pub(crate) async fn run_lane(
         while publishing.len() >= MAX_PUBLISHING {
             publishing.join_next().await;
         }
+        let stop = source.fill(&mut ready);
         while running.len() < concurrency {
             let Some(message) = ready.pop_front() else { break };
             if let Some(message) = gate.admit(message) {
@@ -75,9 +78,12 @@ pub(crate) async fn run_lane(
                     running.push(start(next));
                 }
             }
-            batch = buffer.recv(), if ready.is_empty() => match batch {
-                Some(batch) => ready.extend(batch),
-                None => break,
+            Some(_) = publishing.join_next(), if !publishing.is_empty() => {}
+            // Reads ahead up to the partition's cap even while every slot is busy.
+            change = source.changed(stop) => match change {
+                Change::Recheck => {}
+                Change::Routed(batch) => ready.extend(batch),
+                Change::Closed => break,
             },
         }
     }
@@ -111,13 +117,13 @@ fn settle(tracker: &Arc<Mutex<OffsetTracker>>, offset: i64, finish: Finish, publ
 /// stops at its next wait.
 async fn run_batch_lane(
     handler: BoundHandler,
-    mut buffer: mpsc::Receiver<Vec<OwnedMessage>>,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    mut source: Source,
     cancel: CancellationToken,
     processor: Arc<Processor>,
     max: usize,
     linger: std::time::Duration,
 ) {
+    let tracker = source.tracker.clone();
     let instruments = processor.instruments(&handler.topic);
     let mut received: VecDeque<OwnedMessage> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
@@ -128,6 +134,7 @@ async fn run_batch_lane(
         while publishing.len() >= MAX_PUBLISHING {
             publishing.join_next().await;
         }
+        let stop = source.fill(&mut received);
         if !received.is_empty() && due.is_none() {
             due = Some(tokio::time::Instant::now() + linger);
         }
@@ -149,9 +156,11 @@ async fn run_batch_lane(
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            batch = buffer.recv() => match batch {
-                Some(batch) => received.extend(batch),
-                None => break,
+            Some(_) = publishing.join_next(), if !publishing.is_empty() => {}
+            change = source.changed(stop) => match change {
+                Change::Recheck => {}
+                Change::Routed(batch) => received.extend(batch),
+                Change::Closed => break,
             },
             () = tokio::time::sleep_until(sleep_until), if due.is_some() => {}
         }

@@ -1,35 +1,44 @@
-//! The dispatcher: one lane (a task) per assigned partition, fed through a bounded buffer.
+//! The lanes of one group member: one task per assigned partition, reading the partition's own
+//! queue ([`Source`]).
 //!
-//! Backpressure: every polled message is held (counted by its partition's offset tracker and
-//! by the member's [`Budget`]) until its outcome is durable. A partition holding
-//! `KAFKA_PARTITION_BUFFER` messages is paused; when the member holds `KAFKA_MAX_BUFFERED`,
-//! all its partitions are paused. Paused partitions resume once they, and the member, have
-//! drained to half (each resume restarts fetching, so the gap keeps a busy partition from
-//! flapping).
+//! Backpressure: every message read is held (counted by its partition's offset tracker and by
+//! the member's [`Budget`]) until its outcome is durable. A lane stops reading while its
+//! partition holds `KAFKA_PARTITION_BUFFER` messages, while the member holds
+//! `KAFKA_MAX_BUFFERED` (partitions at their own cap excused), or while its handler's circuit is
+//! open; librdkafka stops fetching a partition whose queue is full, so nothing is paused and a
+//! slow partition costs the others nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
+use super::context::GroupContext;
 use super::lane::run_lane;
+use super::liveness::Liveness;
 use super::offsets::OffsetTracker;
-use crate::circuit::CircuitBreaker;
+use super::source::Source;
 use crate::processor::transaction::GroupCell;
 use crate::processor::Processor;
 use crate::registry::Topology;
 use crate::sync::lock;
 
-/// A topic and one of its partitions: the key of a lane, an offset or a pause.
+/// A topic and one of its partitions: the key of a lane, an offset or a queue.
 pub(crate) type TopicPartition = (String, i32);
 
+/// Batches the poll thread may have queued for one lane (safeguard path only).
+const FALLBACK_BATCHES: usize = 64;
+
 struct Lane {
-    /// Batches of messages for the lane, in offset order.
-    buffer: mpsc::Sender<Vec<OwnedMessage>>,
+    /// Messages that reached the consumer's own queue instead of the partition's (see
+    /// [`Source`]), in offset order.
+    fallback: mpsc::Sender<Vec<OwnedMessage>>,
     tracker: Arc<Mutex<OffsetTracker>>,
     cancel: CancellationToken,
     /// Disconnected when the lane's task has ended.
@@ -37,39 +46,28 @@ struct Lane {
     /// Cancels the lane's task outright (its running handlers' futures are dropped) when it
     /// has not finished by the drain deadline.
     task: tokio::task::AbortHandle,
-    /// Messages polled (and held) but not yet handed to the lane: [`Lanes::flush`] sends them
-    /// as one batch after each poll burst, so the lane is woken once per burst, not per message.
+    /// Fallback messages routed since the last flush, sent as one batch.
     staged: Vec<OwnedMessage>,
-    paused: bool,
+    /// Set while the lane does not read (cap, budget or circuit).
+    waiting: Arc<AtomicBool>,
     committed: Option<i64>,
-    /// Its handler's circuit breaker: while it is open the partition stays paused.
-    breaker: Option<Arc<CircuitBreaker>>,
-}
-
-/// What routing a message asks of the consumer.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// Held for its lane.
-    Buffered,
-    /// Held, and a cap is reached: pause these partitions.
-    Pause(Vec<TopicPartition>),
-    /// No lane owns this partition (revoked meanwhile): dropped, the owner re-reads it.
-    Unowned,
 }
 
 pub(crate) struct Lanes {
     lanes: HashMap<TopicPartition, Lane>,
+    /// Queues split off before an assignment, taken by the lanes `assign` starts.
+    queues: HashMap<TopicPartition, PartitionQueue<GroupContext>>,
     topology: Arc<Topology>,
     processor: Arc<Processor>,
     runtime: tokio::runtime::Handle,
     /// Messages one partition may hold.
     partition_cap: usize,
     budget: Arc<Budget>,
+    liveness: Arc<Liveness>,
     /// The group's metadata, for the transactions of `transactional` handlers.
     group: GroupCell,
-    /// Messages held by partitions paused at their own cap, which the member-wide cap does not
-    /// count (see [`Budget`]); measured once per poll burst.
-    excused: usize,
+    /// The id of the next lane (ids start at 1; the budget's "no leader" is 0).
+    next_id: u64,
 }
 
 impl Lanes {
@@ -79,16 +77,19 @@ impl Lanes {
         runtime: tokio::runtime::Handle,
         partition_cap: usize,
         budget: Arc<Budget>,
+        liveness: Arc<Liveness>,
     ) -> Self {
         Self {
             lanes: HashMap::new(),
+            queues: HashMap::new(),
             topology,
             processor,
             runtime,
             partition_cap,
             budget,
+            liveness,
             group: GroupCell::default(),
-            excused: 0,
+            next_id: 1,
         }
     }
 
@@ -111,8 +112,14 @@ impl Lanes {
         *self.group.write().unwrap_or_else(|p| p.into_inner()) = group.map(Arc::new);
     }
 
-    /// Starts a lane for a newly assigned partition.
+    /// Keeps the queue split off for a partition about to be assigned, for its lane.
+    pub(crate) fn stage_queue(&mut self, tp: TopicPartition, queue: PartitionQueue<GroupContext>) {
+        self.queues.insert(tp, queue);
+    }
+
+    /// Starts a lane for a newly assigned partition, reading the queue staged for it.
     pub(crate) fn assign(&mut self, tp: TopicPartition) {
+        let queue = self.queues.remove(&tp);
         if self.lanes.contains_key(&tp) {
             return;
         }
@@ -120,113 +127,67 @@ impl Lanes {
             tracing::error!(topic = %tp.0, "assigned a partition of a topic without handler");
             return;
         };
-        // Batches of held messages, so never fuller than the partition's cap.
-        let (buffer, receiver) = mpsc::channel(self.partition_cap);
+        if queue.is_none() {
+            tracing::warn!(topic = %tp.0, partition = tp.1, "no queue of its own for this partition: its messages come through the consumer's queue");
+        }
+        let (fallback, receiver) = mpsc::channel(FALLBACK_BATCHES);
         let (ended_tx, ended) = std_mpsc::channel();
         let finished = self.processor.metrics().consumed(&tp.0, tp.1);
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone(), finished)));
         let cancel = CancellationToken::new();
-        let breaker = self.processor.instruments(&handler.topic).breaker;
+        let waiting = Arc::new(AtomicBool::new(false));
+        let mut queue = queue;
+        let wake = Source::wake_on_messages(&mut queue);
+        let source = Source {
+            queue,
+            wake,
+            fallback: receiver,
+            tracker: tracker.clone(),
+            budget: self.budget.clone(),
+            cap: self.partition_cap,
+            id: self.next_id,
+            excused: 0,
+            waiting: waiting.clone(),
+            liveness: self.liveness.clone(),
+            breaker: self.processor.instruments(&handler.topic).breaker,
+        };
+        self.next_id += 1;
         let transactor = self.processor.transactor(&handler, tp.1, &self.group);
-        let task = self.runtime.spawn(run_lane(
-            handler,
-            receiver,
-            tracker.clone(),
-            cancel.clone(),
-            self.processor.clone(),
-            transactor,
-            ended_tx,
-        ));
+        let task =
+            self.runtime.spawn(run_lane(handler, source, cancel.clone(), self.processor.clone(), transactor, ended_tx));
         let task = task.abort_handle();
-        self.lanes.insert(
-            tp,
-            Lane { buffer, tracker, cancel, ended, task, staged: Vec::new(), paused: false, committed: None, breaker },
-        );
+        self.lanes
+            .insert(tp, Lane { fallback, tracker, cancel, ended, task, staged: Vec::new(), waiting, committed: None });
     }
 
-    /// Routes a polled message to its lane; it is held from now until its outcome is durable.
-    pub(crate) fn route(&mut self, message: OwnedMessage) -> Route {
+    /// Routes a message that came through the consumer's own queue to its lane (held from now
+    /// until its outcome is durable); false when no lane owns its partition (revoked meanwhile:
+    /// the owner re-reads it).
+    pub(crate) fn route(&mut self, message: OwnedMessage) -> bool {
         let tp = (message.topic().to_string(), message.partition());
         let Some(lane) = self.lanes.get_mut(&tp) else {
-            return Route::Unowned;
+            return false;
         };
-        let held = {
-            let mut tracker = lock(&lane.tracker);
-            tracker.begin(message.offset());
-            tracker.held()
-        };
+        lock(&lane.tracker).begin(message.offset());
         lane.staged.push(message);
-        if self.budget.is_full(self.excused) {
-            let pause: Vec<TopicPartition> = self
-                .lanes
-                .iter_mut()
-                .filter(|(_, lane)| !lane.paused)
-                .map(|(tp, lane)| {
-                    lane.paused = true;
-                    tp.clone()
-                })
-                .collect();
-            return if pause.is_empty() { Route::Buffered } else { Route::Pause(pause) };
-        }
-        if !lane.paused && held >= self.partition_cap {
-            lane.paused = true;
-            return Route::Pause(vec![tp]);
-        }
-        Route::Buffered
+        true
     }
 
-    /// Hands each lane the messages staged for it since the last flush, as one batch; whether
-    /// there were any.
-    pub(crate) fn flush(&mut self) -> bool {
-        let any = self.lanes.values().any(|l| !l.staged.is_empty());
+    /// Hands each lane the messages routed to it since the last flush, as one batch.
+    pub(crate) fn flush(&mut self) {
         for lane in self.lanes.values_mut().filter(|l| !l.staged.is_empty()) {
             let batch = std::mem::take(&mut lane.staged);
-            if let Err(full) = lane.buffer.try_send(batch) {
+            if let Err(full) = lane.fallback.try_send(batch) {
                 // Full of batches (or the lane ended): kept, and tried again at the next flush.
                 lane.staged = full.into_inner();
             }
         }
-        any
     }
 
-    /// Partitions whose handler's circuit has opened since the last call: they are paused.
-    pub(crate) fn circuit_pauses(&mut self) -> Vec<TopicPartition> {
-        self.lanes
-            .iter_mut()
-            .filter(|(_, lane)| !lane.paused && lane.breaker.as_ref().is_some_and(|b| b.blocks()))
-            .map(|(tp, lane)| {
-                lane.paused = true;
-                tp.clone()
-            })
-            .collect()
-    }
-
-    /// How many partitions are paused now.
+    /// How many partitions are not being read now (at their cap, waiting for the member's
+    /// budget, or behind an open circuit).
     pub(crate) fn paused(&self) -> usize {
-        self.lanes.values().filter(|l| l.paused).count()
-    }
-
-    /// The paused partitions that have drained to half their cap, while the member has drained
-    /// to half its own, and whose circuit is closed: they are resumed.
-    pub(crate) fn refill(&mut self) -> Vec<TopicPartition> {
-        let mut resume = Vec::new();
-        let cap = self.partition_cap;
-        self.excused =
-            self.lanes.values().filter(|l| l.paused).map(|l| lock(&l.tracker).held()).filter(|held| *held >= cap).sum();
-        if !self.lanes.values().any(|l| l.paused) || !self.budget.has_drained(self.excused) {
-            return resume;
-        }
-        let low_water = self.partition_cap / 2;
-        for (tp, lane) in self.lanes.iter_mut().filter(|(_, l)| l.paused) {
-            if lane.breaker.as_ref().is_some_and(|b| b.blocks()) {
-                continue;
-            }
-            if lock(&lane.tracker).held() <= low_water {
-                lane.paused = false;
-                resume.push(tp.clone());
-            }
-        }
-        resume
+        self.lanes.values().filter(|l| l.waiting.load(Ordering::Relaxed)).count()
     }
 
     /// Offsets that advanced since they were last committed.
@@ -253,6 +214,9 @@ impl Lanes {
     /// left for the next owner), waits for them up to `timeout`, and returns the offsets still to
     /// commit for them.
     pub(crate) fn revoke(&mut self, partitions: &[TopicPartition], timeout: Duration) -> Vec<(TopicPartition, i64)> {
+        for tp in partitions {
+            self.queues.remove(tp);
+        }
         let stopped: Vec<(TopicPartition, Lane)> =
             partitions.iter().filter_map(|tp| self.lanes.remove_entry(tp)).collect();
         stop_and_collect(stopped.iter().map(|(tp, lane)| (tp, lane)), timeout)

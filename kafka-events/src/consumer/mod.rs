@@ -1,5 +1,7 @@
-//! A consumer group member: one OS thread polls the group's consumer, dispatches messages to
-//! per-partition lanes, pauses and resumes partitions, and commits finished offsets.
+//! A consumer group member: one OS thread polls the group's consumer for its events
+//! (rebalances, errors) and starts a lane per assigned partition; each lane reads its
+//! partition's own queue (split off before the assignment, see `source.rs`); a committer
+//! thread commits finished offsets.
 //!
 //! The poll loop runs on its own thread (not a tokio task) so that rebalance callbacks may wait
 //! for in-flight messages without stalling the async runtime, whatever its flavour.
@@ -14,6 +16,7 @@ mod lanes;
 mod liveness;
 mod offsets;
 mod reachability;
+mod source;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::TopicPartitionList;
+use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GroupProtocol};
@@ -34,8 +37,12 @@ use crate::sync::lock;
 use budget::Budget;
 use commit::{commit, Committer};
 use context::GroupContext;
-use lanes::{Lanes, Route, TopicPartition};
+use lanes::Lanes;
 use liveness::Liveness;
+
+/// The runtime's librdkafka prefetch defaults, per partition (see [`GroupMember::start`]).
+pub(crate) const PREFETCH: &[(&str, &str)] =
+    &[("queued.min.messages", "10000"), ("queued.max.messages.kbytes", "4096"), ("fetch.queue.backoff.ms", "10")];
 
 /// A running group member. Dropping it does not stop it: call [`GroupMember::stop`].
 pub(crate) struct GroupMember {
@@ -73,6 +80,14 @@ impl GroupMember {
         if config.group_protocol() == GroupProtocol::Classic {
             client.set("partition.assignment.strategy", "cooperative-sticky");
         }
+        // Every partition has a queue of its own, so librdkafka's prefetch limits apply per
+        // partition (its defaults, 100,000 messages / 64 MB, assume one queue for all): a few
+        // thousand messages keep a lane busy between fetches. A lane that drained its queue
+        // gets the next fetch within 10 ms instead of librdkafka's default 1 s backoff.
+        // `KAFKA_CONSUMER_*` overrides each.
+        for (key, value) in PREFETCH {
+            client.set(*key, *value);
+        }
         for (key, value) in config.consumer_properties() {
             client.set(key, value);
         }
@@ -88,6 +103,7 @@ impl GroupMember {
             tokio::runtime::Handle::current(),
             config.partition_buffer(),
             budget.clone(),
+            liveness.clone(),
         )));
         let context = GroupContext {
             group: spec.group.clone(),
@@ -97,6 +113,7 @@ impl GroupMember {
             liveness: liveness.clone(),
             drain_timeout: config.shutdown_timeout(),
             commit_gate: Mutex::default(),
+            consumer: std::sync::OnceLock::new(),
         };
         let consumer: BaseConsumer<GroupContext> = client
             .create_with_context(context)
@@ -134,6 +151,9 @@ impl GroupMember {
             reason: format!("cannot start its lag monitor: {e}"),
         })?;
         let consumer = Arc::new(consumer);
+        // Rebalances (served by the poll thread, which starts below) split each assigned
+        // partition's queue off through this.
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         let committer = Committer::start(consumer.clone(), config.commit_interval()).map_err(|e| Error::Consumer {
             group: spec.group.clone(),
             reason: format!("cannot start its committer: {e}"),
@@ -182,11 +202,12 @@ impl GroupMember {
     }
 }
 
-/// Messages taken from librdkafka per poll burst at most.
-const BURST: usize = 256;
+/// How long one poll of the consumer's queue waits for an event.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 struct PollLoop {
-    /// Shared with the committer thread, which ends before the consumer is closed.
+    /// Shared with the committer thread, which ends before the consumer is closed, and with
+    /// the lanes' partition queues.
     consumer: Arc<BaseConsumer<GroupContext>>,
     committer: Option<Committer>,
     lanes: Arc<Mutex<Lanes>>,
@@ -197,65 +218,33 @@ struct PollLoop {
 }
 
 impl PollLoop {
+    /// Serves the consumer's events (rebalance callbacks run in here) until stopped. Messages
+    /// reach the lanes through their partitions' queues; one that comes through this queue
+    /// instead is routed to its lane.
     fn run(self) {
-        let mut pause = Vec::new();
         while !self.stop.is_cancelled() {
-            // A burst: wait for one message, then take what librdkafka already has, up to
-            // BURST; the lanes get it as one batch each.
-            let mut timeout = Duration::from_millis(50);
-            for _ in 0..BURST {
-                match self.consumer.poll(timeout) {
-                    None => break,
-                    Some(Ok(message)) => {
-                        let message = message.detach();
-                        match lock(&self.lanes).route(message) {
-                            Route::Buffered => {}
-                            // Pause before polling again: the next message could be over a cap.
-                            Route::Pause(partitions) => {
-                                pause.extend(partitions);
-                                break;
-                            }
-                            Route::Unowned => {
-                                tracing::debug!(group = %self.group, "dropped a message of a partition no longer assigned")
-                            }
-                        }
+            match self.consumer.poll(POLL_TIMEOUT) {
+                None => {}
+                Some(Ok(message)) => {
+                    let message = message.detach();
+                    let (topic, partition) = (message.topic().to_string(), message.partition());
+                    if lock(&self.lanes).route(message) {
+                        tracing::debug!(group = %self.group, %topic, partition, "a message came through the consumer's queue, not its partition's");
+                    } else {
+                        tracing::debug!(group = %self.group, %topic, partition, "dropped a message of a partition no longer assigned");
                     }
-                    Some(Err(error)) => tracing::warn!(group = %self.group, %error, "consumer error"),
                 }
-                timeout = Duration::ZERO;
+                Some(Err(error)) => tracing::warn!(group = %self.group, %error, "consumer error"),
             }
             self.liveness.polled();
-            let (resume, paused) = {
+            let paused = {
                 let mut lanes = lock(&self.lanes);
-                if lanes.flush() {
-                    self.liveness.received();
-                }
-                pause.extend(lanes.circuit_pauses());
-                let resume = lanes.refill();
-                (resume, lanes.paused())
+                lanes.flush();
+                lanes.paused()
             };
             self.liveness.set_paused(paused);
-            if !pause.is_empty() {
-                self.set_paused(&pause, true);
-                pause.clear();
-            }
-            if !resume.is_empty() {
-                self.set_paused(&resume, false);
-            }
         }
         self.shut_down();
-    }
-
-    fn set_paused(&self, partitions: &[TopicPartition], pause: bool) {
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            list.add_partition(topic, *partition);
-        }
-        tracing::debug!(group = %self.group, ?partitions, "{}", if pause { "pausing" } else { "resuming" });
-        let result = if pause { self.consumer.pause(&list) } else { self.consumer.resume(&list) };
-        if let Err(error) = result {
-            tracing::warn!(group = %self.group, %error, pause, "pause/resume failed");
-        }
     }
 
     /// Finish in-flight work, commit, leave the group (dropping the consumer closes it).

@@ -171,7 +171,7 @@ impl Processor {
         let mut attempt = 1u32;
         if from_retry_topic {
             // A retried message: wait until it is due (the lane waits, not the handler; the poll
-            // thread keeps polling and pauses this partition once its buffer is full).
+            // thread keeps polling, and the lane stops reading once its partition is at its cap).
             let (retry, due) = retry_topic::schedule_of(message);
             attempt = retry + 1;
             if let Some(due) = due {
@@ -184,7 +184,7 @@ impl Processor {
         let metrics = instruments.metrics.as_ref();
         loop {
             span.record("attempt", attempt);
-            // An open circuit holds the message here (the consumer pauses the partition).
+            // An open circuit holds the message here (the lane stops reading meanwhile).
             let once = self.attempt_once(handler, message, attempt, trace, transactor);
             let Some(Attempt { result, duplicates, .. }) = attempt::admitted(instruments, cancel, once).await else {
                 return Finish::Interrupted;
