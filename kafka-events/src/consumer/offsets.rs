@@ -1,7 +1,7 @@
 //! Per-partition offset tracking: an offset is committable once it and every offset before it
 //! are finished (their outcome is durable).
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
@@ -16,14 +16,15 @@ use super::budget::Budget;
 ///
 /// A message is *held* from the moment it is polled until the committable offset has passed it:
 /// unfinished messages, and finished ones above an unfinished one. Those are exactly what a crash
-/// after the next commit would replay, so capping them (the partition is paused when they reach
+/// after the next commit would replay, so capping them (the lane stops reading when they reach
 /// its cap) bounds both memory and the replay: one message that never finishes cannot let its
 /// partition run ahead without limit. Every held message counts against the group member's
 /// [`Budget`]; dropping the tracker (its partition was revoked) gives back what it still held.
 #[derive(Debug)]
 pub(crate) struct OffsetTracker {
-    /// Held offsets → finished?
-    held: BTreeMap<i64, bool>,
+    /// Held offsets, ascending, each with whether it is finished. Offsets are read in order, so
+    /// a new one goes at the back (an out-of-order one is inserted where it belongs).
+    held: VecDeque<(i64, bool)>,
     next_after_finished: Option<i64>,
     budget: Arc<Budget>,
     /// `kafka_events_messages_consumed_total` of this partition: one per offset finished.
@@ -32,7 +33,7 @@ pub(crate) struct OffsetTracker {
 
 impl OffsetTracker {
     pub(crate) fn new(budget: Arc<Budget>, finished: Counter) -> Self {
-        Self { held: BTreeMap::new(), next_after_finished: None, budget, finished }
+        Self { held: VecDeque::new(), next_after_finished: None, budget, finished }
     }
 
     /// An offset was read and is now held for its lane.
@@ -42,19 +43,35 @@ impl OffsetTracker {
 
     /// Offsets read together (one budget update for all of them).
     pub(crate) fn begin_all(&mut self, offsets: impl IntoIterator<Item = i64>) {
-        let new = offsets.into_iter().filter(|offset| self.held.insert(*offset, false).is_none()).count();
+        let mut new = 0;
+        for offset in offsets {
+            match self.held.back() {
+                Some((last, _)) if *last >= offset => {
+                    if let Err(at) = self.held.binary_search_by_key(&offset, |(o, _)| *o) {
+                        self.held.insert(at, (offset, false));
+                        new += 1;
+                    }
+                }
+                _ => {
+                    self.held.push_back((offset, false));
+                    new += 1;
+                }
+            }
+        }
         self.budget.take(new);
     }
 
     /// An offset's outcome is durable (handled, or its retry or dead letter acknowledged).
     pub(crate) fn finish(&mut self, offset: i64) {
-        if let Some(finished) = self.held.get_mut(&offset).filter(|finished| !**finished) {
-            *finished = true;
-            self.finished.inc();
+        if let Ok(at) = self.held.binary_search_by_key(&offset, |(o, _)| *o) {
+            if !self.held[at].1 {
+                self.held[at].1 = true;
+                self.finished.inc();
+            }
         }
         let mut released = 0;
-        while let Some(entry) = self.held.first_entry().filter(|e| *e.get()) {
-            entry.remove();
+        while self.held.front().is_some_and(|(_, finished)| *finished) {
+            self.held.pop_front();
             released += 1;
         }
         self.budget.release(released);
@@ -66,7 +83,7 @@ impl OffsetTracker {
 
     /// The held offsets whose outcome is not durable yet, lowest first.
     pub(crate) fn unfinished(&self) -> Vec<i64> {
-        self.held.iter().filter(|(_, finished)| !**finished).map(|(offset, _)| *offset).collect()
+        self.held.iter().filter(|(_, finished)| !*finished).map(|(offset, _)| *offset).collect()
     }
 
     /// Messages of this partition held now (polled, not passed by the committable offset).
@@ -78,7 +95,7 @@ impl OffsetTracker {
     /// everything below the lowest held offset is finished (or was never a message).
     pub(crate) fn committable(&self) -> Option<i64> {
         let finished = self.next_after_finished?;
-        Some(self.held.first_key_value().map_or(finished, |(offset, _)| *offset))
+        Some(self.held.front().map_or(finished, |(offset, _)| *offset))
     }
 }
 
@@ -128,6 +145,20 @@ mod tests {
         t.finish(4);
         assert_eq!(t.committable(), Some(5));
         assert_eq!(t.held(), 0);
+    }
+
+    #[test]
+    fn an_offset_begun_out_of_order_or_twice_is_held_once_in_order() {
+        let (mut t, budget) = tracker();
+        t.begin_all([5, 7]);
+        t.begin(6);
+        t.begin(7);
+        assert_eq!((t.held(), budget.held()), (3, 3));
+        t.finish(5);
+        t.finish(7);
+        assert_eq!(t.committable(), Some(6), "6 is unfinished");
+        t.finish(6);
+        assert_eq!((t.committable(), t.held(), budget.held()), (Some(8), 0, 0));
     }
 
     #[test]
