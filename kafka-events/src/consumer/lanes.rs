@@ -24,6 +24,7 @@ use super::lane::run_lane;
 use super::liveness::Liveness;
 use super::offsets::OffsetTracker;
 use super::source::Source;
+use crate::circuit::CircuitBreaker;
 use crate::processor::transaction::GroupCell;
 use crate::processor::Processor;
 use crate::registry::Topology;
@@ -50,6 +51,8 @@ struct Lane {
     staged: Vec<OwnedMessage>,
     /// Set while the lane does not read (cap, budget or circuit).
     waiting: Arc<AtomicBool>,
+    /// Its handler's circuit breaker: while it is open the lane does not read.
+    breaker: Option<Arc<CircuitBreaker>>,
     committed: Option<i64>,
 }
 
@@ -138,6 +141,7 @@ impl Lanes {
         let waiting = Arc::new(AtomicBool::new(false));
         let mut queue = queue;
         let wake = Source::wake_on_messages(&mut queue);
+        let breaker = self.processor.instruments(&handler.topic).breaker;
         let source = Source {
             queue,
             wake,
@@ -149,15 +153,16 @@ impl Lanes {
             excused: 0,
             waiting: waiting.clone(),
             liveness: self.liveness.clone(),
-            breaker: self.processor.instruments(&handler.topic).breaker,
+            breaker: breaker.clone(),
         };
         self.next_id += 1;
         let transactor = self.processor.transactor(&handler, tp.1, &self.group);
         let task =
             self.runtime.spawn(run_lane(handler, source, cancel.clone(), self.processor.clone(), transactor, ended_tx));
         let task = task.abort_handle();
-        self.lanes
-            .insert(tp, Lane { fallback, tracker, cancel, ended, task, staged: Vec::new(), waiting, committed: None });
+        let lane =
+            Lane { fallback, tracker, cancel, ended, task, staged: Vec::new(), waiting, breaker, committed: None };
+        self.lanes.insert(tp, lane);
     }
 
     /// Routes a message that came through the consumer's own queue to its lane (held from now
@@ -187,7 +192,12 @@ impl Lanes {
     /// How many partitions are not being read now (at their cap, waiting for the member's
     /// budget, or behind an open circuit).
     pub(crate) fn paused(&self) -> usize {
-        self.lanes.values().filter(|l| l.waiting.load(Ordering::Relaxed)).count()
+        // A lane behind an open circuit may be waiting for its message in hand, not at `fill`:
+        // the breaker says so directly.
+        self.lanes
+            .values()
+            .filter(|l| l.waiting.load(Ordering::Relaxed) || l.breaker.as_ref().is_some_and(|b| b.blocks()))
+            .count()
     }
 
     /// Offsets that advanced since they were last committed.
