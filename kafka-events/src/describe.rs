@@ -28,27 +28,7 @@ use crate::retry::{Backoff, RetryMode};
 
 mod asyncapi;
 
-/// How [`runtime::start`](crate::runtime::start) prints the topology instead of running
-/// (`KAFKA_EVENTS_DESCRIBE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DescribeFormat {
-    /// `json`: the [`Description`].
-    Json,
-    /// `asyncapi`: the AsyncAPI 3.0 document.
-    AsyncApi,
-}
-
-impl DescribeFormat {
-    /// Parses `json` or `asyncapi`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "json" => Some(Self::Json),
-            "asyncapi" => Some(Self::AsyncApi),
-            _ => None,
-        }
-    }
-}
+pub use crate::describe_format::DescribeFormat;
 
 /// A service's handlers and the topics and groups they use.
 #[derive(Debug, Clone, Serialize)]

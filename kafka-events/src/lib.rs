@@ -75,6 +75,7 @@ pub mod config;
 mod connection;
 mod consumer;
 pub mod describe;
+mod describe_format;
 pub mod dlq;
 pub mod embedded;
 mod error;

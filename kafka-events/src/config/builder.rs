@@ -131,7 +131,7 @@ impl Config {
 
     /// Makes `runtime::start` print the topology document in `format` and return without
     /// connecting (`KAFKA_EVENTS_DESCRIBE`).
-    pub fn with_describe(mut self, format: crate::describe::DescribeFormat) -> Self {
+    pub fn with_describe(mut self, format: crate::describe_format::DescribeFormat) -> Self {
         self.describe = Some(format);
         self
     }

@@ -157,7 +157,7 @@ pub struct Config {
     startup_grace: Duration,
     lag_interval: Duration,
     /// `KAFKA_EVENTS_DESCRIBE`: print the topology document instead of running.
-    describe: Option<crate::describe::DescribeFormat>,
+    describe: Option<crate::describe_format::DescribeFormat>,
     lag_threshold: i64,
     progress_timeout: Duration,
     circuit_failures: u32,
@@ -356,7 +356,7 @@ impl Config {
 
     /// `KAFKA_EVENTS_DESCRIBE`: the topology document `runtime::start` prints instead of
     /// running, if any.
-    pub fn describe(&self) -> Option<crate::describe::DescribeFormat> {
+    pub fn describe(&self) -> Option<crate::describe_format::DescribeFormat> {
         self.describe
     }
 

@@ -160,7 +160,7 @@ impl Config {
                 .map_err(|_| format!("`{v}` is not a socket address like `0.0.0.0:9464`"))
         });
         read("KAFKA_EVENTS_DESCRIBE", &mut |v| {
-            crate::describe::DescribeFormat::parse(v)
+            crate::describe_format::DescribeFormat::parse(v)
                 .map(|f| config.describe = Some(f))
                 .ok_or_else(|| format!("`{v}` is not `json` or `asyncapi`"))
         });
