@@ -36,44 +36,43 @@ fn common_headers() -> Map<String, Value> {
     headers
 }
 
-fn retry_headers() -> Map<String, Value> {
+/// Where a retried or dead-lettered message came from.
+const ORIGIN: [(&str, &str); 3] = [
+    (h::ORIGINAL_TOPIC, "Topic the message was first consumed from."),
+    (h::ORIGINAL_PARTITION, "Partition the message was first consumed from."),
+    (h::ORIGINAL_OFFSET, "Offset the message had in its original partition."),
+];
+
+/// The common headers plus `extra` and [`ORIGIN`].
+fn headers_with(extra: &[(&str, &str)]) -> Map<String, Value> {
     let mut headers = common_headers();
-    for (name, description) in [
-        (h::RETRY_ATTEMPT, "Attempt number of the retry (1 is the first retry)."),
-        (h::RETRY_AT, "When the retry becomes due (RFC 3339)."),
-        (h::RETRY_DELAY, "Delay of the retry in milliseconds."),
-        (h::RETRY_ERROR, "The error that sent the message here (at most 4 KiB)."),
-        (h::ORIGINAL_TOPIC, "Topic the message was first consumed from."),
-        (h::ORIGINAL_PARTITION, "Partition the message was first consumed from."),
-        (h::ORIGINAL_OFFSET, "Offset the message had in its original partition."),
-    ] {
-        headers.insert(name.into(), header(description));
+    for (name, description) in extra.iter().chain(&ORIGIN) {
+        headers.insert((*name).into(), header(description));
     }
     headers
 }
 
+fn retry_headers() -> Map<String, Value> {
+    headers_with(&[
+        (h::RETRY_ATTEMPT, "Attempt number of the retry (1 is the first retry)."),
+        (h::RETRY_AT, "When the retry becomes due (RFC 3339)."),
+        (h::RETRY_DELAY, "Delay of the retry in milliseconds."),
+        (h::RETRY_ERROR, "The error that sent the message here (at most 4 KiB)."),
+    ])
+}
+
 fn dead_letter_headers() -> Map<String, Value> {
-    let mut headers = common_headers();
-    for (name, description) in [
+    headers_with(&[
         (h::DLQ_REASON, "Why the message was dead-lettered (at most 4 KiB)."),
-        (
-            h::DLQ_ERROR_KIND,
-            "Kind of failure: decode, validation, permanent, retries-exhausted, missing-id, timeout, panic, …",
-        ),
+        (h::DLQ_ERROR_KIND, "Kind of failure: decode, validation, permanent, retries-exhausted, missing-id, timeout, panic, …"),
         (h::DLQ_TIMESTAMP, "When the message was dead-lettered (RFC 3339, milliseconds)."),
         (h::RETRY_ATTEMPTS, "How many times the handler was called."),
         (h::DLQ_HANDLER, "The handler that dead-lettered it (module::path::fn_name)."),
-        (h::ORIGINAL_TOPIC, "Topic the message was first consumed from."),
-        (h::ORIGINAL_PARTITION, "Partition the message was first consumed from."),
-        (h::ORIGINAL_OFFSET, "Offset the message had in its original partition."),
         (
             h::DLQ_PAYLOAD_OMITTED,
             "Set when the original value, headers and large key were left out (the record was too large); the original stays readable at x-original-topic/partition/offset.",
         ),
-    ] {
-        headers.insert(name.into(), header(description));
-    }
-    headers
+    ])
 }
 
 /// The message of one handler's event on one of its channels.
