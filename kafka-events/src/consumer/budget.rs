@@ -3,16 +3,17 @@
 //! handled, or having its retry or dead letter published. The offset trackers count into it;
 //! lanes stop reading their partition's queue while it is full.
 //!
-//! Messages held by partitions at their own cap are *excused*: such a partition (one that
-//! cannot progress, say, behind a message that never finishes) is bounded by its own cap
-//! already, and counting it here would let a few stuck partitions fill the member's cap and
-//! starve every healthy one.
+//! Messages held by partitions *stuck* at their own cap are *excused*: such a partition (one
+//! that has finished no message for a second, say, behind a message that never finishes) is
+//! bounded by its own cap already, and counting it here would let a few stuck partitions fill
+//! the member's cap and starve every healthy one. A partition at its cap that keeps finishing
+//! messages is merely ahead and counts, so the member's cap bounds busy partitions.
 //!
-//! Lanes read in parallel, so several partitions can fill the member's cap together while none
-//! has reached its own cap: none would be excused and all would wait for each other. The first
-//! lane to find the budget full becomes its *leader* and may go on reading up to its own cap
-//! (where it is excused and steps down); the others wait for the budget to free. This is the
-//! order one thread routing messages partition after partition produced.
+//! Lanes read in parallel, so several stuck partitions can fill the member's cap together while
+//! none has reached its own cap: none would be excused and all would wait for each other. A lane
+//! that has waited for the budget a second without finishing anything may become the budget's
+//! *leader* and read on up to its own cap (where it steps down, and is excused); lanes that
+//! progress wait for the budget to free.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -84,12 +85,9 @@ impl Budget {
         self.held().saturating_sub(self.excused.load(Ordering::Relaxed)) >= self.cap
     }
 
-    /// Whether lane `lane` may read one more message: the budget has room, or `lane` leads
-    /// (or becomes the leader because there is none).
-    pub(crate) fn admits(&self, lane: u64) -> bool {
-        if !self.is_full() {
-            return true;
-        }
+    /// Whether `lane` leads (or becomes the leader because there is none): it may read past a
+    /// full budget up to its own cap.
+    pub(crate) fn lead(&self, lane: u64) -> bool {
         match self.leader.compare_exchange(NO_LEADER, lane, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => true,
             Err(leader) => leader == lane,
@@ -132,15 +130,14 @@ mod tests {
         let budget = Budget::new(10);
         budget.take(10);
         assert!(budget.is_full());
-        assert!(budget.admits(1), "the first lane to find it full leads");
-        assert!(!budget.admits(2), "one leader at a time");
+        assert!(budget.lead(1), "the first lane to ask leads");
+        assert!(!budget.lead(2), "one leader at a time");
         budget.take(2);
-        budget.excuse(1, 7); // lane 1 reached its own cap holding 7
+        budget.excuse(1, 7); // lane 1 is stuck at its own cap holding 7
         assert!(!budget.is_full(), "12 held, 7 excused");
-        assert!(budget.admits(2));
         budget.unexcuse(7);
         assert!(budget.is_full());
-        assert!(budget.admits(2), "lane 1 stepped down: lane 2 leads now");
+        assert!(budget.lead(2), "lane 1 stepped down: lane 2 leads now");
         budget.release(12);
         assert_eq!((budget.held(), budget.peak()), (0, 12));
     }

@@ -151,6 +151,7 @@ impl Lanes {
             cap: self.partition_cap,
             id: self.next_id,
             excused: 0,
+            stalled_since: None,
             waiting: waiting.clone(),
             liveness: self.liveness.clone(),
             breaker: breaker.clone(),

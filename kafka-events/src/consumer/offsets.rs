@@ -86,6 +86,12 @@ impl OffsetTracker {
         self.held.iter().filter(|(_, finished)| !*finished).map(|(offset, _)| *offset).collect()
     }
 
+    /// Offsets finished on this partition since its lane started (the `messages_consumed`
+    /// counter of this lane).
+    pub(crate) fn finished(&self) -> u64 {
+        self.finished.get()
+    }
+
     /// Messages of this partition held now (polled, not passed by the committable offset).
     pub(crate) fn held(&self) -> usize {
         self.held.len()

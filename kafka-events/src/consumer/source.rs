@@ -34,6 +34,12 @@ const READ_BATCH: usize = 256;
 /// How often a lane behind an open circuit looks again (the circuit half-opens by time).
 const CIRCUIT_RECHECK: Duration = Duration::from_millis(100);
 
+/// A partition at its cap that has finished no message for this long is *stuck*: its held
+/// messages are excused from the member's budget (see [`Budget`]). One that is merely ahead —
+/// at its cap because it reads faster than it handles, but finishing messages — is not, so the
+/// member's cap bounds busy partitions.
+const STUCK_AFTER: Duration = Duration::from_secs(1);
+
 /// Why a lane stopped reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -68,8 +74,11 @@ pub(crate) struct Source {
     pub(crate) cap: usize,
     /// This lane's id for the budget's leader.
     pub(crate) id: u64,
-    /// What this lane is excused of the budget (held at its cap), 0 when not at its cap.
+    /// What this lane is excused of the budget (held at its cap while stuck), 0 otherwise.
     pub(crate) excused: usize,
+    /// Since when the lane, unable to read, has finished no message, and its finished count
+    /// then.
+    pub(crate) stalled_since: Option<(tokio::time::Instant, u64)>,
     /// Set while it does not read (cap, budget, circuit): the member's "paused partitions".
     pub(crate) waiting: Arc<AtomicBool>,
     pub(crate) liveness: Arc<Liveness>,
@@ -100,13 +109,27 @@ impl Source {
             return Stop::Circuit;
         }
         loop {
-            let held = lock(&self.tracker).held();
-            self.reconcile(held);
+            let (held, finished) = {
+                let tracker = lock(&self.tracker);
+                (tracker.held(), tracker.finished())
+            };
             if held >= self.cap {
+                // A leader reads no further than its cap; stuck there, it is excused.
+                self.budget.step_down(self.id);
+                let stuck = self.stalled(finished);
+                self.excuse(stuck.then_some(held));
                 return Stop::AtCap;
             }
-            if !self.budget.admits(self.id) {
-                return Stop::Budget;
+            self.excuse(None);
+            if self.budget.is_full() {
+                // A lane that cannot progress may lead past the full budget up to its own cap
+                // (where it is excused); one that progresses waits for the budget to free.
+                if !(self.stalled(finished) && self.budget.lead(self.id)) {
+                    return Stop::Budget;
+                }
+            } else {
+                self.stalled_since = None;
+                self.budget.step_down(self.id);
             }
             let Some(queue) = &self.queue else { return Stop::Empty };
             let room = (self.cap - held).min(READ_BATCH);
@@ -131,13 +154,26 @@ impl Source {
         }
     }
 
-    /// Keeps the budget's excuse in step with whether the partition is at its cap.
-    fn reconcile(&mut self, held: usize) {
-        if held >= self.cap && self.excused == 0 {
-            self.excused = held;
-            self.budget.excuse(self.id, held);
-        } else if held < self.cap && self.excused > 0 {
-            self.budget.unexcuse(std::mem::take(&mut self.excused));
+    /// Whether the lane, unable to read, has finished no message for [`STUCK_AFTER`] (the clock
+    /// starts now, or again when it finished one since).
+    fn stalled(&mut self, finished: u64) -> bool {
+        let now = tokio::time::Instant::now();
+        match self.stalled_since {
+            Some((_, before)) if before == finished => {}
+            _ => self.stalled_since = Some((now, finished)),
+        }
+        self.stalled_since.is_some_and(|(since, _)| now.duration_since(since) >= STUCK_AFTER)
+    }
+
+    /// Keeps the budget's excuse in step: `Some(held)` when stuck at the cap holding `held`.
+    fn excuse(&mut self, stuck: Option<usize>) {
+        match stuck {
+            Some(held) if self.excused == 0 => {
+                self.excused = held;
+                self.budget.excuse(self.id, held);
+            }
+            None if self.excused > 0 => self.budget.unexcuse(std::mem::take(&mut self.excused)),
+            _ => {}
         }
     }
 
@@ -147,14 +183,27 @@ impl Source {
         let freed = self.budget.freed();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        let budget_full = stop == Stop::Budget && !self.budget.admits(self.id);
+        let budget_full = stop == Stop::Budget && self.budget.is_full();
+        // When a blocked lane would count as stuck: look again then (once stuck, a lane that
+        // could not lead waits for the budget's notification: a leader stepping down, an excuse).
+        let now = tokio::time::Instant::now();
+        let stuck_at = self.stalled_since.map(|(since, _)| since + STUCK_AFTER).filter(|at| *at > now);
         tokio::select! {
             batch = self.fallback.recv() => batch.map_or(Change::Closed, Change::Routed),
             () = self.wake.notified(), if stop == Stop::Empty => Change::Recheck,
             () = freed, if budget_full => Change::Recheck,
             () = std::future::ready(()), if stop == Stop::Budget && !budget_full => Change::Recheck,
             () = tokio::time::sleep(CIRCUIT_RECHECK), if stop == Stop::Circuit => Change::Recheck,
+            () = sleep_until(stuck_at), if stop == Stop::AtCap || budget_full => Change::Recheck,
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
