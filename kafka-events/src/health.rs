@@ -41,7 +41,7 @@ pub struct GroupHealth {
     pub buffered: usize,
     /// The most messages held at once since start; never above [`buffer_cap`](Self::buffer_cap).
     pub buffered_peak: usize,
-    /// The cap (`KAFKA_MAX_BUFFERED`): at it the group's lanes stop reading (partitions at their
+    /// The cap (`KAFKA_MAX_BUFFERED`): at it the group's lanes stop reading (partitions stuck at their
     /// own cap excused).
     pub buffer_cap: usize,
     /// Running, rebalancing or stopped.
