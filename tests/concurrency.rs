@@ -246,3 +246,46 @@ async fn stuck_partitions_never_starve_the_healthy_ones() {
     println!("held {} (peak {}) with three stuck partitions", group.buffered, group.buffered_peak);
     assert!(group.buffered_peak <= 3 * CAP + 3 * CAP, "the stuck partitions hold at most their own caps");
 }
+
+// ------------------------------------------------------- busy partitions, the member's cap binds
+
+/// Slow but never stuck: every message finishes after 1 ms.
+#[kafka_handler(topic = "busy", dlq)]
+async fn busy_step(event: Step, ctx: MessageContext) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    record(ctx.topic(), call(&event, &ctx));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_partitions_are_bounded_by_the_members_cap_not_only_their_own() {
+    // Six partitions with 2,000 messages each and a partition cap that holds them all: only the
+    // member's cap of 1,000 bounds what is held. A partition at its cap that keeps finishing
+    // messages is not excused (only a stuck one is), so the member never holds more than its
+    // cap plus one read (256 messages) per lane in flight.
+    const PARTITIONS: usize = 6;
+    const EVENTS: usize = 12_000;
+    const GROUP_CAP: usize = 1_000;
+    let run = unique("busy");
+    let topic = format!("{run}.busy");
+    create_topic(&topic, PARTITIONS as i32).await;
+    let events: Vec<(String, Vec<u8>)> =
+        (0..EVENTS).map(|i| (format!("k{i}"), serde_json::to_vec(&Step { id: format!("b{i}") }).unwrap())).collect();
+    produce_many(&producer(), &topic, &events).await;
+    let config = config(&run, &["busy_step"]).with_partition_buffer(EVENTS).with_max_buffered(GROUP_CAP);
+    let runtime = kafka_events::runtime::launch(config).await.expect("launch");
+    let seen = wait_for(&topic, Duration::from_secs(120), |c| c.len() >= EVENTS).await;
+    let health = runtime.health();
+    runtime.shutdown().await.expect("shutdown");
+
+    let group = &health.groups[&format!("{run}-svc-main")];
+    println!("held at most {} messages (member cap {GROUP_CAP}, {PARTITIONS} partitions)", group.buffered_peak);
+    assert!(group.buffered_peak >= GROUP_CAP, "the backlog reached the member's cap: {}", group.buffered_peak);
+    assert!(
+        group.buffered_peak <= GROUP_CAP + PARTITIONS * 256,
+        "busy partitions count against the member's cap: held {}",
+        group.buffered_peak
+    );
+    let ids: HashSet<&str> = seen.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!((seen.len(), ids.len()), (EVENTS, EVENTS), "every event handled once");
+}

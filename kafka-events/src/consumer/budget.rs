@@ -11,9 +11,9 @@
 //!
 //! Lanes read in parallel, so several stuck partitions can fill the member's cap together while
 //! none has reached its own cap: none would be excused and all would wait for each other. A lane
-//! that has waited for the budget a second without finishing anything may become the budget's
-//! *leader* and read on up to its own cap (where it steps down, and is excused); lanes that
-//! progress wait for the budget to free.
+//! that holds messages and has waited for the budget a second without finishing any may become
+//! the budget's *leader* and read on up to its own cap (where it steps down, and is excused);
+//! lanes that progress, or hold nothing, wait for the budget to free.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

@@ -123,7 +123,12 @@ impl Source {
             self.excuse(None);
             if self.budget.is_full() {
                 // A lane that cannot progress may lead past the full budget up to its own cap
-                // (where it is excused); one that progresses waits for the budget to free.
+                // (where it is excused); one that progresses, or holds nothing (it is starved,
+                // not stuck), waits for the budget to free.
+                if held == 0 {
+                    self.stalled_since = None;
+                    return Stop::Budget;
+                }
                 if !(self.stalled(finished) && self.budget.lead(self.id)) {
                     return Stop::Budget;
                 }
