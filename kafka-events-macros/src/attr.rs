@@ -648,18 +648,12 @@ fn check_topic_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    include!("../../tests/parity/rows.rs");
+
     /// Every row of the rules shared with the runtime (`tests/parity/names.tsv`).
     #[test]
     fn rules_match_the_runtime() {
-        let table = include_str!("../../tests/parity/names.tsv");
-        for row in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-            let mut fields = row.split('\t');
-            let (kind, input, expected) =
-                (fields.next().unwrap(), fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-            let input = match input.split_once('*') {
-                Some((unit, n)) if n.parse::<usize>().is_ok() => unit.repeat(n.parse().unwrap()),
-                _ => input.to_string(),
-            };
+        for (kind, input, expected) in parity_rows(include_str!("../../tests/parity/names.tsv")) {
             match kind {
                 "max_retries" => assert_eq!(MAX_RETRIES.to_string(), input, "MAX_RETRIES"),
                 "topic" => {
