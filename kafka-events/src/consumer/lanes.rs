@@ -152,6 +152,7 @@ impl Lanes {
             id: self.next_id,
             excused: 0,
             stalled_since: None,
+            leading: false,
             waiting: waiting.clone(),
             liveness: self.liveness.clone(),
             breaker: breaker.clone(),

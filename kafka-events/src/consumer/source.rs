@@ -79,6 +79,8 @@ pub(crate) struct Source {
     /// Since when the lane, unable to read, has finished no message, and its finished count
     /// then.
     pub(crate) stalled_since: Option<(tokio::time::Instant, u64)>,
+    /// Whether this lane leads the budget (so only a leader touches the shared leader slot).
+    pub(crate) leading: bool,
     /// Set while it does not read (cap, budget, circuit): the member's "paused partitions".
     pub(crate) waiting: Arc<AtomicBool>,
     pub(crate) liveness: Arc<Liveness>,
@@ -115,7 +117,7 @@ impl Source {
             };
             if held >= self.cap {
                 // A leader reads no further than its cap; stuck there, it is excused.
-                self.budget.step_down(self.id);
+                self.step_down();
                 let stuck = self.stalled(finished);
                 self.excuse(stuck.then_some(held));
                 return Stop::AtCap;
@@ -132,9 +134,10 @@ impl Source {
                 if !(self.stalled(finished) && self.budget.lead(self.id)) {
                     return Stop::Budget;
                 }
+                self.leading = true;
             } else {
                 self.stalled_since = None;
-                self.budget.step_down(self.id);
+                self.step_down();
             }
             let Some(queue) = &self.queue else { return Stop::Empty };
             let room = (self.cap - held).min(READ_BATCH);
@@ -170,6 +173,13 @@ impl Source {
         self.stalled_since.is_some_and(|(since, _)| now.duration_since(since) >= STUCK_AFTER)
     }
 
+    /// Gives up the budget's leadership, if this lane has it.
+    fn step_down(&mut self) {
+        if std::mem::take(&mut self.leading) {
+            self.budget.step_down(self.id);
+        }
+    }
+
     /// Keeps the budget's excuse in step: `Some(held)` when stuck at the cap holding `held`.
     fn excuse(&mut self, stuck: Option<usize>) {
         match stuck {
@@ -185,21 +195,38 @@ impl Source {
     /// Resolves when reading may go on after `stop` (the lane's own finishes, which also free
     /// room, are awaited by the lane), or with messages routed to the fallback.
     pub(crate) async fn changed(&mut self, stop: Stop) -> Change {
-        let freed = self.budget.freed();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
-        let budget_full = stop == Stop::Budget && self.budget.is_full();
         // When a blocked lane would count as stuck: look again then (once stuck, a lane that
         // could not lead waits for the budget's notification: a leader stepping down, an excuse).
         let now = tokio::time::Instant::now();
         let stuck_at = self.stalled_since.map(|(since, _)| since + STUCK_AFTER).filter(|at| *at > now);
-        tokio::select! {
-            batch = self.fallback.recv() => batch.map_or(Change::Closed, Change::Routed),
-            () = self.wake.notified(), if stop == Stop::Empty => Change::Recheck,
-            () = freed, if budget_full => Change::Recheck,
-            () = std::future::ready(()), if stop == Stop::Budget && !budget_full => Change::Recheck,
-            () = tokio::time::sleep(CIRCUIT_RECHECK), if stop == Stop::Circuit => Change::Recheck,
-            () = sleep_until(stuck_at), if stop == Stop::AtCap || budget_full => Change::Recheck,
+        let routed = |batch: Option<Vec<OwnedMessage>>| batch.map_or(Change::Closed, Change::Routed);
+        match stop {
+            Stop::Empty => tokio::select! {
+                batch = self.fallback.recv() => routed(batch),
+                () = self.wake.notified() => Change::Recheck,
+            },
+            Stop::AtCap => tokio::select! {
+                batch = self.fallback.recv() => routed(batch),
+                () = sleep_until(stuck_at) => Change::Recheck,
+            },
+            Stop::Circuit => tokio::select! {
+                batch = self.fallback.recv() => routed(batch),
+                () = tokio::time::sleep(CIRCUIT_RECHECK) => Change::Recheck,
+            },
+            Stop::Budget => {
+                // Registered before looking, so a release in between is not missed.
+                let freed = self.budget.freed();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if !self.budget.is_full() {
+                    return Change::Recheck;
+                }
+                tokio::select! {
+                    batch = self.fallback.recv() => routed(batch),
+                    () = freed => Change::Recheck,
+                    () = sleep_until(stuck_at) => Change::Recheck,
+                }
+            }
         }
     }
 }
@@ -217,7 +244,7 @@ impl Drop for Source {
         if self.excused > 0 {
             self.budget.unexcuse(self.excused);
         }
-        self.budget.step_down(self.id);
+        self.step_down();
         self.waiting.store(false, Ordering::Relaxed);
     }
 }
