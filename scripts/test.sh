@@ -99,7 +99,8 @@ start_kafka() {
   echo "== starting Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml) on 127.0.0.1:$plaintext (log: $dir/kafka.log)"
   scripts/kafka.sh run "$dir/node" >"$dir/kafka.log" 2>&1 &
   kafka_pid=$!
-  trap 'kill "$kafka_pid" 2>/dev/null || true; wait "$kafka_pid" 2>/dev/null || true' EXIT
+  # Stop the broker and drop its data (the log stays for reading) when this script exits.
+  trap 'kill "$kafka_pid" 2>/dev/null || true; wait "$kafka_pid" 2>/dev/null || true; rm -rf "$log_dir/kafka/node/data"' EXIT
   local waited=0
   until grep -q "Kafka Server started" "$dir/kafka.log"; do
     kill -0 "$kafka_pid" 2>/dev/null || { cat "$dir/kafka.log"; echo "Kafka failed to start" >&2; exit 1; }
@@ -128,6 +129,10 @@ ensure_asyncapi_parser
 # script the broker-failure test starts its own three-node cluster with.
 export KAFKA_EVENTS_TEST_JAVA_CLASSPATH="$(scripts/kafka.sh classpath)"
 
+# Incremental compilation state would add gigabytes under target/ for the suite's many test
+# binaries and buys nothing on a run that builds each once; set CARGO_INCREMENTAL=1 to keep it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 start=$(date +%s)
 echo "== cargo test --workspace (broker: $KAFKA_BROKERS)"
 status=0
@@ -144,6 +149,6 @@ fi
 # One closing line over every test binary: cargo prints one `test result:` line per binary.
 totals=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
               END { printf "%d passed, %d failed", p, f }' "$log_dir/cargo-test.log")
-echo "== suite finished in $(( $(date +%s) - start )) s"
+echo "== suite finished in $(( $(date +%s) - start )) s; $(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1) under target/, $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 echo "suite: $totals"
 exit "$status"
