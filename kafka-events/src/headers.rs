@@ -2,7 +2,9 @@
 
 use std::borrow::Cow;
 
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+use crate::received::Consumed;
 
 use crate::names::header;
 
@@ -15,7 +17,7 @@ pub(crate) struct Origin {
     pub offset: i64,
 }
 
-pub(crate) fn origin(message: &OwnedMessage) -> Origin {
+pub(crate) fn origin(message: &impl Consumed) -> Origin {
     let from_headers = (|| {
         Some(Origin {
             topic: header_str(message, header::ORIGINAL_TOPIC)?.to_string(),
@@ -31,7 +33,7 @@ pub(crate) fn origin(message: &OwnedMessage) -> Origin {
 }
 
 /// The value of the last header called `name`, if it is UTF-8.
-pub(crate) fn header_str<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(message: &'a impl Consumed, name: &str) -> Option<&'a str> {
     let headers = message.headers()?;
     headers.iter().filter(|h| h.key == name).last().and_then(|h| std::str::from_utf8(h.value?).ok())
 }
@@ -52,7 +54,7 @@ pub(crate) fn bounded_reason(reason: &str) -> Cow<'_, str> {
 
 /// The message's own headers, without any the runtime added on an earlier trip, followed by
 /// `added`.
-pub(crate) fn republished_headers(message: &OwnedMessage, added: &[(&str, &str)]) -> OwnedHeaders {
+pub(crate) fn republished_headers(message: &impl Consumed, added: &[(&str, &str)]) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for h in original.iter() {

@@ -93,6 +93,7 @@ pub mod otel;
 pub mod problems;
 mod processor;
 pub mod publisher;
+mod received;
 pub mod registry;
 pub mod retry;
 pub mod runtime;

@@ -48,13 +48,13 @@ pub(crate) struct Coordinates {
 pub(crate) type Observer = Arc<dyn Fn(Coordinates, Outcome) + Send + Sync>;
 
 /// Where `message` was first produced.
-pub(crate) fn coordinates(message: &rdkafka::message::OwnedMessage) -> Coordinates {
+pub(crate) fn coordinates(message: &impl crate::received::Consumed) -> Coordinates {
     let origin = crate::headers::origin(message);
     Coordinates { topic: origin.topic, partition: origin.partition, offset: origin.offset }
 }
 
 /// Reports `outcome` of `message` to `observer`, if there is one.
-pub(crate) fn report(observer: Option<&Observer>, message: &rdkafka::message::OwnedMessage, outcome: Outcome) {
+pub(crate) fn report(observer: Option<&Observer>, message: &impl crate::received::Consumed, outcome: Outcome) {
     if let Some(observer) = observer {
         observer(coordinates(message), outcome);
     }

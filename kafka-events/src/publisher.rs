@@ -25,16 +25,6 @@ use crate::connection::TracingContext;
 use crate::metrics::Metrics;
 use crate::names::header::{CORRELATION_ID, MESSAGE_ID};
 
-tokio::task_local! {
-    /// The correlation id of the message being handled on this task.
-    static CORRELATION: Option<String>;
-}
-
-/// Runs a handler's future with `correlation` as the id its publishes carry.
-pub(crate) async fn with_correlation<F: std::future::Future>(correlation: Option<String>, future: F) -> F::Output {
-    CORRELATION.scope(correlation, future).await
-}
-
 /// Publishes events through the runtime's one idempotent producer. Cheap to clone.
 ///
 /// ```no_run
@@ -162,7 +152,7 @@ impl Publisher {
             headers = headers.insert(Header { key: MESSAGE_ID, value: Some(&id) });
         }
         if !given(CORRELATION_ID) {
-            if let Ok(Some(correlation)) = CORRELATION.try_with(Clone::clone) {
+            if let Some(correlation) = crate::trace::correlation() {
                 headers = headers.insert(Header { key: CORRELATION_ID, value: Some(&correlation) });
             }
         }

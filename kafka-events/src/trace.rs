@@ -26,15 +26,37 @@ impl std::fmt::Debug for TraceContext {
     }
 }
 
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
+
 /// The lowercase hex digits of `bytes` (`N` = 2 × its length).
 fn hex<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'0'; N];
-    for (i, b) in bytes.iter().take(N / 2).enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
     out
+}
+
+/// A random non-zero id of `N` bytes (W3C: an all-zero id is invalid): one or two draws of
+/// `fastrand`'s generator, not a range sample.
+fn random_id<const N: usize>() -> [u8; N] {
+    let mut id = [0; N];
+    while id.iter().all(|b| *b == 0) {
+        for chunk in id.chunks_mut(8) {
+            chunk.copy_from_slice(&fastrand::u64(..).to_ne_bytes()[..chunk.len()]);
+        }
+    }
+    id
 }
 
 /// `id`'s bytes as an inline id, when it has exactly `N` of them.
@@ -54,7 +76,7 @@ fn is_hex_id(id: &str, len: usize) -> bool {
 }
 
 /// The trace context a consumed message carries in its `traceparent` header, when valid.
-pub(crate) fn parent_of(message: &rdkafka::message::OwnedMessage) -> Option<TraceContext> {
+pub(crate) fn parent_of(message: &impl crate::received::Consumed) -> Option<TraceContext> {
     crate::headers::header_str(message, TRACEPARENT).and_then(TraceContext::parse)
 }
 
@@ -77,7 +99,7 @@ impl TraceContext {
 
     /// A new trace with a new span.
     pub fn new_root() -> Self {
-        Self { trace_id: hex(&fastrand::u128(1..).to_be_bytes()), span_id: new_span_id(), sampled: true }
+        Self { trace_id: hex(&random_id::<16>()), span_id: new_span_id(), sampled: true }
     }
 
     /// A new span in the same trace.
@@ -112,21 +134,39 @@ impl TraceContext {
 }
 
 fn new_span_id() -> [u8; 16] {
-    hex(&fastrand::u64(1..).to_be_bytes())
+    hex(&random_id::<8>())
+}
+
+/// What a handler's task carries while it runs: its span's trace context and the correlation id
+/// of its input (what it publishes carries both). One task-local: each scope costs a
+/// thread-local swap on every poll of the handler's future.
+struct Handling {
+    trace: TraceContext,
+    correlation: Option<String>,
 }
 
 tokio::task_local! {
-    static CURRENT: TraceContext;
+    static CURRENT: Handling;
 }
 
 /// The trace context of the handler running on this task, if any.
 pub fn current() -> Option<TraceContext> {
-    CURRENT.try_with(Clone::clone).ok()
+    CURRENT.try_with(|handling| handling.trace.clone()).ok()
 }
 
-/// Runs `future` with `trace` as the current trace context.
-pub(crate) async fn scope<F: std::future::Future>(trace: TraceContext, future: F) -> F::Output {
-    CURRENT.scope(trace, future).await
+/// The correlation id of the message the handler running on this task handles, if any.
+pub(crate) fn correlation() -> Option<String> {
+    CURRENT.try_with(|handling| handling.correlation.clone()).ok().flatten()
+}
+
+/// Runs a handler's `future` with `trace` as the current trace context and `correlation` as the
+/// id its publishes carry.
+pub(crate) async fn scope<F: std::future::Future>(
+    trace: TraceContext,
+    correlation: Option<String>,
+    future: F,
+) -> F::Output {
+    CURRENT.scope(Handling { trace, correlation }, future).await
 }
 
 #[cfg(test)]

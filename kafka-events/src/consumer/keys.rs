@@ -5,27 +5,26 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
-use rdkafka::message::{Message, OwnedMessage};
+use crate::received::Consumed;
 
 use crate::abi::Keyless;
 
 /// The keys running in one lane, each with the messages waiting behind it.
-#[derive(Debug)]
-pub(crate) struct KeyGate {
+pub(crate) struct KeyGate<M> {
     /// Off for `concurrency = 1`: one message at a time is ordered already.
     enabled: bool,
     keyless: Keyless,
     /// Key (`None`: keyless, when keyless messages are ordered) → messages waiting behind the
     /// running one, in offset order.
-    running: HashMap<Option<Vec<u8>>, VecDeque<OwnedMessage>>,
+    running: HashMap<Option<Vec<u8>>, VecDeque<M>>,
 }
 
-impl KeyGate {
+impl<M: Consumed> KeyGate<M> {
     pub(crate) fn new(concurrency: u32, keyless: Keyless) -> Self {
         Self { enabled: concurrency > 1, keyless, running: HashMap::new() }
     }
 
-    fn slot(&self, message: &OwnedMessage) -> Option<Option<Vec<u8>>> {
+    fn slot(&self, message: &M) -> Option<Option<Vec<u8>>> {
         if !self.enabled {
             return None;
         }
@@ -37,7 +36,7 @@ impl KeyGate {
 
     /// A message taken from the lane's buffer: returned when it may run now, kept (behind the
     /// running message of its key) otherwise.
-    pub(crate) fn admit(&mut self, message: OwnedMessage) -> Option<OwnedMessage> {
+    pub(crate) fn admit(&mut self, message: M) -> Option<M> {
         let Some(key) = self.slot(&message) else { return Some(message) };
         match self.running.entry(key) {
             Entry::Occupied(mut waiting) => {
@@ -52,7 +51,7 @@ impl KeyGate {
     }
 
     /// `message` finished running: returns the next message of its key, which may run now.
-    pub(crate) fn release(&mut self, message: &OwnedMessage) -> Option<OwnedMessage> {
+    pub(crate) fn release(&mut self, message: &M) -> Option<M> {
         let key = self.slot(message)?;
         let Entry::Occupied(mut waiting) = self.running.entry(key) else { return None };
         let next = waiting.get_mut().pop_front();

@@ -10,15 +10,16 @@
 use std::collections::VecDeque;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 
+use crate::received::Consumed;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::keys::KeyGate;
 use super::offsets::OffsetTracker;
-use super::source::{Change, Source};
+use super::source::{Change, Queue, Source};
 use crate::processor::transaction::Transactor;
 use crate::processor::{Finish, Processor};
+use crate::received::Received;
 use crate::registry::BoundHandler;
 use crate::sync::lock;
 
@@ -29,9 +30,12 @@ const MAX_PUBLISHING: usize = 1024;
 /// lets the running messages finish (each stops at its next wait), waits for its publishes in
 /// flight, and only then drops `_ended` (which tells the consumer thread it has ended). Messages
 /// read but not started, or waiting behind their key, are left unfinished: the next owner of
-/// the partition reads them again.
+/// the partition reads them again. Every message borrows `queue` (its fetch buffer stays
+/// librdkafka's), so the queue outlives them all.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_lane(
     handler: BoundHandler,
+    queue: Queue,
     mut source: Source,
     cancel: CancellationToken,
     processor: Arc<Processor>,
@@ -40,7 +44,7 @@ pub(crate) async fn run_lane(
 ) {
     if let Some(batch) = handler.registration.batch {
         let (max, linger) = (batch.max.max(1) as usize, std::time::Duration::from_millis(batch.linger_ms));
-        return run_batch_lane(handler, source, cancel, processor, max, linger).await;
+        return run_batch_lane(handler, &queue, source, cancel, processor, max, linger).await;
     }
     let tracker = source.tracker.clone();
     let concurrency = handler.registration.concurrency.max(1) as usize;
@@ -48,20 +52,21 @@ pub(crate) async fn run_lane(
     let instruments = processor.instruments(&handler.topic);
     let (handler, instruments, processor, cancel_ref) = (&handler, &instruments, &*processor, &cancel);
     let transactor = transactor.as_ref();
-    let start = |message: OwnedMessage| async move {
+    let start = |message| async move {
         let finish = processor.process(handler, instruments, &message, cancel_ref, transactor).await;
         (message, finish)
     };
-    let mut running = Running::new(concurrency);
+    let slot = std::pin::pin!(None);
+    let mut running = Running::new(concurrency, slot);
     // Received, not started yet (only while `concurrency` messages are running).
-    let mut ready: VecDeque<OwnedMessage> = VecDeque::new();
+    let mut ready: VecDeque<Received<'_>> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
     loop {
         while publishing.try_join_next().is_some() {}
         while publishing.len() >= MAX_PUBLISHING {
             publishing.join_next().await;
         }
-        let stop = source.fill(&mut ready);
+        let stop = source.fill(&queue, &mut ready);
         while running.len() < concurrency {
             let Some(message) = ready.pop_front() else { break };
             if let Some(message) = gate.admit(message) {
@@ -72,7 +77,7 @@ pub(crate) async fn run_lane(
             biased;
             () = cancel.cancelled() => break,
             Some((message, finish)) = running.next(), if !running.is_empty() => {
-                let (message, finish): (OwnedMessage, Finish) = (message, finish);
+                let (message, finish): (Received<'_>, Finish) = (message, finish);
                 settle(&tracker, message.offset(), finish, &mut publishing);
                 if let Some(next) = gate.release(&message) {
                     running.push(start(next));
@@ -82,7 +87,7 @@ pub(crate) async fn run_lane(
             // Reads ahead up to the partition's cap even while every slot is busy.
             change = source.changed(stop) => match change {
                 Change::Recheck => {}
-                Change::Routed(batch) => ready.extend(batch),
+                Change::Routed(batch) => ready.extend(batch.into_iter().map(Received::from)),
                 Change::Closed => break,
             },
         }
@@ -93,18 +98,20 @@ pub(crate) async fn run_lane(
     while publishing.join_next().await.is_some() {}
 }
 
-/// The messages a lane is running: one (boxed, polled in place) for `concurrency = 1`, a
-/// `FuturesUnordered` otherwise — its per-message bookkeeping is a tenth of a no-op handler's
-/// cost, and a partition-serial lane never needs it.
-enum Running<F: std::future::Future> {
-    One(Option<std::pin::Pin<Box<F>>>),
+/// The messages a lane is running: one, polled in place in a slot of the lane's own future
+/// (no allocation per message), for `concurrency = 1`; a `FuturesUnordered` otherwise — its
+/// per-message bookkeeping is a tenth of a no-op handler's cost, and a partition-serial lane
+/// never needs it.
+enum Running<'s, F: std::future::Future> {
+    One(std::pin::Pin<&'s mut Option<F>>),
     Many(FuturesUnordered<F>),
 }
 
-impl<F: std::future::Future> Running<F> {
-    fn new(concurrency: usize) -> Self {
+impl<'s, F: std::future::Future> Running<'s, F> {
+    /// `slot` holds the running message when `concurrency` is 1.
+    fn new(concurrency: usize, slot: std::pin::Pin<&'s mut Option<F>>) -> Self {
         if concurrency == 1 {
-            Self::One(None)
+            Self::One(slot)
         } else {
             Self::Many(FuturesUnordered::new())
         }
@@ -125,7 +132,7 @@ impl<F: std::future::Future> Running<F> {
         match self {
             Self::One(one) => {
                 debug_assert!(one.is_none(), "one message at a time");
-                *one = Some(Box::pin(future));
+                one.set(Some(future));
             }
             Self::Many(many) => many.push(future),
         }
@@ -136,8 +143,8 @@ impl<F: std::future::Future> Running<F> {
     async fn next(&mut self) -> Option<F::Output> {
         match self {
             Self::One(one) => {
-                let output = one.as_mut()?.as_mut().await;
-                *one = None;
+                let output = one.as_mut().as_pin_mut()?.await;
+                one.set(None);
                 Some(output)
             }
             Self::Many(many) => many.next().await,
@@ -169,6 +176,7 @@ fn settle(tracker: &Arc<Mutex<OffsetTracker>>, offset: i64, finish: Finish, publ
 /// stops at its next wait.
 async fn run_batch_lane(
     handler: BoundHandler,
+    queue: &Queue,
     mut source: Source,
     cancel: CancellationToken,
     processor: Arc<Processor>,
@@ -177,7 +185,7 @@ async fn run_batch_lane(
 ) {
     let tracker = source.tracker.clone();
     let instruments = processor.instruments(&handler.topic);
-    let mut received: VecDeque<OwnedMessage> = VecDeque::new();
+    let mut received: VecDeque<Received<'_>> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
     // When the batch being gathered is due, counted from its first message.
     let mut due: Option<tokio::time::Instant> = None;
@@ -186,14 +194,14 @@ async fn run_batch_lane(
         while publishing.len() >= MAX_PUBLISHING {
             publishing.join_next().await;
         }
-        let stop = source.fill(&mut received);
+        let stop = source.fill(queue, &mut received);
         if !received.is_empty() && due.is_none() {
             due = Some(tokio::time::Instant::now() + linger);
         }
         let ready = received.len() >= max || due.is_some_and(|due| due <= tokio::time::Instant::now());
         if ready && !received.is_empty() {
             let take = received.len().min(max);
-            let batch: Vec<OwnedMessage> = received.drain(..take).collect();
+            let batch: Vec<Received<'_>> = received.drain(..take).collect();
             due = None;
             let finishes = processor.process_batch(&handler, &instruments, &batch, &cancel).await;
             for (message, finish) in batch.iter().zip(finishes) {
@@ -211,7 +219,7 @@ async fn run_batch_lane(
             Some(_) = publishing.join_next(), if !publishing.is_empty() => {}
             change = source.changed(stop) => match change {
                 Change::Recheck => {}
-                Change::Routed(batch) => received.extend(batch),
+                Change::Routed(batch) => received.extend(batch.into_iter().map(Received::from)),
                 Change::Closed => break,
             },
             () = tokio::time::sleep_until(sleep_until), if due.is_some() => {}

@@ -23,7 +23,7 @@ use super::context::GroupContext;
 use super::lane::run_lane;
 use super::liveness::Liveness;
 use super::offsets::OffsetTracker;
-use super::source::Source;
+use super::source::{Queue, Source};
 use crate::circuit::CircuitBreaker;
 use crate::processor::transaction::GroupCell;
 use crate::processor::Processor;
@@ -139,11 +139,10 @@ impl Lanes {
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone(), finished)));
         let cancel = CancellationToken::new();
         let waiting = Arc::new(AtomicBool::new(false));
-        let mut queue = queue;
-        let wake = Source::wake_on_messages(&mut queue);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let queue = Queue::new(queue, tp.0.clone(), &wake);
         let breaker = self.processor.instruments(&handler.topic).breaker;
         let source = Source {
-            queue,
             wake,
             fallback: receiver,
             tracker: tracker.clone(),
@@ -159,8 +158,15 @@ impl Lanes {
         };
         self.next_id += 1;
         let transactor = self.processor.transactor(&handler, tp.1, &self.group);
-        let task =
-            self.runtime.spawn(run_lane(handler, source, cancel.clone(), self.processor.clone(), transactor, ended_tx));
+        let task = self.runtime.spawn(run_lane(
+            handler,
+            queue,
+            source,
+            cancel.clone(),
+            self.processor.clone(),
+            transactor,
+            ended_tx,
+        ));
         let task = task.abort_handle();
         let lane =
             Lane { fallback, tracker, cancel, ended, task, staged: Vec::new(), waiting, breaker, committed: None };

@@ -8,6 +8,9 @@
 //! memory stays bounded without pausing the partition, and a slow or stuck partition never
 //! costs another one anything.
 //!
+//! A message read stays in librdkafka's fetch buffer ([`Received::Queued`], borrowed from the
+//! lane's [`Queue`]) until its outcome is durable: nothing is copied to hand it over.
+//!
 //! Messages that arrive on the consumer's own queue instead (librdkafka forwards a partition
 //! queue that was split before the assignment, so this is only a safeguard) are routed by the
 //! poll thread into `fallback`, begun at routing.
@@ -18,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
+
+use crate::received::{Consumed, Received};
 use tokio::sync::{mpsc, Notify};
 
 use super::budget::Budget;
@@ -63,9 +68,41 @@ pub(crate) enum Change {
     Closed,
 }
 
-/// One lane's input.
+/// A lane's partition queue and its topic: owned by the lane's task, and borrowed by every
+/// message read from it.
+pub(crate) struct Queue {
+    queue: Option<PartitionQueue<GroupContext>>,
+    topic: String,
+}
+
+impl Queue {
+    /// `queue` (none when the partition's messages come through the consumer's queue) of a
+    /// partition of `topic`, with `wake` notified whenever it becomes non-empty.
+    pub(crate) fn new(mut queue: Option<PartitionQueue<GroupContext>>, topic: String, wake: &Arc<Notify>) -> Self {
+        if let Some(queue) = &mut queue {
+            let woken = wake.clone();
+            queue.set_nonempty_callback(move || woken.notify_one());
+        }
+        Self { queue, topic }
+    }
+
+    /// Reads up to `room` messages into `into`; how many.
+    fn read<'q>(&'q self, room: usize, into: &mut VecDeque<Received<'q>>) -> usize {
+        let Some(queue) = &self.queue else { return 0 };
+        let before = into.len();
+        while into.len() - before < room {
+            match queue.poll(Duration::ZERO) {
+                Some(Ok(message)) => into.push_back(Received::queued(message, &self.topic)),
+                Some(Err(error)) => tracing::warn!(%error, "consumer error on a partition queue"),
+                None => break,
+            }
+        }
+        into.len() - before
+    }
+}
+
+/// One lane's input, beside its [`Queue`].
 pub(crate) struct Source {
-    pub(crate) queue: Option<PartitionQueue<GroupContext>>,
     /// Woken by librdkafka when the queue becomes non-empty.
     pub(crate) wake: Arc<Notify>,
     pub(crate) fallback: mpsc::Receiver<Vec<OwnedMessage>>,
@@ -88,25 +125,15 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    /// Creates a source whose queue wakes `wake`.
-    pub(crate) fn wake_on_messages(queue: &mut Option<PartitionQueue<GroupContext>>) -> Arc<Notify> {
-        let wake = Arc::new(Notify::new());
-        if let Some(queue) = queue {
-            let woken = wake.clone();
-            queue.set_nonempty_callback(move || woken.notify_one());
-        }
-        wake
-    }
-
-    /// Reads messages into `into` (begun in the tracker) while the caps allow, and says why it
-    /// stopped.
-    pub(crate) fn fill(&mut self, into: &mut VecDeque<OwnedMessage>) -> Stop {
-        let stop = self.fill_inner(into);
+    /// Reads messages of `queue` into `into` (begun in the tracker) while the caps allow, and
+    /// says why it stopped.
+    pub(crate) fn fill<'q>(&mut self, queue: &'q Queue, into: &mut VecDeque<Received<'q>>) -> Stop {
+        let stop = self.fill_inner(queue, into);
         self.waiting.store(stop != Stop::Empty, Ordering::Relaxed);
         stop
     }
 
-    fn fill_inner(&mut self, into: &mut VecDeque<OwnedMessage>) -> Stop {
+    fn fill_inner<'q>(&mut self, queue: &'q Queue, into: &mut VecDeque<Received<'q>>) -> Stop {
         if self.breaker.as_ref().is_some_and(|b| b.blocks()) {
             return Stop::Circuit;
         }
@@ -139,24 +166,15 @@ impl Source {
                 self.stalled_since = None;
                 self.step_down();
             }
-            let Some(queue) = &self.queue else { return Stop::Empty };
             let room = (self.cap - held).min(READ_BATCH);
-            let mut read = Vec::with_capacity(room.min(16));
-            while read.len() < room {
-                match queue.poll(Duration::ZERO) {
-                    Some(Ok(message)) => read.push(message.detach()),
-                    Some(Err(error)) => tracing::warn!(%error, "consumer error on a partition queue"),
-                    None => break,
-                }
-            }
-            if read.is_empty() {
+            let before = into.len();
+            let read = queue.read(room, into);
+            if read == 0 {
                 return Stop::Empty;
             }
-            let complete = read.len() < room;
-            lock(&self.tracker).begin_all(read.iter().map(Message::offset));
+            lock(&self.tracker).begin_all(into.range(before..).map(Consumed::offset));
             self.liveness.received();
-            into.extend(read);
-            if complete {
+            if read < room {
                 return Stop::Empty;
             }
         }

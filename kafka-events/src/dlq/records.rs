@@ -2,7 +2,9 @@
 
 use std::time::SystemTime;
 
-use rdkafka::message::{OwnedHeaders, OwnedMessage};
+use rdkafka::message::OwnedHeaders;
+
+use crate::received::Consumed;
 
 use crate::error_kind::ErrorKind;
 use crate::headers::{bounded_reason, origin, republished_headers};
@@ -20,7 +22,7 @@ pub(crate) struct DeadLetterCause<'a> {
 /// The headers of the dead-letter copy of `message`: its own headers (minus any diagnostic
 /// headers from an earlier trip through a retry or dead-letter topic) followed by the diagnostic
 /// headers. The original coordinates survive a trip through the retry topic.
-pub(crate) fn dead_letter_headers(message: &OwnedMessage, letter: &DeadLetterCause<'_>) -> OwnedHeaders {
+pub(crate) fn dead_letter_headers(message: &impl Consumed, letter: &DeadLetterCause<'_>) -> OwnedHeaders {
     diagnostics(letter, message, |added| republished_headers(message, added))
 }
 
@@ -28,7 +30,11 @@ pub(crate) fn dead_letter_headers(message: &OwnedMessage, letter: &DeadLetterCau
 /// than the producer or broker accepts: only the diagnostic headers, and
 /// `x-dlq-payload-omitted` saying `why`. (The record itself carries no value, no original
 /// headers, and the key only when it is small.)
-pub(crate) fn payload_omitted_headers(message: &OwnedMessage, letter: &DeadLetterCause<'_>, why: &str) -> OwnedHeaders {
+pub(crate) fn payload_omitted_headers(
+    message: &impl Consumed,
+    letter: &DeadLetterCause<'_>,
+    why: &str,
+) -> OwnedHeaders {
     let why = bounded_reason(why);
     diagnostics(letter, message, |added| {
         let mut headers = OwnedHeaders::new_with_capacity(added.len() + 1);
@@ -42,7 +48,7 @@ pub(crate) fn payload_omitted_headers(message: &OwnedMessage, letter: &DeadLette
 /// Builds headers with the dead-letter diagnostics of `letter` (reason bounded).
 fn diagnostics(
     letter: &DeadLetterCause<'_>,
-    message: &OwnedMessage,
+    message: &impl Consumed,
     build: impl FnOnce(&[(&str, &str)]) -> OwnedHeaders,
 ) -> OwnedHeaders {
     let origin = origin(message);
@@ -66,7 +72,7 @@ fn diagnostics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::{Header, Headers};
+    use rdkafka::message::{Header, Headers, OwnedMessage};
     use rdkafka::Timestamp;
 
     #[test]

@@ -33,17 +33,24 @@ impl Attempt {
 /// Runs `attempt` once the circuit breaker admits it (an open circuit holds it here; `None` when
 /// `cancel` fires meanwhile), then records its verdict with the breaker and counts it: calls'
 /// duration, events handled or the failure's kind, duplicates skipped.
-pub(super) async fn admitted(
+///
+/// `attempt` is a closure so that its future is created here: it then shares this future's
+/// memory with the breaker's wait, where a future passed in would be stored twice (the caller
+/// keeps the moved-from slot) — every message's future would carry ~1 KB more to move.
+pub(super) async fn admitted<F>(
     instruments: &Instruments,
     cancel: &CancellationToken,
-    attempt: impl Future<Output = Attempt>,
-) -> Option<Attempt> {
+    attempt: impl FnOnce() -> F,
+) -> Option<Attempt>
+where
+    F: Future<Output = Attempt>,
+{
     let breaker = instruments.breaker.as_deref();
     let permit = match breaker {
         Some(breaker) => Some(breaker.admit(cancel).await?),
         None => None,
     };
-    let attempt = attempt.await;
+    let attempt = attempt().await;
     if let (Some(breaker), Some(permit)) = (breaker, permit) {
         let called = attempt.handled > 0 || attempt.result.is_err();
         breaker.record(permit, if called { verdict(&attempt.result) } else { Verdict::Neutral });

@@ -14,8 +14,8 @@
 
 use std::panic::AssertUnwindSafe;
 
+use crate::received::Consumed;
 use futures_util::FutureExt;
-use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -26,6 +26,7 @@ use crate::abi::{Decoded, InputError};
 use crate::handler::{BatchContext, HandlerError};
 use crate::idempotency::ClaimSlot;
 use crate::observe;
+use crate::received::Received;
 use crate::registry::BoundHandler;
 
 impl Processor {
@@ -35,7 +36,7 @@ impl Processor {
         &self,
         handler: &BoundHandler,
         instruments: &Instruments,
-        messages: &[OwnedMessage],
+        messages: &[Received<'_>],
         cancel: &CancellationToken,
     ) -> Vec<Finish> {
         let (Some(first), Some(last)) = (messages.first(), messages.last()) else { return Vec::new() };
@@ -56,7 +57,7 @@ impl Processor {
         &self,
         handler: &BoundHandler,
         instruments: &Instruments,
-        messages: &[OwnedMessage],
+        messages: &[Received<'_>],
         cancel: &CancellationToken,
     ) -> Vec<Finish> {
         let Some(spec) = handler.registration.batch else {
@@ -141,7 +142,7 @@ impl Processor {
                 }
                 Attempt { result, call, duplicates, handled: run.len() }
             };
-            let Some(Attempt { result, .. }) = attempt::admitted(instruments, cancel, once).await else {
+            let Some(Attempt { result, .. }) = attempt::admitted(instruments, cancel, || once).await else {
                 return interrupted(finishes);
             };
             if run.is_empty() && result.is_ok() {
@@ -184,7 +185,7 @@ impl Processor {
     async fn call_batch(
         &self,
         handler: &BoundHandler,
-        messages: &[OwnedMessage],
+        messages: &[Received<'_>],
         decoded: &mut [Option<Decoded>],
         run: &[usize],
         attempt: u32,
@@ -224,12 +225,10 @@ impl Processor {
         let trace = crate::trace::child_of(if shared_trace { parents[0].clone() } else { None });
         let correlations: Vec<Option<&str>> = batch.map(super::correlation_of).collect();
         let correlation = correlations.windows(2).all(|w| w[0] == w[1]).then_some(correlations[0]).flatten();
-        tracing::Span::current().record("trace_id", trace.trace_id());
-        let future = crate::publisher::with_correlation(
-            correlation.map(str::to_string),
-            crate::trace::scope(trace, AssertUnwindSafe(future).catch_unwind()),
-        );
-        match super::within(handler.timeout, future).await {
+        super::record(&tracing::Span::current(), "trace_id", trace.trace_id());
+        let call =
+            || crate::trace::scope(trace, correlation.map(str::to_string), AssertUnwindSafe(future).catch_unwind());
+        match super::within(handler.timeout, call).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(error))) => Err(Failure::Handler(error)),
             Ok(Err(panic)) => Err(Failure::Panic(panic_message(&*panic))),

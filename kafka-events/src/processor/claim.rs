@@ -1,7 +1,7 @@
 //! The idempotency step of the pipeline: an event's id, its claim in the store, and settling the
 //! claim once the handler returned.
 
-use rdkafka::message::OwnedMessage;
+use crate::received::Consumed;
 
 use crate::abi::InputError;
 use crate::handler::HandlerError;
@@ -10,7 +10,7 @@ use crate::names::header;
 
 /// The id of an event for an `idempotent` handler: the payload field `idempotent(id = "...")`
 /// names (already read, `from_payload`), or else the `x-message-id` header.
-pub(super) fn event_id(message: &OwnedMessage, from_payload: Option<String>) -> Result<String, InputError> {
+pub(super) fn event_id(message: &impl Consumed, from_payload: Option<String>) -> Result<String, InputError> {
     match from_payload {
         Some(id) if id.trim().is_empty() => {
             Err(InputError::missing_id("the event's id field (`idempotent(id = ...)`) is empty"))

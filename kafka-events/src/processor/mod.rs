@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::Headers;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -43,6 +43,7 @@ use crate::idempotency::{ClaimSlot, IdempotencyStore};
 use crate::metrics::{HandlerMetrics, Metrics};
 use crate::observe::{self, Observer};
 use crate::publisher::Publisher;
+use crate::received::{Consumed, Received};
 use crate::registry::BoundHandler;
 use attempt::Attempt;
 use outcome::{decide, Failure, Outcome};
@@ -128,7 +129,7 @@ impl Processor {
         &self,
         handler: &BoundHandler,
         instruments: &Instruments,
-        message: &OwnedMessage,
+        message: &Received<'_>,
         cancel: &CancellationToken,
         transactor: Option<&Transactor>,
     ) -> Finish {
@@ -152,8 +153,8 @@ impl Processor {
         let trace = crate::otel::adopt(&span, parent.as_ref()).unwrap_or_else(|| crate::trace::child_of(parent));
         #[cfg(not(feature = "otel"))]
         let trace = crate::trace::child_of(parent);
-        span.record("trace_id", trace.trace_id());
-        span.record("span_id", trace.span_id());
+        record(&span, "trace_id", trace.trace_id());
+        record(&span, "span_id", trace.span_id());
         self.process_inner(handler, instruments, message, cancel, &trace, transactor).instrument(span).await
     }
 
@@ -161,7 +162,7 @@ impl Processor {
         &self,
         handler: &BoundHandler,
         instruments: &Instruments,
-        message: &OwnedMessage,
+        message: &Received<'_>,
         cancel: &CancellationToken,
         trace: &crate::trace::TraceContext,
         transactor: Option<&Transactor>,
@@ -176,16 +177,16 @@ impl Processor {
             attempt = retry + 1;
             if let Some(due) = due {
                 let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
-                if !wait.is_zero() && !self::wait(wait, cancel).await {
+                if !wait.is_zero() && !Box::pin(self::wait(wait, cancel)).await {
                     return Finish::Interrupted;
                 }
             }
         }
         let metrics = instruments.metrics.as_ref();
         loop {
-            span.record("attempt", attempt);
+            record(&span, "attempt", attempt);
             // An open circuit holds the message here (the lane stops reading meanwhile).
-            let once = self.attempt_once(handler, message, attempt, trace, transactor);
+            let once = || self.attempt_once(handler, message, attempt, trace, transactor);
             let Some(Attempt { result, duplicates, .. }) = attempt::admitted(instruments, cancel, once).await else {
                 return Finish::Interrupted;
             };
@@ -196,7 +197,7 @@ impl Processor {
                 return Finish::Finished;
             }
             let outcome = decide(result, attempt, &handler.retry, handler.dlq_topic.is_some());
-            span.record("outcome", outcome.name());
+            record(&span, "outcome", outcome.name());
             match outcome {
                 Outcome::Done => {
                     tracing::debug!(attempt, "handled");
@@ -230,7 +231,7 @@ impl Processor {
                         return self.publish(message, chain, cancel);
                     }
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "handler failed; retrying in place");
-                    if !wait(delay, cancel).await {
+                    if !Box::pin(wait(delay, cancel)).await {
                         return Finish::Interrupted;
                     }
                 }
@@ -248,7 +249,7 @@ impl Processor {
                         ErrorKind::Fenced,
                         &reason,
                     );
-                    if !wait(delay, cancel).await {
+                    if !Box::pin(wait(delay, cancel)).await {
                         return Finish::Interrupted;
                     }
                 }
@@ -262,7 +263,7 @@ impl Processor {
                     );
                     self.status.stall(message.topic(), message.partition(), message.offset(), kind, &reason);
                     observe::report(self.observer.as_ref(), message, observe::Outcome::Stalled { kind, reason });
-                    if !wait(delay, cancel).await {
+                    if !Box::pin(wait(delay, cancel)).await {
                         return Finish::Interrupted;
                     }
                 }
@@ -276,14 +277,16 @@ impl Processor {
     async fn attempt_once(
         &self,
         handler: &BoundHandler,
-        message: &OwnedMessage,
+        message: &Received<'_>,
         attempt: u32,
         trace: &crate::trace::TraceContext,
         transactor: Option<&Transactor>,
     ) -> Attempt {
         // A transactional handler's publisher joins this attempt's transaction.
         let publisher = match transactor {
-            Some(transactor) => match transactor.begin().await {
+            // Rare paths (transactions, claims, waits) are boxed: inline, each would enlarge every
+            // message's future, which is moved on every start.
+            Some(transactor) => match Box::pin(transactor.begin()).await {
                 Ok(publisher) => publisher,
                 Err(error) if transactor.is_fenced() => return Attempt::failed(fenced(&error)),
                 Err(error) => {
@@ -297,7 +300,8 @@ impl Processor {
         let mut outcome = self.run_handler(handler, message, attempt, trace, publisher).await;
         if let Some(transactor) = transactor {
             if outcome.result.is_ok() && outcome.duplicates == 0 {
-                if let Err(error) = transactor.commit(message.topic(), message.partition(), message.offset() + 1).await
+                if let Err(error) =
+                    Box::pin(transactor.commit(message.topic(), message.partition(), message.offset() + 1)).await
                 {
                     outcome.result = Err(if transactor.is_fenced() {
                         fenced(&error)
@@ -308,7 +312,7 @@ impl Processor {
                     });
                 }
             } else {
-                transactor.abort().await;
+                Box::pin(transactor.abort()).await;
             }
         }
         outcome
@@ -317,7 +321,7 @@ impl Processor {
     async fn run_handler(
         &self,
         handler: &BoundHandler,
-        message: &OwnedMessage,
+        message: &Received<'_>,
         attempt: u32,
         trace: &crate::trace::TraceContext,
         publisher: Publisher,
@@ -349,7 +353,7 @@ impl Processor {
                 let Some(store) = self.store.as_deref() else {
                     return Attempt::failed(Failure::Handler(HandlerError::retryable("no idempotency store")));
                 };
-                match claim::claim(store, scope, std::slice::from_ref(&id)).await {
+                match Box::pin(claim::claim(store, scope, std::slice::from_ref(&id))).await {
                     Err(error) => return Attempt::failed(Failure::Handler(HandlerError::retryable(error))),
                     Ok((runs, pending)) if !runs[0] => {
                         if let Err(error) = pending.abort().await {
@@ -357,7 +361,7 @@ impl Processor {
                         }
                         return Attempt { result: Ok(()), call: None, duplicates: 1, handled: 0 };
                     }
-                    Ok((_, pending)) => slot.put(pending).await,
+                    Ok((_, pending)) => Box::pin(slot.put(pending)).await,
                 }
                 true
             }
@@ -365,8 +369,8 @@ impl Processor {
         let started = std::time::Instant::now();
         // What the handler publishes carries this message's correlation id (or its id).
         let correlation = correlation_of(message).map(str::to_string);
-        let future = crate::publisher::with_correlation(correlation, AssertUnwindSafe(future).catch_unwind());
-        let mut result = match within(handler.timeout, crate::trace::scope(trace.clone(), future)).await {
+        let call = || crate::trace::scope(trace.clone(), correlation, AssertUnwindSafe(future).catch_unwind());
+        let mut result = match within(handler.timeout, call).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(error))) => Err(Failure::Handler(error)),
             Ok(Err(panic)) => Err(Failure::Panic(panic_message(&*panic))),
@@ -374,7 +378,7 @@ impl Processor {
         };
         let call = Some(started.elapsed());
         if claimed {
-            if let Err(error) = claim::settle(&slot, result.is_ok()).await {
+            if let Err(error) = Box::pin(claim::settle(&slot, result.is_ok())).await {
                 if result.is_ok() {
                     result = Err(Failure::Handler(error));
                 }
@@ -391,7 +395,7 @@ impl Processor {
         &self,
         handler: &BoundHandler,
         instruments: &Instruments,
-        message: &OwnedMessage,
+        message: &Received<'_>,
         kind: ErrorKind,
         reason: &str,
         attempts: u32,
@@ -423,7 +427,7 @@ impl Processor {
 
     /// Publishes the first form of `chain` the broker accepts; the message finishes once it is
     /// acknowledged (see [`publish`]).
-    fn publish(&self, message: &OwnedMessage, chain: Vec<Outgoing>, cancel: &CancellationToken) -> Finish {
+    fn publish(&self, message: &Received<'_>, chain: Vec<Outgoing>, cancel: &CancellationToken) -> Finish {
         let (producer, status, metrics) = (self.producer.clone(), self.status.clone(), self.metrics.clone());
         Finish::Publishing(publish::publish_durably(producer, status, metrics, message, chain, cancel))
     }
@@ -433,7 +437,7 @@ impl Processor {
     /// `counts_as`: see [`Outgoing::counts_as`].
     fn dead_letter_forms(
         dlq: &str,
-        message: &OwnedMessage,
+        message: &Received<'_>,
         letter: &DeadLetterCause<'_>,
         counts_as: Option<(HandlerMetrics, ErrorKind)>,
     ) -> [Outgoing; 2] {
@@ -464,12 +468,25 @@ impl Processor {
     }
 }
 
-/// Runs `future` within `limit` (if any); `Err(limit)` when it took longer — it is then
-/// dropped (cancelled at its current `.await`).
-async fn within<T>(limit: Option<Duration>, future: impl std::future::Future<Output = T>) -> Result<T, Duration> {
+/// Records `value` as `field` of `span` when a subscriber takes the span. A disabled span's
+/// `record` still formats the value for the `log` crate (`tracing`'s `log` feature, which sqlx
+/// turns on) — hundreds of instructions per message for nothing when no logger listens either.
+pub(crate) fn record(span: &tracing::Span, field: &str, value: impl tracing::Value) {
+    if !span.is_disabled() {
+        span.record(field, value);
+    }
+}
+
+/// Runs the future `start` makes within `limit` (if any); `Err(limit)` when it took longer — it
+/// is then dropped (cancelled at its current `.await`). A closure, so that the future is stored
+/// once, in this one (see [`attempt::admitted`]).
+async fn within<F: std::future::Future>(
+    limit: Option<Duration>,
+    start: impl FnOnce() -> F,
+) -> Result<F::Output, Duration> {
     match limit {
-        None => Ok(future.await),
-        Some(limit) => tokio::time::timeout(limit, future).await.map_err(|_| limit),
+        None => Ok(start().await),
+        Some(limit) => tokio::time::timeout(limit, start()).await.map_err(|_| limit),
     }
 }
 
@@ -477,7 +494,7 @@ async fn within<T>(limit: Option<Duration>, future: impl std::future::Future<Out
 /// causes (retryable errors, panics, timeouts) count against it.
 /// The correlation id what a handler publishes carries: its message's `x-correlation-id`, or
 /// else its `x-message-id`.
-fn correlation_of(message: &OwnedMessage) -> Option<&str> {
+fn correlation_of(message: &impl Consumed) -> Option<&str> {
     crate::headers::header_str(message, crate::names::header::CORRELATION_ID)
         .or_else(|| crate::headers::header_str(message, crate::names::header::MESSAGE_ID))
 }
@@ -492,7 +509,7 @@ fn verdict(result: &Result<(), Failure>) -> Verdict {
 }
 
 fn context(
-    message: &OwnedMessage,
+    message: &Received<'_>,
     attempt: u32,
     trace: crate::trace::TraceContext,
     claim: ClaimSlot,

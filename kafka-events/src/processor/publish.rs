@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::OwnedHeaders;
+
+use crate::received::Consumed;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
@@ -82,7 +84,7 @@ pub(crate) fn publish_durably(
     producer: FutureProducer<TracingContext>,
     status: Arc<HealthBoard>,
     metrics: Arc<Metrics>,
-    message: &OwnedMessage,
+    message: &impl Consumed,
     chain: Vec<Outgoing>,
     cancel: &CancellationToken,
 ) -> Publishing {

@@ -2,14 +2,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use rdkafka::message::{OwnedHeaders, OwnedMessage};
+use rdkafka::message::OwnedHeaders;
+
+use crate::received::Consumed;
 
 use crate::headers::{bounded_reason, header_str, origin, republished_headers};
 use crate::names::header;
 
 /// The headers of the retry copy of `message` after attempt number `attempt` failed: retry number
 /// `attempt` is due `delay` from now.
-pub(super) fn retry_headers(message: &OwnedMessage, attempt: u32, delay: Duration, reason: &str) -> OwnedHeaders {
+pub(super) fn retry_headers(message: &impl Consumed, attempt: u32, delay: Duration, reason: &str) -> OwnedHeaders {
     let origin = origin(message);
     let partition = origin.partition.to_string();
     let offset = origin.offset.to_string();
@@ -43,7 +45,7 @@ fn ceil_to_millis(at: SystemTime) -> SystemTime {
 
 /// Which retry a message from the retry topic is (`x-retry-attempt`, at least 1) and when it is
 /// due (`x-retry-at`; `None` when missing or unreadable: due now).
-pub(super) fn schedule_of(message: &OwnedMessage) -> (u32, Option<SystemTime>) {
+pub(super) fn schedule_of(message: &impl Consumed) -> (u32, Option<SystemTime>) {
     let retry = header_str(message, header::RETRY_ATTEMPT).and_then(|v| v.parse().ok()).unwrap_or(1u32).max(1);
     let due = header_str(message, header::RETRY_AT).and_then(|v| humantime::parse_rfc3339_weak(v).ok());
     (retry, due)
@@ -52,7 +54,7 @@ pub(super) fn schedule_of(message: &OwnedMessage) -> (u32, Option<SystemTime>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::{Header, Headers, Message};
+    use rdkafka::message::{Header, Headers, OwnedMessage};
     use rdkafka::Timestamp;
 
     #[test]

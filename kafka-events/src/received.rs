@@ -1,0 +1,132 @@
+//! A consumed message as the runtime holds it from its read to its outcome: still in
+//! librdkafka's fetch buffer when its lane read it from the partition's own queue, so nothing of
+//! it is copied unless a retry record, a dead letter or the handler's context keeps it.
+
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
+
+/// One consumed message. `'q` is the partition queue it was read from (the lane owns the queue,
+/// so a message can never outlive it).
+pub(crate) enum Received<'q> {
+    /// Read from the partition's own queue: librdkafka's copy, borrowed. `topic` is the lane's
+    /// (librdkafka would look the name up and check its UTF-8 on every call); `headers` says
+    /// whether it has any (librdkafka caches parsed headers, but parses a message without any
+    /// again on every call — a buffer allocated and freed each time).
+    Queued { message: BorrowedMessage<'q>, topic: &'q str, headers: bool },
+    /// Routed by the poll thread from the consumer's own queue (a copy), or built by a test.
+    Routed(OwnedMessage),
+}
+
+impl<'q> Received<'q> {
+    /// A message read from the queue of `topic`'s partition.
+    pub(crate) fn queued(message: BorrowedMessage<'q>, topic: &'q str) -> Self {
+        let headers = Message::headers(&message).is_some();
+        Self::Queued { message, topic, headers }
+    }
+}
+
+impl From<OwnedMessage> for Received<'_> {
+    fn from(message: OwnedMessage) -> Self {
+        Self::Routed(message)
+    }
+}
+
+/// What the runtime reads of a consumed message: rdkafka's `Message` without `payload_mut`
+/// (an `unsafe` method this crate, which forbids `unsafe`, cannot implement), so that
+/// [`Received`] and every rdkafka message pass through the same helpers.
+pub(crate) trait Consumed {
+    /// The message's headers.
+    type Headers: Headers;
+    fn key(&self) -> Option<&[u8]>;
+    fn payload(&self) -> Option<&[u8]>;
+    fn topic(&self) -> &str;
+    fn partition(&self) -> i32;
+    fn offset(&self) -> i64;
+    fn timestamp(&self) -> Timestamp;
+    fn headers(&self) -> Option<&Self::Headers>;
+}
+
+impl<M: Message> Consumed for M {
+    type Headers = M::Headers;
+
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        Message::payload(self)
+    }
+
+    fn topic(&self) -> &str {
+        Message::topic(self)
+    }
+
+    fn partition(&self) -> i32 {
+        Message::partition(self)
+    }
+
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
+
+    fn timestamp(&self) -> Timestamp {
+        Message::timestamp(self)
+    }
+
+    fn headers(&self) -> Option<&M::Headers> {
+        Message::headers(self)
+    }
+}
+
+impl Consumed for Received<'_> {
+    type Headers = BorrowedHeaders;
+
+    fn key(&self) -> Option<&[u8]> {
+        match self {
+            Self::Queued { message, .. } => Message::key(message),
+            Self::Routed(message) => Message::key(message),
+        }
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        match self {
+            Self::Queued { message, .. } => Message::payload(message),
+            Self::Routed(message) => Message::payload(message),
+        }
+    }
+
+    fn topic(&self) -> &str {
+        match self {
+            Self::Queued { topic, .. } => topic,
+            Self::Routed(message) => Message::topic(message),
+        }
+    }
+
+    fn partition(&self) -> i32 {
+        match self {
+            Self::Queued { message, .. } => Message::partition(message),
+            Self::Routed(message) => Message::partition(message),
+        }
+    }
+
+    fn offset(&self) -> i64 {
+        match self {
+            Self::Queued { message, .. } => Message::offset(message),
+            Self::Routed(message) => Message::offset(message),
+        }
+    }
+
+    fn timestamp(&self) -> Timestamp {
+        match self {
+            Self::Queued { message, .. } => Message::timestamp(message),
+            Self::Routed(message) => Message::timestamp(message),
+        }
+    }
+
+    fn headers(&self) -> Option<&BorrowedHeaders> {
+        match self {
+            Self::Queued { message, headers: true, .. } => Message::headers(message),
+            Self::Queued { headers: false, .. } => None,
+            Self::Routed(message) => Message::headers(message).map(|h| h.as_borrowed()),
+        }
+    }
+}
