@@ -152,6 +152,7 @@ impl Lanes {
             excused: 0,
             stalled_since: None,
             leading: false,
+            topped: false,
             waiting: waiting.clone(),
             liveness: self.liveness.clone(),
             breaker: breaker.clone(),

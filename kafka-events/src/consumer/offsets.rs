@@ -63,7 +63,12 @@ impl OffsetTracker {
 
     /// An offset's outcome is durable (handled, or its retry or dead letter acknowledged).
     pub(crate) fn finish(&mut self, offset: i64) {
-        if let Ok(at) = self.held.binary_search_by_key(&offset, |(o, _)| *o) {
+        // Usually the oldest held message (a partition-serial lane finishes in order).
+        let at = match self.held.front() {
+            Some((first, _)) if *first == offset => Ok(0),
+            _ => self.held.binary_search_by_key(&offset, |(o, _)| *o),
+        };
+        if let Ok(at) = at {
             if !self.held[at].1 {
                 self.held[at].1 = true;
                 self.finished.inc();

@@ -36,6 +36,10 @@ use crate::sync::lock;
 /// Messages read from the queue at once at most (one tracker lock and budget update each).
 const READ_BATCH: usize = 256;
 
+/// How much room a lane that reached its cap waits for before it reads again (at most half the
+/// cap).
+const REFILL: usize = READ_BATCH;
+
 /// How often a lane behind an open circuit looks again (the circuit half-opens by time).
 const CIRCUIT_RECHECK: Duration = Duration::from_millis(100);
 
@@ -114,10 +118,13 @@ pub(crate) struct Source {
     /// What this lane is excused of the budget (held at its cap while stuck), 0 otherwise.
     pub(crate) excused: usize,
     /// Since when the lane, unable to read, has finished no message, and its finished count
-    /// then.
-    pub(crate) stalled_since: Option<(tokio::time::Instant, u64)>,
+    /// then. The time is read lazily (`None` until the lane finds no progress or waits): a lane
+    /// at its cap passes here once per message, and a clock reading per message is measurable.
+    pub(crate) stalled_since: Option<(Option<tokio::time::Instant>, u64)>,
     /// Whether this lane leads the budget (so only a leader touches the shared leader slot).
     pub(crate) leading: bool,
+    /// Whether the lane reached its cap and has not had [`REFILL`] room since.
+    pub(crate) topped: bool,
     /// Set while it does not read (cap, budget, circuit): the member's "paused partitions".
     pub(crate) waiting: Arc<AtomicBool>,
     pub(crate) liveness: Arc<Liveness>,
@@ -142,7 +149,11 @@ impl Source {
                 let tracker = lock(&self.tracker);
                 (tracker.held(), tracker.finished())
             };
-            if held >= self.cap {
+            // A lane that reached its cap reads again only once it has room for a batch: reading
+            // one message per finish would cost a lock, a budget update and a clock reading each.
+            let topped = held >= self.cap || (self.topped && held > self.cap - REFILL.min(self.cap / 2));
+            self.topped = topped;
+            if topped {
                 // A leader reads no further than its cap; stuck there, it is excused.
                 self.step_down();
                 let stuck = self.stalled(finished);
@@ -181,14 +192,18 @@ impl Source {
     }
 
     /// Whether the lane, unable to read, has finished no message for [`STUCK_AFTER`] (the clock
-    /// starts now, or again when it finished one since).
+    /// starts at the first look without progress, or again when it finished one since).
     fn stalled(&mut self, finished: u64) -> bool {
-        let now = tokio::time::Instant::now();
-        match self.stalled_since {
-            Some((_, before)) if before == finished => {}
-            _ => self.stalled_since = Some((now, finished)),
+        match &mut self.stalled_since {
+            Some((since, before)) if *before == finished => {
+                let now = tokio::time::Instant::now();
+                now.duration_since(*since.get_or_insert(now)) >= STUCK_AFTER
+            }
+            _ => {
+                self.stalled_since = Some((None, finished));
+                false
+            }
         }
-        self.stalled_since.is_some_and(|(since, _)| now.duration_since(since) >= STUCK_AFTER)
     }
 
     /// Gives up the budget's leadership, if this lane has it.
@@ -215,8 +230,11 @@ impl Source {
     pub(crate) async fn changed(&mut self, stop: Stop) -> Change {
         // When a blocked lane would count as stuck: look again then (once stuck, a lane that
         // could not lead waits for the budget's notification: a leader stepping down, an excuse).
-        let now = tokio::time::Instant::now();
-        let stuck_at = self.stalled_since.map(|(since, _)| since + STUCK_AFTER).filter(|at| *at > now);
+        let stuck_at = self.stalled_since.as_mut().and_then(|(since, _)| {
+            let now = tokio::time::Instant::now();
+            let at = *since.get_or_insert(now) + STUCK_AFTER;
+            (at > now).then_some(at)
+        });
         let routed = |batch: Option<Vec<OwnedMessage>>| batch.map_or(Change::Closed, Change::Routed);
         match stop {
             Stop::Empty => tokio::select! {

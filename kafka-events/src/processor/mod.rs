@@ -140,7 +140,7 @@ impl Processor {
             topic = message.topic(),
             partition = message.partition(),
             offset = message.offset(),
-            key = message.key().map(String::from_utf8_lossy).as_deref(),
+            key = message.key().map(|key| tracing::field::display(Lossy(key))),
             handler = %name,
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
@@ -329,15 +329,16 @@ impl Processor {
         let slot = if handler.idempotency_scope.is_some() { ClaimSlot::open() } else { ClaimSlot::default() };
         let ctx = context(message, attempt, trace.clone(), slot.clone(), Some(publisher));
         let invoke = handler.registration.invoke;
-        let started = std::time::Instant::now();
         let Invocation { future, event_id } =
             match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(message.payload(), ctx))) {
                 Ok(Ok(invocation)) => invocation,
                 Ok(Err(input)) => return Attempt::failed(Failure::Input(input)),
+                // Decoding or validating panicked (`invoke` only builds the handler's future):
+                // the handler itself never ran, so no call duration.
                 Err(panic) => {
                     return Attempt {
                         result: Err(Failure::Panic(panic_message(&*panic))),
-                        call: Some(started.elapsed()),
+                        call: None,
                         duplicates: 0,
                         handled: 1,
                     }
@@ -465,6 +466,16 @@ impl Processor {
                 counts_as,
             },
         ]
+    }
+}
+
+/// A message key in a span field: shown as (lossy) UTF-8, converted only when a subscriber or
+/// logger formats it.
+struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        String::from_utf8_lossy(self.0).fmt(f)
     }
 }
 
