@@ -295,20 +295,23 @@ async fn main() {
 }
 
 /// One step of `benches/processor/instructions.sh`, which counts instructions per message with
-/// callgrind: `produce` B1's topic of this `BENCH_RUN` (not measured), or consume it with one
-/// scenario alone — `B0`, `B0D` (B0+decode) or `B1` — and print its row.
+/// callgrind: `produce` B1's and B3's topics of this `BENCH_RUN` (not measured), or consume one
+/// with one scenario alone — `B0`, `B0D` (B0+decode), `B1` or `B3` — and print its row.
 async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
     let topic = format!("{}.b1", bench.run);
     let row = match solo {
         "produce" => {
-            let topic = bench.topic("b1", 3, true).await;
-            bench.produce(&topic, messages, 1000).await;
+            for name in ["b1", "b3"] {
+                let topic = bench.topic(name, 3, true).await;
+                bench.produce(&topic, messages, 1000).await;
+            }
             return;
         }
         "B0" => raw_consume(bench, &topic, messages, false),
         "B0D" => raw_consume(bench, &topic, messages, true),
         "B1" => framework(bench, "noop", &B1, messages, None).await,
-        other => panic!("BENCH_SOLO={other}: produce, B0, B0D or B1"),
+        "B3" => framework(bench, "flaky", &B3, messages, None).await,
+        other => panic!("BENCH_SOLO={other}: produce, B0, B0D, B1 or B3"),
     };
     header(&format!("BENCH_SOLO={solo}"));
     row.print(None, "");

@@ -38,6 +38,16 @@ pub(crate) fn header_str<'a>(message: &'a impl Consumed, name: &str) -> Option<&
     headers.iter().filter(|h| h.key == name).last().and_then(|h| std::str::from_utf8(h.value?).ok())
 }
 
+/// A copy of `message`'s headers (none when it has none).
+pub(crate) fn owned(message: &impl Consumed) -> Option<OwnedHeaders> {
+    let headers = message.headers()?;
+    let mut owned = OwnedHeaders::new_with_capacity(headers.count());
+    for h in headers.iter() {
+        owned = owned.insert(Header { key: h.key, value: h.value });
+    }
+    Some(owned)
+}
+
 /// `reason` cut to [`header::MAX_REASON_BYTES`] (at a character boundary, with a marker saying
 /// how long it was), so that a reason quoting a large payload never makes a record too large.
 pub(crate) fn bounded_reason(reason: &str) -> Cow<'_, str> {

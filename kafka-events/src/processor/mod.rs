@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use rdkafka::message::Headers;
+use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -209,7 +209,7 @@ impl Processor {
                     metrics.inspect(|m| m.retried());
                     if let Some(retry_topic) = handler.retry_topic.as_deref() {
                         tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, retry_topic, "handler failed; sent to the retry topic");
-                        let mut chain = vec![Outgoing {
+                        let chain = vec![Outgoing {
                             topic: retry_topic.to_string(),
                             what: "retry record",
                             with_payload: true,
@@ -217,18 +217,22 @@ impl Processor {
                             counts_as: None,
                         }];
                         // A retry record too large to publish cannot be retried: dead-letter it.
-                        if let Some(dlq) = handler.dlq_topic.as_deref() {
-                            let reason = format!("{reason}; its retry record was larger than the producer or broker accepts, so it was dead-lettered instead of retried");
-                            let letter = DeadLetterCause {
-                                kind: ErrorKind::Undeliverable,
-                                reason: &reason,
-                                attempts: attempt,
-                                handler: handler.name(),
-                            };
+                        // Its forms are built only then (from the copy the publish keeps).
+                        let then = handler.dlq_topic.as_deref().map(|dlq| {
+                            let (dlq, name) = (dlq.to_string(), handler.name().to_string());
                             let counted = instruments.metrics.clone().map(|m| (m, ErrorKind::Undeliverable));
-                            chain.extend(Self::dead_letter_forms(dlq, message, &letter, counted));
-                        }
-                        return self.publish(message, chain, cancel);
+                            Box::new(move |original: &OwnedMessage| {
+                                let reason = format!("{reason}; its retry record was larger than the producer or broker accepts, so it was dead-lettered instead of retried");
+                                let letter = DeadLetterCause {
+                                    kind: ErrorKind::Undeliverable,
+                                    reason: &reason,
+                                    attempts: attempt,
+                                    handler: &name,
+                                };
+                                Self::dead_letter_forms(&dlq, original, &letter, counted).into()
+                            }) as publish::Fallback
+                        });
+                        return self.publish(message, chain, then, cancel);
                     }
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "handler failed; retrying in place");
                     if !Box::pin(wait(delay, cancel)).await {
@@ -408,7 +412,7 @@ impl Processor {
         tracing::warn!(dlq, offset = message.offset(), error_kind = kind.as_str(), %reason, attempts, "dead-lettering");
         let letter = DeadLetterCause { kind, reason: &reason, attempts, handler: handler.name() };
         let chain = Self::dead_letter_forms(dlq, message, &letter, None).into();
-        let publishing = self.publish(message, chain, cancel);
+        let publishing = self.publish(message, chain, None, cancel);
         // The outcome is reported once the dead letter is acknowledged.
         match (&self.observer, publishing) {
             (Some(observer), Finish::Publishing(publishing)) => {
@@ -428,9 +432,15 @@ impl Processor {
 
     /// Publishes the first form of `chain` the broker accepts; the message finishes once it is
     /// acknowledged (see [`publish`]).
-    fn publish(&self, message: &Received<'_>, chain: Vec<Outgoing>, cancel: &CancellationToken) -> Finish {
+    fn publish(
+        &self,
+        message: &Received<'_>,
+        chain: Vec<Outgoing>,
+        then: Option<publish::Fallback>,
+        cancel: &CancellationToken,
+    ) -> Finish {
         let (producer, status, metrics) = (self.producer.clone(), self.status.clone(), self.metrics.clone());
-        Finish::Publishing(publish::publish_durably(producer, status, metrics, message, chain, cancel))
+        Finish::Publishing(publish::publish_durably(producer, status, metrics, message, chain, then, cancel))
     }
 
     /// The forms of `message`'s dead letter, in the order [`publish::publish_durably`] tries
@@ -438,7 +448,7 @@ impl Processor {
     /// `counts_as`: see [`Outgoing::counts_as`].
     fn dead_letter_forms(
         dlq: &str,
-        message: &Received<'_>,
+        message: &impl Consumed,
         letter: &DeadLetterCause<'_>,
         counts_as: Option<(HandlerMetrics, ErrorKind)>,
     ) -> [Outgoing; 2] {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{OwnedHeaders, OwnedMessage};
 
 use crate::received::Consumed;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -49,6 +49,11 @@ pub(crate) struct Outgoing {
     /// such are counted when decided).
     pub(crate) counts_as: Option<(HandlerMetrics, ErrorKind)>,
 }
+
+/// The forms tried once every form of a chain was refused as too large, built only then from
+/// the copy of the original message the publish keeps: a retry record's dead-letter forms, which
+/// almost no retry needs.
+pub(crate) type Fallback = Box<dyn FnOnce(&OwnedMessage) -> Vec<Outgoing> + Send>;
 
 /// How the producer or broker refused a record, when no retry of the same record can succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,13 +91,24 @@ pub(crate) fn publish_durably(
     metrics: Arc<Metrics>,
     message: &impl Consumed,
     chain: Vec<Outgoing>,
+    mut then: Option<Fallback>,
     cancel: &CancellationToken,
 ) -> Publishing {
     let cancel = cancel.clone();
-    let (key, payload) = (message.key().map(<[u8]>::to_vec), message.payload().map(<[u8]>::to_vec));
-    let (source_topic, source_partition, source_offset) =
-        (message.topic().to_string(), message.partition(), message.offset());
+    // The publish outlives the message: a copy (with its headers only when `then` may need them).
+    let original = OwnedMessage::new(
+        message.payload().map(<[u8]>::to_vec),
+        message.key().map(<[u8]>::to_vec),
+        message.topic().to_string(),
+        message.timestamp(),
+        message.partition(),
+        message.offset(),
+        if then.is_some() { crate::headers::owned(message) } else { None },
+    );
     let publish = async move {
+        let (key, payload) = (original.key(), original.payload());
+        let (source_topic, source_partition, source_offset) =
+            (original.topic(), original.partition(), original.offset());
         let mut chain = chain.into_iter();
         let Some(mut current) = chain.next() else { return Finish::Finished };
         let mut backoff = Duration::from_millis(100);
@@ -100,12 +116,12 @@ pub(crate) fn publish_durably(
         loop {
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&current.topic).headers(current.headers.clone());
-            let key = key.as_deref().filter(|k| current.with_payload || k.len() <= SMALL_KEY);
+            let key = key.filter(|k| current.with_payload || k.len() <= SMALL_KEY);
             if let Some(key) = key {
                 record = record.key(key);
             }
-            if let (true, Some(payload)) = (current.with_payload, &payload) {
-                record = record.payload(payload.as_slice());
+            if let (true, Some(payload)) = (current.with_payload, payload) {
+                record = record.payload(payload);
             }
             let error = match producer.send(record, Duration::from_secs(30)).await {
                 Ok(delivery) => {
@@ -130,11 +146,18 @@ pub(crate) fn publish_durably(
             metrics.delivery_failed(&current.topic);
             let refused = refusal(&error);
             if refused == Some(Refusal::TooLarge) {
-                if let Some(next) = chain.next() {
+                let mut next = chain.next();
+                if next.is_none() {
+                    if let Some(then) = then.take() {
+                        chain = then(&original).into_iter();
+                        next = chain.next();
+                    }
+                }
+                if let Some(next) = next {
                     tracing::warn!(
                         topic = %current.topic,
                         %error,
-                        payload_bytes = payload.as_ref().map_or(0, Vec::len),
+                        payload_bytes = payload.map_or(0, <[u8]>::len),
                         "{} is larger than the producer or broker accepts; publishing {} to `{}` instead",
                         current.what,
                         next.what,
