@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions per message of B0, B0+decode, B1 and B3, counted by callgrind: figures that do not
+# Instructions per message of B0, B0+decode, B1, B3 and B6, counted by callgrind: figures that do not
 # move with the machine's load (msgs/s on a shared 2-core machine moves by ±30 %).
 #
 #   KAFKA_BROKERS=127.0.0.1:19092 benches/processor/instructions.sh [N1 N2]   # SCENARIOS="B1" for one
@@ -29,7 +29,7 @@ count() { # scenario messages -> instructions
   sed -n 's/^summary: //p' "$out/$1-$2.out"
 }
 printf '| scenario | instructions (%d msgs) | instructions (%d msgs) | instructions per message |\n|---|---|---|---|\n' "$n1" "$n2"
-for scenario in ${SCENARIOS:-B0 B0D B1 B3}; do
+for scenario in ${SCENARIOS:-B0 B0D B1 B3 B6}; do
   a=$(count "$scenario" "$n1")
   b=$(count "$scenario" "$n2")
   printf '| %s | %s | %s | %s |\n' "$scenario" "$a" "$b" "$(( (b - a) / (n2 - n1) ))"

@@ -295,14 +295,16 @@ async fn main() {
 }
 
 /// One step of `benches/processor/instructions.sh`, which counts instructions per message with
-/// callgrind: `produce` B1's and B3's topics of this `BENCH_RUN` (not measured), or consume one
-/// with one scenario alone — `B0`, `B0D` (B0+decode), `B1` or `B3` — and print its row.
+/// callgrind: `produce` B1's, B3's and B6's topics of this `BENCH_RUN` (not measured), or
+/// consume one with one scenario alone — `B0`, `B0D` (B0+decode), `B1`, `B3` or `B6` — and
+/// print its row.
 async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
     let topic = format!("{}.b1", bench.run);
     let row = match solo {
         "produce" => {
-            for name in ["b1", "b3"] {
-                let topic = bench.topic(name, 3, true).await;
+            let b6_partitions = env_u64("BENCH_B6_PARTITIONS", 64) as i32;
+            for (name, partitions) in [("b1", 3), ("b3", 3), ("b6", b6_partitions)] {
+                let topic = bench.topic(name, partitions, true).await;
                 bench.produce(&topic, messages, 1000).await;
             }
             return;
@@ -311,7 +313,8 @@ async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
         "B0D" => raw_consume(bench, &topic, messages, true),
         "B1" => framework(bench, "noop", &B1, messages, None).await,
         "B3" => framework(bench, "flaky", &B3, messages, None).await,
-        other => panic!("BENCH_SOLO={other}: produce, B0, B0D, B1 or B3"),
+        "B6" => framework(bench, "noop_wide", &B6, messages, None).await,
+        other => panic!("BENCH_SOLO={other}: produce, B0, B0D, B1, B3 or B6"),
     };
     header(&format!("BENCH_SOLO={solo}"));
     row.print(None, "");
