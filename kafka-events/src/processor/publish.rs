@@ -137,7 +137,7 @@ pub(crate) fn publish_durably(
                     }
                     if stalled {
                         tracing::info!(topic = %current.topic, "{} published after all; the partition goes on", current.what);
-                        status.clear_stall(&source_topic, source_partition);
+                        status.clear_stall(source_topic, source_partition);
                     }
                     return Finish::Finished;
                 }
@@ -188,7 +188,7 @@ pub(crate) fn publish_durably(
                         "{reason}; the partition is held at this message and it is tried again every {}",
                         humantime::format_duration(MAX_BACKOFF)
                     );
-                    status.stall(&source_topic, source_partition, source_offset, ErrorKind::Undeliverable, &reason);
+                    status.stall(source_topic, source_partition, source_offset, ErrorKind::Undeliverable, &reason);
                     stalled = true;
                     backoff = MAX_BACKOFF;
                 }
