@@ -179,8 +179,15 @@ fn selected(scenario: &str) -> bool {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // With RUST_LOG, the subscriber `runtime::start` installs by default (fmt on stderr, colours
+    // only on a terminal): what a service logging at `info` pays per message.
     if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .init();
     }
     let messages = env_u64("BENCH_MESSAGES", 100_000);
     let backlog_messages = env_u64("BENCH_B4_MESSAGES", 1_000_000);

@@ -139,6 +139,7 @@ impl GroupMember {
         let stop = CancellationToken::new();
         let probe = reachability::Probe {
             group: spec.group.clone(),
+            topic: spec.topics.first().cloned().unwrap_or_default(),
             client: lag_client.clone(),
             liveness: liveness.clone(),
             stop: stop.clone(),

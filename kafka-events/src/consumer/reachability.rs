@@ -1,5 +1,6 @@
-//! Broker reachability, for readiness: every second a metadata request (any broker may answer
-//! it) on a client of its own, on a thread of its own, so a frozen broker — connections open,
+//! Broker reachability, for readiness: every second a metadata request for one topic of the
+//! group (any broker may answer it; the whole cluster's metadata would grow with its topic
+//! count, for the broker and for us) on a client of its own, on a thread of its own, so a frozen broker — connections open,
 //! nothing answering — is noticed within seconds, and recovery as soon as one answers again.
 //! librdkafka's "all brokers down" error (see the group context) marks it sooner when the
 //! brokers are plainly gone.
@@ -21,6 +22,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 pub(crate) struct Probe {
     pub(crate) group: String,
+    /// The topic asked about: one the group consumes.
+    pub(crate) topic: String,
     pub(crate) client: ClientConfig,
     pub(crate) liveness: Arc<Liveness>,
     pub(crate) stop: CancellationToken,
@@ -41,7 +44,8 @@ impl Probe {
         };
         while !self.stop.is_cancelled() {
             let asked = SystemTime::now();
-            match consumer.fetch_metadata(None, ANSWER_WITHIN) {
+            let topic = Some(self.topic.as_str()).filter(|t| !t.is_empty());
+            match consumer.fetch_metadata(topic, ANSWER_WITHIN) {
                 Ok(_) => self.liveness.broker_reachable(),
                 // Unreachable since the question that went unanswered was asked.
                 Err(error) => {

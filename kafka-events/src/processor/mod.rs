@@ -135,6 +135,8 @@ impl Processor {
     ) -> Finish {
         let name = handler.name();
         let parent = crate::trace::parent_of(message);
+        // Fields known later are recorded only when a subscriber takes the span: given at
+        // creation, a disabled span would still format them for the `log` crate.
         let span = tracing::info_span!(
             "message",
             topic = message.topic(),
