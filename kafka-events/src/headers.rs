@@ -4,9 +4,8 @@ use std::borrow::Cow;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
-use crate::received::Consumed;
-
 use crate::names::header;
+use crate::received::Consumed;
 
 /// Where a message was first consumed from: its `x-original-*` headers when it went through a
 /// retry topic already, else its own coordinates.

@@ -5,9 +5,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
-use crate::received::Consumed;
-
 use crate::abi::Keyless;
+use crate::received::Consumed;
 
 /// The keys running in one lane, each with the messages waiting behind it.
 pub(crate) struct KeyGate<M> {

@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 
-use crate::received::Consumed;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +18,7 @@ use super::offsets::OffsetTracker;
 use super::source::{Change, Queue, Source};
 use crate::processor::transaction::Transactor;
 use crate::processor::{Finish, Processor};
-use crate::received::Received;
+use crate::received::{Consumed, Received};
 use crate::registry::BoundHandler;
 use crate::sync::lock;
 

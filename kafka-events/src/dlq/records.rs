@@ -4,11 +4,10 @@ use std::time::SystemTime;
 
 use rdkafka::message::OwnedHeaders;
 
-use crate::received::Consumed;
-
 use crate::error_kind::ErrorKind;
 use crate::headers::{bounded_reason, origin, republished_headers};
 use crate::names::header;
+use crate::received::Consumed;
 
 /// Why and where a message is dead-lettered.
 #[derive(Debug, Clone)]

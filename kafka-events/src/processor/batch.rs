@@ -14,7 +14,6 @@
 
 use std::panic::AssertUnwindSafe;
 
-use crate::received::Consumed;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -26,7 +25,7 @@ use crate::abi::{Decoded, InputError};
 use crate::handler::{BatchContext, HandlerError};
 use crate::idempotency::ClaimSlot;
 use crate::observe;
-use crate::received::Received;
+use crate::received::{Consumed, Received};
 use crate::registry::BoundHandler;
 
 impl Processor {

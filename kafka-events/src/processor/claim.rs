@@ -1,12 +1,11 @@
 //! The idempotency step of the pipeline: an event's id, its claim in the store, and settling the
 //! claim once the handler returned.
 
-use crate::received::Consumed;
-
 use crate::abi::InputError;
 use crate::handler::HandlerError;
 use crate::idempotency::{ClaimSlot, IdempotencyStore, PendingClaim, StoreError};
 use crate::names::header;
+use crate::received::Consumed;
 
 /// The id of an event for an `idempotent` handler: the payload field `idempotent(id = "...")`
 /// names (already read, `from_payload`), or else the `x-message-id` header.

@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{OwnedHeaders, OwnedMessage};
-
-use crate::received::Consumed;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +26,7 @@ use crate::connection::TracingContext;
 use crate::error_kind::ErrorKind;
 use crate::health::HealthBoard;
 use crate::metrics::{HandlerMetrics, Metrics};
+use crate::received::Consumed;
 
 /// A key up to this size stays on a dead letter published without its payload (it keeps the
 /// dead letter on its key's partition); a larger one is dropped with the value.

@@ -4,10 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use rdkafka::message::OwnedHeaders;
 
-use crate::received::Consumed;
-
 use crate::headers::{bounded_reason, header_str, origin, republished_headers};
 use crate::names::header;
+use crate::received::Consumed;
 
 /// The headers of the retry copy of `message` after attempt number `attempt` failed: retry number
 /// `attempt` is due `delay` from now.
