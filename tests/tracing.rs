@@ -45,7 +45,10 @@ impl Visit for SpanFields {
             _ => {}
         }
     }
-    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    // The runtime gives its string fields as `Display` values: they arrive here.
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
 }
 
 static SPANS: Mutex<Vec<SpanFields>> = Mutex::new(Vec::new());

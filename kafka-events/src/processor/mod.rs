@@ -135,29 +135,46 @@ impl Processor {
     ) -> Finish {
         let name = handler.name();
         let parent = crate::trace::parent_of(message);
-        // Fields known later are recorded only when a subscriber takes the span: given at
-        // creation, a disabled span would still format them for the `log` crate.
-        let span = tracing::info_span!(
-            "message",
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            key = message.key().map(|key| tracing::field::display(Lossy(key))),
-            handler = %name,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-            attempt = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        // With an OpenTelemetry layer, the span's own ids; else a child of the message's trace
-        // (a new trace when it has none).
+        // A message from the retry topic carries its attempt and when it is due.
+        let schedule = (handler.retry_topic.as_deref() == Some(message.topic())).then(|| retry_topic::schedule_of(message));
+        let attempt = schedule.map_or(1, |(retry, _)| retry + 1);
+        // Every field the span will show is given at its creation where it is known by then: a
+        // log subscriber formats a span's fields as they come, and each later `record` is another
+        // lookup and format. Strings are `Display`ed (no escaping pass). The trace ids come first
+        // unless an OpenTelemetry layer makes them the span's own.
+        let span = |trace: Option<&crate::trace::TraceContext>| {
+            tracing::info_span!(
+                "message",
+                topic = %message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                key = message.key().map(|key| tracing::field::display(Lossy(key))),
+                handler = %name,
+                trace_id = trace.map(|trace| tracing::field::display(trace.trace_id())),
+                span_id = trace.map(|trace| tracing::field::display(trace.span_id())),
+                attempt,
+                outcome = tracing::field::Empty,
+            )
+        };
+        // With the `otel` feature, the span's own ids when an OpenTelemetry layer is installed
+        // (known only once the span exists); else a child of the message's trace (a new trace
+        // when it has none).
         #[cfg(feature = "otel")]
-        let trace = crate::otel::adopt(&span, parent.as_ref()).unwrap_or_else(|| crate::trace::child_of(parent));
+        let (span, trace) = {
+            let span = span(None);
+            let trace = crate::otel::adopt(&span, parent.as_ref()).unwrap_or_else(|| crate::trace::child_of(parent));
+            record_ids(&span, &trace);
+            (span, trace)
+        };
         #[cfg(not(feature = "otel"))]
-        let trace = crate::trace::child_of(parent);
-        record(&span, "trace_id", trace.trace_id());
-        record(&span, "span_id", trace.span_id());
-        self.process_inner(handler, instruments, message, cancel, &trace, transactor).instrument(span).await
+        let (span, trace) = {
+            let trace = crate::trace::child_of(parent);
+            (span(Some(&trace)), trace)
+        };
+        // A span no subscriber takes is dropped: with `tracing`'s `log` feature (sqlx turns it
+        // on) a disabled span still checks the `log` crate's level on every enter and exit.
+        let span = if span.is_disabled() { tracing::Span::none() } else { span };
+        self.process_inner(handler, instruments, message, cancel, &trace, schedule, transactor).instrument(span).await
     }
 
     async fn process_inner(
@@ -167,15 +184,14 @@ impl Processor {
         message: &Received<'_>,
         cancel: &CancellationToken,
         trace: &crate::trace::TraceContext,
+        schedule: Option<(u32, Option<SystemTime>)>,
         transactor: Option<&Transactor>,
     ) -> Finish {
         let span = tracing::Span::current();
-        let from_retry_topic = handler.retry_topic.as_deref() == Some(message.topic());
         let mut attempt = 1u32;
-        if from_retry_topic {
+        if let Some((retry, due)) = schedule {
             // A retried message: wait until it is due (the lane waits, not the handler; the poll
             // thread keeps polling, and the lane stops reading once its partition is at its cap).
-            let (retry, due) = retry_topic::schedule_of(message);
             attempt = retry + 1;
             if let Some(due) = due {
                 let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
@@ -186,7 +202,6 @@ impl Processor {
         }
         let metrics = instruments.metrics.as_ref();
         loop {
-            record(&span, "attempt", attempt);
             // An open circuit holds the message here (the lane stops reading meanwhile).
             let once = || self.attempt_once(handler, message, attempt, trace, transactor);
             let Some(Attempt { result, duplicates, .. }) = attempt::admitted(instruments, cancel, once).await else {
@@ -199,7 +214,7 @@ impl Processor {
                 return Finish::Finished;
             }
             let outcome = decide(result, attempt, &handler.retry, handler.dlq_topic.is_some());
-            record(&span, "outcome", outcome.name());
+            record(&span, "outcome", tracing::field::display(outcome.name()));
             match outcome {
                 Outcome::Done => {
                     tracing::debug!(attempt, "handled");
@@ -275,6 +290,7 @@ impl Processor {
                 }
             }
             attempt += 1;
+            record(&span, "attempt", attempt);
         }
     }
 
@@ -498,6 +514,22 @@ pub(crate) fn record(span: &tracing::Span, field: &str, value: impl tracing::Val
     if !span.is_disabled() {
         span.record(field, value);
     }
+}
+
+/// Records a message span's trace ids, both in one record (each is a lookup of the span by the
+/// subscriber).
+#[cfg(feature = "otel")]
+fn record_ids(span: &tracing::Span, trace: &crate::trace::TraceContext) {
+    if span.is_disabled() {
+        return;
+    }
+    let Some(fields) = span.metadata().map(|metadata| metadata.fields()) else { return };
+    let (Some(trace_id), Some(span_id)) = (fields.field("trace_id"), fields.field("span_id")) else { return };
+    let (t, s) = (tracing::field::display(trace.trace_id()), tracing::field::display(trace.span_id()));
+    span.record_all(&fields.value_set(&[
+        (&trace_id, Some(&t as &dyn tracing::Value)),
+        (&span_id, Some(&s as &dyn tracing::Value)),
+    ]));
 }
 
 /// Runs the future `start` makes within `limit` (if any); `Err(limit)` when it took longer — it
