@@ -1,6 +1,7 @@
 //! Reading and writing the runtime's headers on the records it republishes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
@@ -33,18 +34,32 @@ pub(crate) fn origin(message: &impl Consumed) -> Origin {
 
 /// The value of the last header called `name`, if it is UTF-8.
 pub(crate) fn header_str<'a>(message: &'a impl Consumed, name: &str) -> Option<&'a str> {
-    let headers = message.headers()?;
-    headers.iter().filter(|h| h.key == name).last().and_then(|h| std::str::from_utf8(h.value?).ok())
+    message.header(name).and_then(|value| std::str::from_utf8(value).ok())
 }
 
-/// A copy of `message`'s headers (none when it has none).
-pub(crate) fn owned(message: &impl Consumed) -> Option<OwnedHeaders> {
-    let headers = message.headers()?;
-    let mut owned = OwnedHeaders::new_with_capacity(headers.count());
-    for h in headers.iter() {
-        owned = owned.insert(Header { key: h.key, value: h.value });
+/// A message's headers copied out of librdkafka, in wire order (a name may repeat, a header may
+/// have no value). Copied once per message: every lookup by name reads the copy (through
+/// librdkafka, each lookup walked every header, converting each name), and every attempt's
+/// [`MessageContext`](crate::MessageContext) shares it.
+pub(crate) type Copied = Arc<[(Box<str>, Option<Box<[u8]>>)]>;
+
+/// A copy of `headers`.
+pub(crate) fn copy(headers: &impl Headers) -> Copied {
+    headers.iter().map(|h| (Box::from(h.key), h.value.map(Box::from))).collect()
+}
+
+/// The value of the last of `headers` called `name`.
+pub(crate) fn last<'a>(headers: &'a [(Box<str>, Option<Box<[u8]>>)], name: &str) -> Option<&'a [u8]> {
+    headers.iter().rev().find(|(key, _)| &**key == name).and_then(|(_, value)| value.as_deref())
+}
+
+/// `headers` as librdkafka headers, for a record.
+pub(crate) fn owned(headers: &[(Box<str>, Option<Box<[u8]>>)]) -> OwnedHeaders {
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (key, value) in headers {
+        owned = owned.insert(Header { key, value: value.as_deref() });
     }
-    Some(owned)
+    owned
 }
 
 /// `reason` cut to [`header::MAX_REASON_BYTES`] (at a character boundary, with a marker saying
@@ -64,12 +79,11 @@ pub(crate) fn bounded_reason(reason: &str) -> Cow<'_, str> {
 /// The message's own headers, without any the runtime added on an earlier trip, followed by
 /// `added`.
 pub(crate) fn republished_headers(message: &impl Consumed, added: &[(&str, &str)]) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = message.headers() {
-        for h in original.iter() {
-            if !header::DIAGNOSTIC.contains(&h.key) {
-                headers = headers.insert(Header { key: h.key, value: h.value });
-            }
+    let original = message.copied_headers().unwrap_or_default();
+    let mut headers = OwnedHeaders::new_with_capacity(original.len() + added.len());
+    for (key, value) in original.iter() {
+        if !header::DIAGNOSTIC.contains(&&**key) {
+            headers = headers.insert(Header { key, value: value.as_deref() });
         }
     }
     for (key, value) in added {

@@ -4,14 +4,16 @@
 
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
 
+use crate::headers::Copied;
+
 /// One consumed message. `'q` is the partition queue it was read from (the lane owns the queue,
 /// so a message can never outlive it).
 pub(crate) enum Received<'q> {
     /// Read from the partition's own queue: librdkafka's copy, borrowed. `topic` is the lane's
-    /// (librdkafka would look the name up and check its UTF-8 on every call); `headers` says
-    /// whether it has any (librdkafka caches parsed headers, but parses a message without any
-    /// again on every call — a buffer allocated and freed each time).
-    Queued { message: BorrowedMessage<'q>, topic: &'q str, headers: bool },
+    /// (librdkafka would look the name up and check its UTF-8 on every call); `headers` is the
+    /// copy of its headers, `None` when it has none (looked up once: librdkafka parses a message
+    /// without headers again on every call — a buffer allocated and freed each time).
+    Queued { message: BorrowedMessage<'q>, topic: &'q str, headers: Option<Copied> },
     /// Routed by the poll thread from the consumer's own queue (a copy), or built by a test.
     Routed(OwnedMessage),
 }
@@ -19,7 +21,7 @@ pub(crate) enum Received<'q> {
 impl<'q> Received<'q> {
     /// A message read from the queue of `topic`'s partition.
     pub(crate) fn queued(message: BorrowedMessage<'q>, topic: &'q str) -> Self {
-        let headers = Message::headers(&message).is_some();
+        let headers = Message::headers(&message).map(crate::headers::copy);
         Self::Queued { message, topic, headers }
     }
 }
@@ -43,6 +45,16 @@ pub(crate) trait Consumed {
     fn offset(&self) -> i64;
     fn timestamp(&self) -> Timestamp;
     fn headers(&self) -> Option<&Self::Headers>;
+
+    /// The value of the last header called `name`.
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()?.iter().filter(|h| h.key == name).last()?.value
+    }
+
+    /// A copy of the headers (`None` when there are none).
+    fn copied_headers(&self) -> Option<Copied> {
+        self.headers().map(crate::headers::copy)
+    }
 }
 
 impl<M: Message> Consumed for M {
@@ -124,9 +136,23 @@ impl Consumed for Received<'_> {
 
     fn headers(&self) -> Option<&BorrowedHeaders> {
         match self {
-            Self::Queued { message, headers: true, .. } => Message::headers(message),
-            Self::Queued { headers: false, .. } => None,
+            Self::Queued { message, headers: Some(_), .. } => Message::headers(message),
+            Self::Queued { headers: None, .. } => None,
             Self::Routed(message) => Message::headers(message).map(|h| h.as_borrowed()),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        match self {
+            Self::Queued { headers, .. } => crate::headers::last(headers.as_deref()?, name),
+            Self::Routed(message) => message.header(name),
+        }
+    }
+
+    fn copied_headers(&self) -> Option<Copied> {
+        match self {
+            Self::Queued { headers, .. } => headers.clone(),
+            Self::Routed(message) => message.copied_headers(),
         }
     }
 }

@@ -71,7 +71,7 @@ pub fn context(topic: &str) -> ContextBuilder {
             offset: 0,
             timestamp: None,
             key: None,
-            headers: Vec::new(),
+            headers: Default::default(),
             attempt: 1,
             trace: crate::trace::TraceContext::new_root(),
             claim: Default::default(),
@@ -98,7 +98,8 @@ impl ContextBuilder {
     }
     /// A header (call again for more; a name given twice reads as its last value).
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.context.headers.push((name.to_string(), Some(value.as_ref().to_vec())));
+        let header = (name.into(), Some(value.as_ref().into()));
+        self.context.headers = self.context.headers.iter().cloned().chain([header]).collect();
         self
     }
     /// The attempt (1 is the first; a retried message has 2 and up).

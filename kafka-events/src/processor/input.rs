@@ -158,7 +158,7 @@ mod tests {
             offset: 0,
             timestamp: None,
             key: None,
-            headers: vec![],
+            headers: Default::default(),
             attempt: 1,
             trace: crate::trace::TraceContext::new_root(),
             claim: Default::default(),

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
-use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -577,10 +577,7 @@ fn context(
         offset: origin.offset,
         timestamp: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-            .unwrap_or_default(),
+        headers: message.copied_headers().unwrap_or_default(),
         attempt,
         trace,
         claim,

@@ -94,7 +94,9 @@ pub(crate) fn publish_durably(
     cancel: &CancellationToken,
 ) -> Publishing {
     let cancel = cancel.clone();
-    // The publish outlives the message: a copy (with its headers only when `then` may need them).
+    // The publish outlives the message: a copy, and its headers when `then` may need them (a
+    // shared copy; librdkafka's form is built only for `then`).
+    let headers = then.as_ref().and_then(|_| message.copied_headers());
     let original = OwnedMessage::new(
         message.payload().map(<[u8]>::to_vec),
         message.key().map(<[u8]>::to_vec),
@@ -102,7 +104,7 @@ pub(crate) fn publish_durably(
         message.timestamp(),
         message.partition(),
         message.offset(),
-        if then.is_some() { crate::headers::owned(message) } else { None },
+        None,
     );
     let publish = async move {
         let (key, payload) = (original.key(), original.payload());
@@ -148,6 +150,7 @@ pub(crate) fn publish_durably(
                 let mut next = chain.next();
                 if next.is_none() {
                     if let Some(then) = then.take() {
+                        let original = original.clone().replace_headers(headers.as_deref().map(crate::headers::owned));
                         chain = then(&original).into_iter();
                         next = chain.next();
                     }
