@@ -115,8 +115,9 @@ pub(crate) fn publish_durably(
         let mut backoff = Duration::from_millis(100);
         let mut stalled = false;
         loop {
+            // The headers go with the record; a refused record gives them back.
             let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&current.topic).headers(current.headers.clone());
+                FutureRecord::to(&current.topic).headers(std::mem::take(&mut current.headers));
             let key = key.filter(|k| current.with_payload || k.len() <= SMALL_KEY);
             if let Some(key) = key {
                 record = record.key(key);
@@ -142,7 +143,10 @@ pub(crate) fn publish_durably(
                     }
                     return Finish::Finished;
                 }
-                Err((error, _)) => error,
+                Err((error, mut refused)) => {
+                    current.headers = refused.detach_headers().unwrap_or_default();
+                    error
+                }
             };
             metrics.delivery_failed(&current.topic);
             let refused = refusal(&error);
