@@ -14,7 +14,7 @@ pub struct MessageContext {
     pub(crate) offset: i64,
     pub(crate) timestamp: Option<i64>,
     pub(crate) key: Option<Vec<u8>>,
-    pub(crate) headers: crate::headers::Copied,
+    pub(crate) headers: crate::received::Copied,
     pub(crate) attempt: u32,
     pub(crate) trace: crate::trace::TraceContext,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -78,7 +78,7 @@ impl MessageContext {
     }
     /// The value of the last header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        crate::headers::last(&self.headers, name)
+        crate::received::last(&self.headers, name)
     }
     /// The value of the last header called `name`, as UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&str> {
@@ -271,7 +271,8 @@ mod tests {
             offset: 7,
             timestamp: None,
             key: Some(b"k".to_vec()),
-            headers: [("a".into(), Some(b"1"[..].into())), ("a".into(), Some(b"2"[..].into())), ("n".into(), None)].into(),
+            headers: [("a".into(), Some(b"1"[..].into())), ("a".into(), Some(b"2"[..].into())), ("n".into(), None)]
+                .into(),
             attempt: 1,
             trace: crate::trace::TraceContext::new_root(),
             claim: Default::default(),

@@ -1,12 +1,11 @@
 //! Reading and writing the runtime's headers on the records it republishes.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 
 use crate::names::header;
-use crate::received::Consumed;
+use crate::received::{Consumed, Entry};
 
 /// Where a message was first consumed from: its `x-original-*` headers when it went through a
 /// retry topic already, else its own coordinates.
@@ -37,24 +36,8 @@ pub(crate) fn header_str<'a>(message: &'a impl Consumed, name: &str) -> Option<&
     message.header(name).and_then(|value| std::str::from_utf8(value).ok())
 }
 
-/// A message's headers copied out of librdkafka, in wire order (a name may repeat, a header may
-/// have no value). Copied once per message: every lookup by name reads the copy (through
-/// librdkafka, each lookup walked every header, converting each name), and every attempt's
-/// [`MessageContext`](crate::MessageContext) shares it.
-pub(crate) type Copied = Arc<[(Box<str>, Option<Box<[u8]>>)]>;
-
-/// A copy of `headers`.
-pub(crate) fn copy(headers: &impl Headers) -> Copied {
-    headers.iter().map(|h| (Box::from(h.key), h.value.map(Box::from))).collect()
-}
-
-/// The value of the last of `headers` called `name`.
-pub(crate) fn last<'a>(headers: &'a [(Box<str>, Option<Box<[u8]>>)], name: &str) -> Option<&'a [u8]> {
-    headers.iter().rev().find(|(key, _)| &**key == name).and_then(|(_, value)| value.as_deref())
-}
-
 /// `headers` as librdkafka headers, for a record.
-pub(crate) fn owned(headers: &[(Box<str>, Option<Box<[u8]>>)]) -> OwnedHeaders {
+pub(crate) fn owned(headers: &[Entry]) -> OwnedHeaders {
     let mut owned = OwnedHeaders::new_with_capacity(headers.len());
     for (key, value) in headers {
         owned = owned.insert(Header { key, value: value.as_deref() });

@@ -2,9 +2,9 @@
 //! librdkafka's fetch buffer when its lane read it from the partition's own queue, so nothing of
 //! it is copied unless a retry record, a dead letter or the handler's context keeps it.
 
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
+use std::sync::Arc;
 
-use crate::headers::Copied;
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
 
 /// One consumed message. `'q` is the partition queue it was read from (the lane owns the queue,
 /// so a message can never outlive it).
@@ -21,7 +21,7 @@ pub(crate) enum Received<'q> {
 impl<'q> Received<'q> {
     /// A message read from the queue of `topic`'s partition.
     pub(crate) fn queued(message: BorrowedMessage<'q>, topic: &'q str) -> Self {
-        let headers = Message::headers(&message).map(crate::headers::copy);
+        let headers = Message::headers(&message).map(copy);
         Self::Queued { message, topic, headers }
     }
 }
@@ -53,7 +53,7 @@ pub(crate) trait Consumed {
 
     /// A copy of the headers (`None` when there are none).
     fn copied_headers(&self) -> Option<Copied> {
-        self.headers().map(crate::headers::copy)
+        self.headers().map(copy)
     }
 }
 
@@ -144,7 +144,7 @@ impl Consumed for Received<'_> {
 
     fn header(&self, name: &str) -> Option<&[u8]> {
         match self {
-            Self::Queued { headers, .. } => crate::headers::last(headers.as_deref()?, name),
+            Self::Queued { headers, .. } => last(headers.as_deref()?, name),
             Self::Routed(message) => message.header(name),
         }
     }
@@ -155,4 +155,23 @@ impl Consumed for Received<'_> {
             Self::Routed(message) => message.copied_headers(),
         }
     }
+}
+
+/// A message's headers copied out of librdkafka, in wire order (a name may repeat, a header may
+/// have no value). Copied once per message: every lookup by name reads the copy (through
+/// librdkafka, each lookup walked every header, converting each name), and every attempt's
+/// [`MessageContext`](crate::MessageContext) shares it.
+pub(crate) type Copied = Arc<[Entry]>;
+
+/// One copied header: its name and its value, if it has one.
+pub(crate) type Entry = (Box<str>, Option<Box<[u8]>>);
+
+/// A copy of `headers`.
+pub(crate) fn copy(headers: &impl Headers) -> Copied {
+    headers.iter().map(|h| (Box::from(h.key), h.value.map(Box::from))).collect()
+}
+
+/// The value of the last of `headers` called `name`.
+pub(crate) fn last<'a>(headers: &'a [Entry], name: &str) -> Option<&'a [u8]> {
+    headers.iter().rev().find(|(key, _)| &**key == name).and_then(|(_, value)| value.as_deref())
 }

@@ -136,7 +136,8 @@ impl Processor {
         let name = handler.name();
         let parent = crate::trace::parent_of(message);
         // A message from the retry topic carries its attempt and when it is due.
-        let schedule = (handler.retry_topic.as_deref() == Some(message.topic())).then(|| retry_topic::schedule_of(message));
+        let schedule =
+            (handler.retry_topic.as_deref() == Some(message.topic())).then(|| retry_topic::schedule_of(message));
         let attempt = schedule.map_or(1, |(retry, _)| retry + 1);
         // Every field the span will show is given at its creation where it is known by then: a
         // log subscriber formats a span's fields as they come, and each later `record` is another
@@ -177,6 +178,7 @@ impl Processor {
         self.process_inner(handler, instruments, message, cancel, &trace, schedule, transactor).instrument(span).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn process_inner(
         &self,
         handler: &BoundHandler,
@@ -526,10 +528,9 @@ fn record_ids(span: &tracing::Span, trace: &crate::trace::TraceContext) {
     let Some(fields) = span.metadata().map(|metadata| metadata.fields()) else { return };
     let (Some(trace_id), Some(span_id)) = (fields.field("trace_id"), fields.field("span_id")) else { return };
     let (t, s) = (tracing::field::display(trace.trace_id()), tracing::field::display(trace.span_id()));
-    span.record_all(&fields.value_set(&[
-        (&trace_id, Some(&t as &dyn tracing::Value)),
-        (&span_id, Some(&s as &dyn tracing::Value)),
-    ]));
+    span.record_all(
+        &fields.value_set(&[(&trace_id, Some(&t as &dyn tracing::Value)), (&span_id, Some(&s as &dyn tracing::Value))]),
+    );
 }
 
 /// Runs the future `start` makes within `limit` (if any); `Err(limit)` when it took longer — it
