@@ -41,7 +41,7 @@ impl Processor {
         let (Some(first), Some(last)) = (messages.first(), messages.last()) else { return Vec::new() };
         let span = tracing::info_span!(
             "batch",
-            topic = first.topic(),
+            topic = %first.topic(),
             partition = first.partition(),
             first_offset = first.offset(),
             last_offset = last.offset(),
@@ -224,7 +224,7 @@ impl Processor {
         let trace = crate::trace::child_of(if shared_trace { parents[0].clone() } else { None });
         let correlations: Vec<Option<&str>> = batch.map(super::correlation_of).collect();
         let correlation = correlations.windows(2).all(|w| w[0] == w[1]).then_some(correlations[0]).flatten();
-        super::record(&tracing::Span::current(), "trace_id", trace.trace_id());
+        super::record(&tracing::Span::current(), "trace_id", tracing::field::display(trace.trace_id()));
         let call =
             || crate::trace::scope(trace, correlation.map(str::to_string), AssertUnwindSafe(future).catch_unwind());
         match super::within(handler.timeout, call).await {
