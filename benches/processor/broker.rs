@@ -3,6 +3,7 @@
 use kafka_events::embedded::EmbeddedBroker;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -62,11 +63,24 @@ impl<'a> Bench<'a> {
             .set("linger.ms", "20")
             .set("queue.buffering.max.messages", "1000000");
         let producer: FutureProducer = config.create().unwrap();
+        // `BENCH_HEADERS=1`: each message carries the headers the runtime's publisher writes
+        // (`traceparent`, `x-message-id`, `x-correlation-id`), as messages between services do.
+        let with_headers = std::env::var("BENCH_HEADERS").is_ok_and(|v| v == "1");
         let mut pending = Vec::with_capacity(10_000);
         for seq in 0..messages {
             let sensor = format!("s-{}", seq % keys);
             let payload = serde_json::to_vec(&Reading { sensor: sensor.clone(), value: 21.5, seq }).unwrap();
-            let record = FutureRecord::to(topic).key(&sensor).payload(&payload);
+            let mut record = FutureRecord::to(topic).key(&sensor).payload(&payload);
+            if with_headers {
+                let id = format!("{seq:032x}");
+                let traceparent = format!("00-{seq:032x}-{seq:016x}-01");
+                record = record.headers(
+                    OwnedHeaders::new_with_capacity(3)
+                        .insert(Header { key: "traceparent", value: Some(&traceparent) })
+                        .insert(Header { key: "x-message-id", value: Some(&id) })
+                        .insert(Header { key: "x-correlation-id", value: Some(&id) }),
+                );
+            }
             pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
             if pending.len() == 10_000 {
                 for delivery in pending.drain(..) {

@@ -14,7 +14,7 @@ pub struct MessageContext {
     pub(crate) offset: i64,
     pub(crate) timestamp: Option<i64>,
     pub(crate) key: Option<Vec<u8>>,
-    pub(crate) headers: crate::received::Copied,
+    pub(crate) headers: crate::header_copy::HeaderCopy,
     pub(crate) attempt: u32,
     pub(crate) trace: crate::trace::TraceContext,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -74,11 +74,11 @@ impl MessageContext {
     }
     /// Every header in wire order; a header may have no value.
     pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.headers.iter().map(|(k, v)| (&**k, v.as_deref()))
+        self.headers.iter()
     }
     /// The value of the last header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        crate::received::last(&self.headers, name)
+        self.headers.last(name)
     }
     /// The value of the last header called `name`, as UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&str> {
@@ -271,8 +271,7 @@ mod tests {
             offset: 7,
             timestamp: None,
             key: Some(b"k".to_vec()),
-            headers: [("a".into(), Some(b"1"[..].into())), ("a".into(), Some(b"2"[..].into())), ("n".into(), None)]
-                .into(),
+            headers: [("a", Some(&b"1"[..])), ("a", Some(&b"2"[..])), ("n", None)].into_iter().collect(),
             attempt: 1,
             trace: crate::trace::TraceContext::new_root(),
             claim: Default::default(),

@@ -4,8 +4,9 @@ use std::borrow::Cow;
 
 use rdkafka::message::{Header, OwnedHeaders};
 
+use crate::header_copy::HeaderCopy;
 use crate::names::header;
-use crate::received::{Consumed, Entry};
+use crate::received::Consumed;
 
 /// Where a message was first consumed from: its `x-original-*` headers when it went through a
 /// retry topic already, else its own coordinates.
@@ -37,10 +38,10 @@ pub(crate) fn header_str<'a>(message: &'a impl Consumed, name: &str) -> Option<&
 }
 
 /// `headers` as librdkafka headers, for a record.
-pub(crate) fn owned(headers: &[Entry]) -> OwnedHeaders {
+pub(crate) fn owned(headers: &HeaderCopy) -> OwnedHeaders {
     let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-    for (key, value) in headers {
-        owned = owned.insert(Header { key, value: value.as_deref() });
+    for (key, value) in headers.iter() {
+        owned = owned.insert(Header { key, value });
     }
     owned
 }
@@ -65,8 +66,8 @@ pub(crate) fn republished_headers(message: &impl Consumed, added: &[(&str, &str)
     let original = message.copied_headers().unwrap_or_default();
     let mut headers = OwnedHeaders::new_with_capacity(original.len() + added.len());
     for (key, value) in original.iter() {
-        if !header::DIAGNOSTIC.contains(&&**key) {
-            headers = headers.insert(Header { key, value: value.as_deref() });
+        if !header::DIAGNOSTIC.contains(&key) {
+            headers = headers.insert(Header { key, value });
         }
     }
     for (key, value) in added {

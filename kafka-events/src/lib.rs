@@ -81,6 +81,7 @@ pub mod embedded;
 mod error;
 mod error_kind;
 pub mod handler;
+mod header_copy;
 mod headers;
 pub mod health;
 mod http;

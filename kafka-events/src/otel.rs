@@ -52,6 +52,11 @@ pub fn init(service_name: &str) -> Result<OtelGuard, Box<dyn std::error::Error +
 /// Makes `span` a child of `parent` in the OpenTelemetry tracer, when one is installed, and
 /// returns the span's own OpenTelemetry ids; `None` without an OpenTelemetry layer.
 pub(crate) fn adopt(span: &tracing::Span, parent: Option<&TraceContext>) -> Option<TraceContext> {
+    // No layer, nothing to adopt: asked with an empty parent first (the real one replaces it
+    // below), so that a message's ids are not parsed from hex for a tracer that is not there.
+    if span.is_disabled() || span.set_parent(opentelemetry::Context::new()).is_err() {
+        return None;
+    }
     if let Some(parent) = parent {
         let remote = SpanContext::new(
             TraceId::from_hex(parent.trace_id()).ok()?,

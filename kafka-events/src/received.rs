@@ -2,9 +2,9 @@
 //! librdkafka's fetch buffer when its lane read it from the partition's own queue, so nothing of
 //! it is copied unless a retry record, a dead letter or the handler's context keeps it.
 
-use std::sync::Arc;
-
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
+
+use crate::header_copy::HeaderCopy;
 
 /// One consumed message. `'q` is the partition queue it was read from (the lane owns the queue,
 /// so a message can never outlive it).
@@ -13,7 +13,7 @@ pub(crate) enum Received<'q> {
     /// (librdkafka would look the name up and check its UTF-8 on every call); `headers` is the
     /// copy of its headers, `None` when it has none (looked up once: librdkafka parses a message
     /// without headers again on every call — a buffer allocated and freed each time).
-    Queued { message: BorrowedMessage<'q>, topic: &'q str, headers: Option<Copied> },
+    Queued { message: BorrowedMessage<'q>, topic: &'q str, headers: Option<HeaderCopy> },
     /// Routed by the poll thread from the consumer's own queue (a copy), or built by a test.
     Routed(OwnedMessage),
 }
@@ -21,7 +21,7 @@ pub(crate) enum Received<'q> {
 impl<'q> Received<'q> {
     /// A message read from the queue of `topic`'s partition.
     pub(crate) fn queued(message: BorrowedMessage<'q>, topic: &'q str) -> Self {
-        let headers = Message::headers(&message).map(copy);
+        let headers = Message::headers(&message).map(HeaderCopy::of);
         Self::Queued { message, topic, headers }
     }
 }
@@ -52,8 +52,8 @@ pub(crate) trait Consumed {
     }
 
     /// A copy of the headers (`None` when there are none).
-    fn copied_headers(&self) -> Option<Copied> {
-        self.headers().map(copy)
+    fn copied_headers(&self) -> Option<HeaderCopy> {
+        self.headers().map(HeaderCopy::of)
     }
 }
 
@@ -144,34 +144,15 @@ impl Consumed for Received<'_> {
 
     fn header(&self, name: &str) -> Option<&[u8]> {
         match self {
-            Self::Queued { headers, .. } => last(headers.as_deref()?, name),
+            Self::Queued { headers, .. } => headers.as_ref()?.last(name),
             Self::Routed(message) => message.header(name),
         }
     }
 
-    fn copied_headers(&self) -> Option<Copied> {
+    fn copied_headers(&self) -> Option<HeaderCopy> {
         match self {
             Self::Queued { headers, .. } => headers.clone(),
             Self::Routed(message) => message.copied_headers(),
         }
     }
-}
-
-/// A message's headers copied out of librdkafka, in wire order (a name may repeat, a header may
-/// have no value). Copied once per message: every lookup by name reads the copy (through
-/// librdkafka, each lookup walked every header, converting each name), and every attempt's
-/// [`MessageContext`](crate::MessageContext) shares it.
-pub(crate) type Copied = Arc<[Entry]>;
-
-/// One copied header: its name and its value, if it has one.
-pub(crate) type Entry = (Box<str>, Option<Box<[u8]>>);
-
-/// A copy of `headers`.
-pub(crate) fn copy(headers: &impl Headers) -> Copied {
-    headers.iter().map(|h| (Box::from(h.key), h.value.map(Box::from))).collect()
-}
-
-/// The value of the last of `headers` called `name`.
-pub(crate) fn last<'a>(headers: &'a [Entry], name: &str) -> Option<&'a [u8]> {
-    headers.iter().rev().find(|(key, _)| &**key == name).and_then(|(_, value)| value.as_deref())
 }

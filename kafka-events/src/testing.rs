@@ -98,8 +98,7 @@ impl ContextBuilder {
     }
     /// A header (call again for more; a name given twice reads as its last value).
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        let header = (name.into(), Some(value.as_ref().into()));
-        self.context.headers = self.context.headers.iter().cloned().chain([header]).collect();
+        self.context.headers = self.context.headers.iter().chain([(name, Some(value.as_ref()))]).collect();
         self
     }
     /// The attempt (1 is the first; a retried message has 2 and up).

@@ -60,6 +60,7 @@ fn random_id<const N: usize>() -> [u8; N] {
 }
 
 /// `id`'s bytes as an inline id, when it has exactly `N` of them.
+#[cfg(feature = "otel")]
 fn inline<const N: usize>(id: &str) -> Option<[u8; N]> {
     id.as_bytes().try_into().ok()
 }
@@ -69,10 +70,10 @@ fn digits(id: &[u8]) -> &str {
     std::str::from_utf8(id).unwrap_or_default()
 }
 
-fn is_hex_id(id: &str, len: usize) -> bool {
-    id.len() == len
-        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && id.bytes().any(|b| b != b'0')
+/// `id` as an inline id, when it is `N` lowercase hex digits, not all zero.
+fn hex_id<const N: usize>(id: &[u8]) -> Option<[u8; N]> {
+    let valid = id.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) && id.iter().any(|b| *b != b'0');
+    valid.then(|| id.try_into().ok()).flatten()
 }
 
 /// The trace context a consumed message carries in its `traceparent` header, when valid.
@@ -88,13 +89,17 @@ pub(crate) fn child_of(parent: Option<TraceContext>) -> TraceContext {
 impl TraceContext {
     /// Parses a `traceparent` value; `None` when it is not a valid version-00 header.
     pub fn parse(traceparent: &str) -> Option<Self> {
-        let mut parts = traceparent.trim().split('-');
-        let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || version != "00" || !is_hex_id(trace_id, 32) || !is_hex_id(span_id, 16) {
+        // Version 00 is exactly `00-` + 32 hex digits + `-` + 16 + `-` + 2 (every consumed
+        // message with a `traceparent` is parsed: by position, not by splitting).
+        let b = traceparent.trim().as_bytes();
+        if b.len() != 55 || !b.starts_with(b"00-") || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        let flags = u8::from_str_radix(flags, 16).ok().filter(|_| flags.len() == 2)?;
-        Some(Self { trace_id: inline(trace_id)?, span_id: inline(span_id)?, sampled: flags & 1 == 1 })
+        let flags = std::str::from_utf8(&b[53..]).ok().and_then(|f| u8::from_str_radix(f, 16).ok())?;
+        if !b[53..].iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        Some(Self { trace_id: hex_id(&b[3..35])?, span_id: hex_id(&b[36..52])?, sampled: flags & 1 == 1 })
     }
 
     /// A new trace with a new span.
@@ -197,6 +202,8 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad}");
         }

@@ -154,7 +154,7 @@ pub(crate) fn publish_durably(
                 let mut next = chain.next();
                 if next.is_none() {
                     if let Some(then) = then.take() {
-                        let original = original.clone().replace_headers(headers.as_deref().map(crate::headers::owned));
+                        let original = original.clone().replace_headers(headers.as_ref().map(crate::headers::owned));
                         chain = then(&original).into_iter();
                         next = chain.next();
                     }
