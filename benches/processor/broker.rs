@@ -55,6 +55,29 @@ impl<'a> Bench<'a> {
         topic
     }
 
+    /// Deletes every topic of this run (`<run>.…`, with the retry and dead-letter topics the
+    /// runtime used), so that repeated runs do not pile partitions up on the broker (a few
+    /// hundred runs made a development node run out of file descriptors).
+    pub async fn delete_topics(&self) {
+        if self.embedded.is_some() {
+            return;
+        }
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().unwrap();
+        let metadata = admin.inner().fetch_metadata(None, std::time::Duration::from_secs(10)).unwrap();
+        let prefix = format!("{}.", self.run);
+        let names: Vec<&str> =
+            metadata.topics().iter().map(|topic| topic.name()).filter(|name| name.starts_with(&prefix)).collect();
+        if names.is_empty() {
+            return;
+        }
+        for result in admin.delete_topics(&names, &AdminOptions::new()).await.unwrap() {
+            if let Err((topic, error)) = result {
+                eprintln!("could not delete the benchmark topic {topic}: {error}");
+            }
+        }
+    }
+
     /// Produces `messages` readings keyed by one of `keys` sensors, batched as producers do.
     pub async fn produce(&self, topic: &str, messages: u64, keys: u64) {
         let mut config = ClientConfig::new();

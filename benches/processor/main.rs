@@ -214,13 +214,26 @@ async fn main() {
         solo_mode(&bench, &solo, messages).await;
         return;
     }
+    run_selected(&bench, embedded.as_ref(), messages, backlog_messages, serial_messages, parallel_messages).await;
+    bench.delete_topics().await;
+}
+
+/// Runs the scenarios `BENCH_ONLY` selects (all by default), printing a table for each.
+async fn run_selected(
+    bench: &Bench<'_>,
+    embedded: Option<&EmbeddedBroker>,
+    messages: u64,
+    backlog_messages: u64,
+    serial_messages: u64,
+    parallel_messages: u64,
+) {
 
     if selected("B0") || selected("B1") {
         let topic = bench.topic("b1", 3, true).await;
         bench.produce(&topic, messages, 1000).await;
-        let b0 = raw_consume(&bench, &topic, messages, false);
-        let b0_decode = raw_consume(&bench, &topic, messages, true);
-        let b1 = framework(&bench, "noop", &B1, messages, None).await;
+        let b0 = raw_consume(bench, &topic, messages, false);
+        let b0_decode = raw_consume(bench, &topic, messages, true);
+        let b1 = framework(bench, "noop", &B1, messages, None).await;
         header("B0/B1: framework overhead (3 partitions, JSON readings of ~50 bytes)");
         b0.print(None, "");
         b0_decode.print(Some(&b0), "");
@@ -228,7 +241,7 @@ async fn main() {
         if selected("B3") {
             let topic = bench.topic("b3", 3, true).await;
             bench.produce(&topic, messages, 1000).await;
-            let b3 = framework(&bench, "flaky", &B3, messages, None).await;
+            let b3 = framework(bench, "flaky", &B3, messages, None).await;
             header("B3: the retry path (10 % fail once, through the retry topic and the -retry group) against B1");
             b1.print(None, "");
             b3.print(Some(&b1), " (target ≥ 0.80)");
@@ -237,7 +250,7 @@ async fn main() {
             let partitions = env_u64("BENCH_B6_PARTITIONS", 64) as i32;
             let topic = bench.topic("b6", partitions, true).await;
             bench.produce(&topic, messages, 1000).await;
-            let b6 = framework(&bench, "noop_wide", &B6, messages, None).await;
+            let b6 = framework(bench, "noop_wide", &B6, messages, None).await;
             header(&format!(
                 "B6: B1's no-op handler on {partitions} partitions (one member, a lane each) against B1's 3"
             ));
@@ -253,12 +266,12 @@ async fn main() {
         bench.produce(&serial_topic, serial_messages, 1000).await;
         bench.produce(&parallel_topic, parallel_messages, 1000).await;
         bench.produce(&pausing_topic, parallel_messages, 1000).await;
-        let serial = framework(&bench, "slow_serial", &B2_SERIAL, serial_messages, None).await;
+        let serial = framework(bench, "slow_serial", &B2_SERIAL, serial_messages, None).await;
         // A partition cap that holds the whole backlog: this row measures concurrency alone.
         let roomy = |c: Config| c.with_partition_buffer(100_000).with_max_buffered(100_000);
-        let parallel = framework(&bench, "slow_parallel", &B2_PARALLEL, parallel_messages, Some(&roomy)).await;
+        let parallel = framework(bench, "slow_parallel", &B2_PARALLEL, parallel_messages, Some(&roomy)).await;
         let defaults = |c: Config| c.with_partition_buffer(5000).with_max_buffered(20_000);
-        let pausing = framework(&bench, "slow_pausing", &B2_PAUSING, parallel_messages, Some(&defaults)).await;
+        let pausing = framework(bench, "slow_pausing", &B2_PAUSING, parallel_messages, Some(&defaults)).await;
         let bound = 200.0 / (parallel.latency.2 / 1e6);
         header("B2: 5 ms async handler, 1 partition, 1,000 distinct keys");
         serial.print(None, "");
@@ -273,7 +286,7 @@ async fn main() {
     }
 
     if selected("B5") {
-        database::run(&bench, env_u64("BENCH_B5_MESSAGES", 20_000)).await;
+        database::run(bench, env_u64("BENCH_B5_MESSAGES", 20_000)).await;
     }
 
     if selected("B4") {
@@ -289,7 +302,7 @@ async fn main() {
         );
         // The default caps, whatever BENCH_BUFFER says.
         let config = |c: Config| c.with_partition_buffer(5000).with_max_buffered(20_000);
-        let b4 = framework(&bench, "backlog", &B4, backlog_messages, Some(&config)).await;
+        let b4 = framework(bench, "backlog", &B4, backlog_messages, Some(&config)).await;
         header("B4: a backlog through the no-op handler with the default caps (KAFKA_PARTITION_BUFFER=5000, KAFKA_MAX_BUFFERED=20000)");
         b4.print(None, "");
         println!(
@@ -303,17 +316,25 @@ async fn main() {
 }
 
 /// One step of `benches/processor/instructions.sh`, which counts instructions per message with
-/// callgrind: `produce` B1's, B3's and B6's topics of this `BENCH_RUN` (not measured), or
-/// consume one with one scenario alone — `B0`, `B0D` (B0+decode), `B1`, `B3` or `B6` — and
-/// print its row.
+/// callgrind: `produce` the topic of scenario `BENCH_FOR` of this `BENCH_RUN` (B1's, B3's or
+/// B6's; all three without it; not measured), or consume it with one scenario alone — `B0`,
+/// `B0D` (B0+decode), `B1`, `B3` or `B6` — print its row and delete the run's topics.
 async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
     let topic = format!("{}.b1", bench.run);
     let row = match solo {
         "produce" => {
             let b6_partitions = env_u64("BENCH_B6_PARTITIONS", 64) as i32;
+            let wanted = match std::env::var("BENCH_FOR").as_deref() {
+                Ok("B3") => "b3",
+                Ok("B6") => "b6",
+                Ok(_) => "b1",
+                Err(_) => "",
+            };
             for (name, partitions) in [("b1", 3), ("b3", 3), ("b6", b6_partitions)] {
-                let topic = bench.topic(name, partitions, true).await;
-                bench.produce(&topic, messages, 1000).await;
+                if wanted.is_empty() || wanted == name {
+                    let topic = bench.topic(name, partitions, true).await;
+                    bench.produce(&topic, messages, 1000).await;
+                }
             }
             return;
         }
@@ -326,6 +347,7 @@ async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
     };
     header(&format!("BENCH_SOLO={solo}"));
     row.print(None, "");
+    bench.delete_topics().await;
 }
 
 /// B0: a plain consume loop with one commit at the end, timed first message → last; with
