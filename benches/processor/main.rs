@@ -227,7 +227,6 @@ async fn run_selected(
     serial_messages: u64,
     parallel_messages: u64,
 ) {
-
     if selected("B0") || selected("B1") {
         let topic = bench.topic("b1", 3, true).await;
         bench.produce(&topic, messages, 1000).await;
