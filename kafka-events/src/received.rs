@@ -2,7 +2,7 @@
 //! librdkafka's fetch buffer when its lane read it from the partition's own queue, so nothing of
 //! it is copied unless a retry record, a dead letter or the handler's context keeps it.
 
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
+use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
 
 use crate::header_copy::HeaderCopy;
 
@@ -36,30 +36,19 @@ impl From<OwnedMessage> for Received<'_> {
 /// (an `unsafe` method this crate, which forbids `unsafe`, cannot implement), so that
 /// [`Received`] and every rdkafka message pass through the same helpers.
 pub(crate) trait Consumed {
-    /// The message's headers.
-    type Headers: Headers;
     fn key(&self) -> Option<&[u8]>;
     fn payload(&self) -> Option<&[u8]>;
     fn topic(&self) -> &str;
     fn partition(&self) -> i32;
     fn offset(&self) -> i64;
     fn timestamp(&self) -> Timestamp;
-    fn headers(&self) -> Option<&Self::Headers>;
-
     /// The value of the last header called `name`.
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()?.iter().filter(|h| h.key == name).last()?.value
-    }
-
+    fn header(&self, name: &str) -> Option<&[u8]>;
     /// A copy of the headers (`None` when there are none).
-    fn copied_headers(&self) -> Option<HeaderCopy> {
-        self.headers().map(HeaderCopy::of)
-    }
+    fn copied_headers(&self) -> Option<HeaderCopy>;
 }
 
 impl<M: Message> Consumed for M {
-    type Headers = M::Headers;
-
     fn key(&self) -> Option<&[u8]> {
         Message::key(self)
     }
@@ -84,14 +73,16 @@ impl<M: Message> Consumed for M {
         Message::timestamp(self)
     }
 
-    fn headers(&self) -> Option<&M::Headers> {
-        Message::headers(self)
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        Message::headers(self)?.iter().filter(|h| h.key == name).last()?.value
+    }
+
+    fn copied_headers(&self) -> Option<HeaderCopy> {
+        Message::headers(self).map(HeaderCopy::of)
     }
 }
 
 impl Consumed for Received<'_> {
-    type Headers = BorrowedHeaders;
-
     fn key(&self) -> Option<&[u8]> {
         match self {
             Self::Queued { message, .. } => Message::key(message),
@@ -131,14 +122,6 @@ impl Consumed for Received<'_> {
         match self {
             Self::Queued { message, .. } => Message::timestamp(message),
             Self::Routed(message) => Message::timestamp(message),
-        }
-    }
-
-    fn headers(&self) -> Option<&BorrowedHeaders> {
-        match self {
-            Self::Queued { message, headers: Some(_), .. } => Message::headers(message),
-            Self::Queued { headers: None, .. } => None,
-            Self::Routed(message) => Message::headers(message).map(|h| h.as_borrowed()),
         }
     }
 

@@ -91,14 +91,14 @@ impl TraceContext {
     pub fn parse(traceparent: &str) -> Option<Self> {
         // Version 00 is exactly `00-` + 32 hex digits + `-` + 16 + `-` + 2 (every consumed
         // message with a `traceparent` is parsed: by position, not by splitting).
-        let b = traceparent.trim().as_bytes();
+        let traceparent = traceparent.trim();
+        let b = traceparent.as_bytes();
         if b.len() != 55 || !b.starts_with(b"00-") || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        let flags = std::str::from_utf8(&b[53..]).ok().and_then(|f| u8::from_str_radix(f, 16).ok())?;
-        if !b[53..].iter().all(u8::is_ascii_hexdigit) {
-            return None;
-        }
+        // Two hex digits (`from_str_radix` alone would take a sign).
+        let flags = traceparent.get(53..).filter(|f| f.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
         Some(Self { trace_id: hex_id(&b[3..35])?, span_id: hex_id(&b[36..52])?, sampled: flags & 1 == 1 })
     }
 

@@ -135,10 +135,13 @@ impl Processor {
     ) -> Finish {
         let name = handler.name();
         let parent = crate::trace::parent_of(message);
-        // A message from the retry topic carries its attempt and when it is due.
-        let schedule =
-            (handler.retry_topic.as_deref() == Some(message.topic())).then(|| retry_topic::schedule_of(message));
-        let attempt = schedule.map_or(1, |(retry, _)| retry + 1);
+        // A message from the retry topic carries its retry number and when it is due.
+        let (attempt, due) = if handler.retry_topic.as_deref() == Some(message.topic()) {
+            let (retry, due) = retry_topic::schedule_of(message);
+            (retry + 1, due)
+        } else {
+            (1, None)
+        };
         // Every field the span will show is given at its creation where it is known by then: a
         // log subscriber formats a span's fields as they come, and each later `record` is another
         // lookup and format. Strings are `Display`ed (no escaping pass). The trace ids come first
@@ -175,7 +178,9 @@ impl Processor {
         // A span no subscriber takes is dropped: with `tracing`'s `log` feature (sqlx turns it
         // on) a disabled span still checks the `log` crate's level on every enter and exit.
         let span = if span.is_disabled() { tracing::Span::none() } else { span };
-        self.process_inner(handler, instruments, message, cancel, &trace, schedule, transactor).instrument(span).await
+        self.process_inner(handler, instruments, message, cancel, &trace, (attempt, due), transactor)
+            .instrument(span)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -186,20 +191,16 @@ impl Processor {
         message: &Received<'_>,
         cancel: &CancellationToken,
         trace: &crate::trace::TraceContext,
-        schedule: Option<(u32, Option<SystemTime>)>,
+        (mut attempt, due): (u32, Option<SystemTime>),
         transactor: Option<&Transactor>,
     ) -> Finish {
         let span = tracing::Span::current();
-        let mut attempt = 1u32;
-        if let Some((retry, due)) = schedule {
+        if let Some(due) = due {
             // A retried message: wait until it is due (the lane waits, not the handler; the poll
             // thread keeps polling, and the lane stops reading once its partition is at its cap).
-            attempt = retry + 1;
-            if let Some(due) = due {
-                let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
-                if !wait.is_zero() && !Box::pin(self::wait(wait, cancel)).await {
-                    return Finish::Interrupted;
-                }
+            let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+            if !wait.is_zero() && !Box::pin(self::wait(wait, cancel)).await {
+                return Finish::Interrupted;
             }
         }
         let metrics = instruments.metrics.as_ref();

@@ -53,7 +53,7 @@ pub(super) fn schedule_of(message: &impl Consumed) -> (u32, Option<SystemTime>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::{Header, Headers, OwnedMessage};
+    use rdkafka::message::{Header, Headers, Message, OwnedMessage};
     use rdkafka::Timestamp;
 
     #[test]
