@@ -114,7 +114,7 @@ node() {
     local cluster_id=${KAFKA_CLUSTER_ID:-$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')}
     local scram=()
     [ -n "$sasl" ] && scram=(--add-scram "SCRAM-SHA-512=[name=$KAFKA_TEST_USER,password=$KAFKA_TEST_PASSWORD]")
-    (java_run kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
+    (java_run kafka.tools.StorageTool format --cluster-id="$cluster_id" --config "$dir/server.properties" \
       "${scram[@]}" >"$dir/format.log" 2>&1) || { cat "$dir/format.log" >&2; return 1; }
   fi
 }

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::embedded::EmbeddedBroker;
 use crate::error::Error;
 use crate::registry::TopicPlan;
-use crate::sync::lock;
+use crate::sync::{contain, lock};
 
 /// Routes librdkafka's logs and client errors into `tracing`, and remembers an authentication
 /// failure so that start-up can stop at once with a clear error instead of retrying.
@@ -53,19 +53,21 @@ impl ClientContext for TracingContext {
         if is_auth_failure(&error) {
             *lock(&self.auth_failure) = Some(format!("{error}: {reason}"));
         }
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
+        contain(|| tracing::warn!(target: "librdkafka", %error, "{reason}"));
     }
 }
 
+/// librdkafka's log line as a `tracing` event. librdkafka calls this from C: a panic of the
+/// subscriber's (see [`crate::sync`]) would abort the process, so it is contained.
 pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, fac: &str, message: &str) {
-    match level {
+    contain(|| match level {
         RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
             tracing::error!(target: "librdkafka", fac, "{message}")
         }
         RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
         RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
-    }
+    });
 }
 
 /// The Kafka connection of a process: where the brokers are, one idempotent producer, one admin

@@ -69,9 +69,12 @@ impl HttpServer {
         Ok(Self { addr, stop, task })
     }
 
-    pub(crate) async fn stop(self) {
+    /// Stops accepting, lets requests in flight finish for up to a second, then drops them.
+    pub(crate) async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 

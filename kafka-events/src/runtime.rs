@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::circuit::CircuitBreaker;
 use crate::config::Config;
@@ -15,6 +16,7 @@ use crate::names::{main_group, retry_group};
 use crate::processor::{Instruments, Processor};
 use crate::publisher::Publisher;
 use crate::registry::Topology;
+use crate::sync::contain;
 
 /// Starts every handler and runs until SIGINT or SIGTERM, then shuts down gracefully.
 ///
@@ -28,7 +30,8 @@ use crate::registry::Topology;
 /// Unless the application installed a `tracing` subscriber first, `start` installs one, so a
 /// stalled partition, a dead letter or a refused start-up is never silent: human-readable lines
 /// on stderr (`LOG_FORMAT=json`: one JSON object per line), filtered by `RUST_LOG` (default
-/// `info,librdkafka=warn`). To opt out, install your own subscriber (or
+/// `info,librdkafka=warn`). A line that cannot be written (the reader of a pipe went away) is
+/// dropped: the subscriber reports nothing about it, since that report would fail too. To opt out, install your own subscriber (or
 /// `tracing::subscriber::NoSubscriber`) before calling `start`. [`launch`] installs none.
 pub async fn start(config: Config) -> Result<(), Error> {
     if let Some(format) = config.describe() {
@@ -37,12 +40,26 @@ pub async fn start(config: Config) -> Result<(), Error> {
         return Ok(());
     }
     install_default_subscriber();
-    match launch(config).await {
+    // Signals are caught from here on: one that comes while the runtime starts is never met by
+    // the default action (which kills the process where it stands, members joined or not).
+    let mut signals = Signals::listen()?;
+    let launched = tokio::select! {
+        biased;
+        launched = launch(config) => launched,
+        // `launch` waits only before it starts any consumer (for the store, the brokers, topic
+        // provisioning, the HTTP listener): stopping it there leaves nothing to shut down.
+        received = signals.recv() => {
+            received?;
+            contain(|| tracing::info!("shutdown signal received while starting: stopped before any consumer started"));
+            return Ok(());
+        }
+    };
+    match launched {
         Err(Error::Disabled) => {
             tracing::info!("Kafka is disabled (KAFKA_ENABLED=false): no consumer or producer started");
             Ok(())
         }
-        result => result?.run_until_signal().await,
+        result => result?.run_until(signals).await,
     }
 }
 
@@ -55,12 +72,23 @@ fn install_default_subscriber() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
     let stderr = std::io::stderr;
     let installed = if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        tracing_subscriber::fmt().json().with_current_span(true).with_env_filter(filter).with_writer(stderr).try_init()
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .with_writer(stderr)
+            .log_internal_errors(false)
+            .try_init()
     } else {
         // Colours only on a terminal: escape codes in a container's log are noise, and colouring
         // every field of every message's span tripled the runtime's cost per message.
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(stderr).with_ansi(ansi).try_init()
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(stderr)
+            .with_ansi(ansi)
+            .log_internal_errors(false)
+            .try_init()
     };
     if installed.is_ok() {
         tracing::debug!("installed the default log subscriber (install your own before `start` to replace it)");
@@ -145,9 +173,12 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         match GroupMember::start(spec(retry_group(config.service_name()), retry_topics), &config) {
             Ok(member) => members.push(member),
             Err(error) => {
-                for member in members {
+                let deadline = tokio::time::Instant::now() + config.shutdown_timeout() + crate::consumer::CLOSE_MARGIN;
+                for member in &members {
                     member.signal_stop();
-                    let _ = member.join().await;
+                }
+                for member in members {
+                    let _ = member.join(deadline).await;
                 }
                 if let Some(http) = http {
                     http.stop().await;
@@ -245,26 +276,38 @@ impl Runtime {
 
     /// Waits for SIGINT (Ctrl-C) or SIGTERM, then shuts down.
     pub async fn run_until_signal(self) -> Result<(), Error> {
-        wait_for_signal().await?;
-        tracing::info!("shutdown signal received");
+        let signals = Signals::listen()?;
+        self.run_until(signals).await
+    }
+
+    async fn run_until(self, mut signals: Signals) -> Result<(), Error> {
+        signals.recv().await?;
+        // A log line must not stop the shutdown, whatever the subscriber does (see crate::sync).
+        contain(|| tracing::info!("shutdown signal received"));
         self.shutdown().await
     }
 
     /// Graceful shutdown: stop fetching, let in-flight messages finish, commit what finished,
-    /// leave the group, flush the producer — all within `KAFKA_SHUTDOWN_TIMEOUT` plus a small
-    /// margin (leaving the group and the final commit: seconds at most while brokers answer).
-    /// Messages still running at the deadline are cancelled (their handlers' futures dropped),
-    /// never committed, and logged with the offsets that will be redelivered.
+    /// leave the groups, flush the producer — all within `KAFKA_SHUTDOWN_TIMEOUT` plus 4 s
+    /// (committing and leaving take well under a second while brokers answer). Messages still
+    /// running at the deadline are cancelled (their handlers' futures dropped), never committed,
+    /// and logged with the offsets that will be redelivered. A consumer that has not closed
+    /// `KAFKA_SHUTDOWN_TIMEOUT` + 3 s after the call (librdkafka waiting on brokers that do not
+    /// answer) is abandoned — its thread goes on in the background and ends with the process —
+    /// and shutdown returns [`Error::Consumer`] naming its group, what it was doing and the
+    /// offsets it had not committed.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        let started = std::time::Instant::now();
-        // Both groups stop fetching at once, then each drains and commits.
+        let started = tokio::time::Instant::now();
+        let timeout = self.config.shutdown_timeout();
+        let deadline = started + timeout + crate::consumer::CLOSE_MARGIN;
+        // Both groups stop fetching at once, then each drains, commits and leaves.
         let members = std::mem::take(&mut self.members);
         for member in &members {
             member.signal_stop();
         }
         let mut result = Ok(());
         for member in members {
-            if let Err(error) = member.join().await {
+            if let Err(error) = member.join(deadline).await {
                 result = Err(error);
             }
         }
@@ -274,14 +317,14 @@ impl Runtime {
         let producer = self.connection.producer.clone();
         // One budget for the whole shutdown: the flush gets what the drain left (at least 1 s).
         let timeout =
-            self.config.shutdown_timeout().saturating_sub(started.elapsed()).max(std::time::Duration::from_secs(1));
+            (started + timeout).saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1));
         let flushed = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout)).await;
-        match flushed {
+        contain(|| match flushed {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "producer flush did not complete"),
             Err(error) => tracing::warn!(%error, "producer flush panicked"),
-        }
-        tracing::info!("stopped");
+        });
+        contain(|| tracing::info!("stopped"));
         result
     }
 
@@ -300,19 +343,43 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-async fn wait_for_signal() -> Result<(), Error> {
+/// SIGINT (Ctrl-C) and SIGTERM, caught from [`Signals::listen`] on: one received before
+/// [`Signals::recv`] is awaited is kept for it.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.map_err(Error::Signal),
-            _ = terminate.recv() => Ok(()),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
+                terminate: signal(SignalKind::terminate()).map_err(Error::Signal)?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map_err(Error::Signal)
+
+    async fn recv(&mut self) -> Result<(), Error> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Ok(()),
+                _ = self.terminate.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.map_err(Error::Signal)
+        }
     }
 }
 

@@ -219,3 +219,15 @@ pub async fn topic_config(topic: &str, name: &str) -> Option<String> {
     let resource = results.into_iter().next()?.expect("describe topic");
     resource.get(name).and_then(|entry| entry.value.clone())
 }
+
+/// How many members consumer group `group` has, as the broker describes it (DescribeGroups),
+/// and its state: `(0, "Empty")` once every member left, `(0, "Dead")` for a group that never
+/// had any.
+pub fn group_members(group: &str) -> (usize, String) {
+    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("client");
+    let list = client.fetch_group_list(Some(group), Duration::from_secs(10)).expect("describe group");
+    match list.groups().first() {
+        Some(described) => (described.members().len(), described.state().to_string()),
+        None => (0, "Dead".into()),
+    }
+}

@@ -91,3 +91,114 @@ pub async fn terminate(mut child: std::process::Child) -> std::process::ExitStat
     assert!(status.success());
     tokio::task::spawn_blocking(move || child.wait()).await.unwrap().expect("wait")
 }
+
+/// A child process's log (its stdout and stderr, one pipe as with `2>&1`), read line by line on
+/// a thread of its own, so a test can await what the child says.
+pub struct ChildLog {
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line received so far, for failure messages.
+    pub seen: Vec<String>,
+}
+
+impl ChildLog {
+    /// Waits up to `timeout` for a line containing `needle` (counting lines already read past
+    /// it, not before); returns it. `None` when the time ran out or the pipe closed first.
+    pub async fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv()).await.ok()??;
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// [`ChildLog::wait_for`], panicking with the log when the line does not come.
+    pub async fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+        match self.wait_for(needle, timeout).await {
+            Some(line) => line,
+            None => panic!("the child did not log `{needle}` within {timeout:?}; its log:\n{}", self.tail()),
+        }
+    }
+
+    /// Every line read so far and still queued.
+    pub fn all(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// The last 60 lines of [`ChildLog::all`], for a failure message.
+    pub fn tail(&mut self) -> String {
+        self.all();
+        let from = self.seen.len().saturating_sub(60);
+        self.seen[from..].join("\n")
+    }
+}
+
+/// [`spawn_child`] with the child's stdout and stderr in one pipe that this process reads. With
+/// `close_at`, the reader stops at the first line containing it and closes the pipe — as a log
+/// shipper that goes away, or `| grep -m1 …`, does — and every later write of the child fails.
+/// `RUST_LOG` is not passed on: the child logs at the runtime's default level.
+pub fn spawn_child_logged(
+    child_test: &str,
+    envs: &[(&str, &str)],
+    close_at: Option<&'static str>,
+) -> (std::process::Child, ChildLog) {
+    use std::io::BufRead;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    command
+        .args([child_test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env_remove("RUST_LOG")
+        .stdout(writer.try_clone().expect("pipe"))
+        .stderr(writer);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let child = command.spawn().expect("spawn child");
+    // The child holds the write ends now; this process's copies are dropped with `command`.
+    drop(command);
+    let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(reader);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let text = line.trim_end().to_string();
+            let last = close_at.is_some_and(|at| text.contains(at));
+            let _ = sender.send(text);
+            if last {
+                // Dropping the reader closes the pipe's last read end.
+                return;
+            }
+            line.clear();
+        }
+    });
+    (child, ChildLog { lines, seen: Vec::new() })
+}
+
+/// Sends `signal` (e.g. `TERM`) to the process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+}
+
+/// Waits up to `timeout` for `child` to exit (on a thread, so nothing polls); on time-out it is
+/// killed with SIGKILL and `None` returned.
+pub async fn exit_within(child: std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let pid = child.id();
+    let (sender, exited) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = sender.send(child.wait());
+    });
+    match tokio::time::timeout(timeout, exited).await {
+        Ok(status) => Some(status.expect("waiter").expect("wait")),
+        Err(_) => {
+            signal(pid, "KILL");
+            None
+        }
+    }
+}

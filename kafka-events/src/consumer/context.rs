@@ -12,7 +12,7 @@ use super::commit::{commit, OffsetList};
 use super::lanes::{Lanes, TopicPartition};
 use crate::connection::log_to_tracing;
 use crate::health::HealthBoard;
-use crate::sync::lock;
+use crate::sync::{contain, lock};
 
 pub(crate) struct GroupContext {
     pub(crate) group: String,
@@ -36,16 +36,29 @@ impl ClientContext for GroupContext {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
             self.liveness.broker_unreachable();
         }
-        tracing::warn!(target: "librdkafka", group = %self.group, %error, "{reason}");
+        contain(|| tracing::warn!(target: "librdkafka", group = %self.group, %error, "{reason}"));
     }
 }
 
+/// Both hooks run in [`contain`]: whatever a log line does (see [`crate::sync`]), rust-rdkafka
+/// then completes the (un)assignment, and the revocation that closing the consumer serves ends.
+/// Each does its work before it logs.
 impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        contain(|| self.before_rebalance(consumer, rebalance));
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        contain(|| self.after_rebalance(consumer, rebalance));
+    }
+}
+
+impl GroupContext {
     /// Revocation: each revoked lane finishes the message in hand (bounded by the drain timeout),
     /// then the finished prefix is committed while the partitions are still ours. This runs on the
     /// consumer's own thread, so waiting here delays nothing but this group's poll; lanes of
     /// partitions that stay keep running.
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn before_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.liveness.set_rebalancing(true);
         if let Rebalance::Assign(assigned) = rebalance {
             self.split_queues(assigned);
@@ -54,7 +67,6 @@ impl ConsumerContext for GroupContext {
         let Rebalance::Revoke(revoked) = rebalance else { return };
         let _gate = lock(&self.commit_gate);
         let partitions = partitions_of(revoked);
-        tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
         let offsets = {
             let mut lanes = lock(&self.lanes);
             let offsets = lanes.revoke(&partitions, self.drain_timeout);
@@ -67,13 +79,16 @@ impl ConsumerContext for GroupContext {
             offsets
         };
         if offsets.is_empty() {
+            tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
             return;
         }
         if consumer.assignment_lost() {
+            tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
             tracing::warn!(group = %self.group, "assignment lost: finished offsets of revoked partitions cannot be committed; they will be redelivered");
             return;
         }
         let result = commit(consumer, &offsets);
+        tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
         if let Err(error) = result {
             // Apache Kafka accepts a commit of the current generation while the group prepares a
             // rebalance, so this is rare there; librdkafka's mock cluster refuses every commit
@@ -87,23 +102,26 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn after_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.liveness.set_rebalancing(false);
         match rebalance {
             Rebalance::Assign(assigned) => {
                 let partitions = partitions_of(assigned);
-                tracing::info!(group = %self.group, partitions = ?partitions, "partitions assigned");
-                let mut lanes = lock(&self.lanes);
-                if lanes.any_transactional() {
-                    lanes.set_group(consumer.group_metadata());
+                {
+                    let mut lanes = lock(&self.lanes);
+                    if lanes.any_transactional() {
+                        lanes.set_group(consumer.group_metadata());
+                    }
+                    for tp in partitions.iter().cloned() {
+                        lanes.assign(tp);
+                    }
+                    self.status.rebalanced(&self.group, lanes.len(), false);
+                    self.metrics.rebalanced(&self.group, false);
                 }
-                for tp in partitions {
-                    lanes.assign(tp);
-                }
-                self.status.rebalanced(&self.group, lanes.len(), false);
-                self.metrics.rebalanced(&self.group, false);
                 // A partition paused under an earlier assignment must not stay paused.
-                if let Err(error) = consumer.resume(assigned) {
+                let resumed = consumer.resume(assigned);
+                tracing::info!(group = %self.group, partitions = ?partitions, "partitions assigned");
+                if let Err(error) = resumed {
                     tracing::debug!(%error, "resume of newly assigned partitions");
                 }
             }
@@ -111,9 +129,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Error(error) => tracing::error!(group = %self.group, %error, "rebalance failed"),
         }
     }
-}
 
-impl GroupContext {
     /// Splits the queue of each partition about to be assigned off the consumer's queue, for
     /// its lane. Done before the assignment starts fetching, librdkafka never forwards the
     /// partition's messages to the consumer's queue (a queue the application forwarded stays

@@ -8,7 +8,7 @@
 //! contiguous finished prefix.
 
 use std::collections::VecDeque;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ const MAX_PUBLISHING: usize = 1024;
 
 /// Runs until cancelled or dropped from the member's table. On cancel it starts nothing new,
 /// lets the running messages finish (each stops at its next wait), waits for its publishes in
-/// flight, and only then drops `_ended` (which tells the consumer thread it has ended). Messages
+/// flight, and only then drops `queue` (which tells the consumer thread it has ended). Messages
 /// read but not started, or waiting behind their key, are left unfinished: the next owner of
 /// the partition reads them again. Every message borrows `queue` (its fetch buffer stays
 /// librdkafka's), so the queue outlives them all.
@@ -39,7 +39,6 @@ pub(crate) async fn run_lane(
     cancel: CancellationToken,
     processor: Arc<Processor>,
     transactor: Option<Transactor>,
-    _ended: std_mpsc::Sender<()>,
 ) {
     if let Some(batch) = handler.registration.batch {
         let (max, linger) = (batch.max.max(1) as usize, std::time::Duration::from_millis(batch.linger_ms));

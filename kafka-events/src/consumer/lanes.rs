@@ -42,11 +42,14 @@ struct Lane {
     fallback: mpsc::Sender<Vec<OwnedMessage>>,
     tracker: Arc<Mutex<OffsetTracker>>,
     cancel: CancellationToken,
-    /// Disconnected when the lane's task has ended.
+    /// Disconnected when the lane's task has ended (its [`Queue`], the last thing it drops, is
+    /// gone).
     ended: std_mpsc::Receiver<()>,
     /// Cancels the lane's task outright (its running handlers' futures are dropped) when it
     /// has not finished by the drain deadline.
     task: tokio::task::AbortHandle,
+    /// Set once the task was aborted.
+    aborted: AtomicBool,
     /// Fallback messages routed since the last flush, sent as one batch.
     staged: Vec<OwnedMessage>,
     /// Set while the lane does not read (cap, budget or circuit).
@@ -140,7 +143,7 @@ impl Lanes {
         let cancel = CancellationToken::new();
         let waiting = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
-        let queue = Queue::new(queue, tp.0.clone(), &wake);
+        let queue = Queue::new(queue, tp.0.clone(), &wake, ended_tx);
         let breaker = self.processor.instruments(&handler.topic).breaker;
         let source = Source {
             wake,
@@ -159,18 +162,21 @@ impl Lanes {
         };
         self.next_id += 1;
         let transactor = self.processor.transactor(&handler, tp.1, &self.group);
-        let task = self.runtime.spawn(run_lane(
-            handler,
-            queue,
-            source,
-            cancel.clone(),
-            self.processor.clone(),
-            transactor,
-            ended_tx,
-        ));
+        let task =
+            self.runtime.spawn(run_lane(handler, queue, source, cancel.clone(), self.processor.clone(), transactor));
         let task = task.abort_handle();
-        let lane =
-            Lane { fallback, tracker, cancel, ended, task, staged: Vec::new(), waiting, breaker, committed: None };
+        let lane = Lane {
+            fallback,
+            tracker,
+            cancel,
+            ended,
+            task,
+            aborted: AtomicBool::new(false),
+            staged: Vec::new(),
+            waiting,
+            breaker,
+            committed: None,
+        };
         self.lanes.insert(tp, lane);
     }
 
@@ -243,8 +249,11 @@ impl Lanes {
 
     /// Shutdown: stops every lane (each finishes the message in hand), waits for them up to
     /// `timeout`, and returns the offsets still to commit. The lanes stay in the table, so a
-    /// commit that fails now is tried again by the revocation that closing the consumer runs.
+    /// commit that fails now is tried again by the revocation that closing the consumer runs
+    /// (which waits for none of them again). Queues staged for an assignment that never came
+    /// are dropped: after this, only a lane still running holds the consumer.
     pub(crate) fn drain_all(&mut self, timeout: Duration) -> Vec<(TopicPartition, i64)> {
+        self.queues.clear();
         stop_and_collect(self.lanes.iter(), timeout)
     }
 }
@@ -252,7 +261,9 @@ impl Lanes {
 /// Cancels `lanes` (each finishes the message in hand and its publishes in flight), waits for
 /// them until `timeout`, aborts those still running then (their handlers' futures are dropped:
 /// the work in hand is abandoned, never finished later), and returns their offsets not
-/// committed yet — which never pass an unfinished message.
+/// committed yet — which never pass an unfinished message. A lane aborted once (by a shutdown
+/// that timed out) is not waited for again. The cancelled lanes are logged once all the work is
+/// done (see [`crate::sync::contain`]).
 fn stop_and_collect<'a>(
     lanes: impl Iterator<Item = (&'a TopicPartition, &'a Lane)> + Clone,
     timeout: Duration,
@@ -262,29 +273,35 @@ fn stop_and_collect<'a>(
     }
     let deadline = Instant::now() + timeout;
     let mut offsets = Vec::new();
+    let mut cancelled = Vec::new();
     for (tp, lane) in lanes {
         let left = deadline.saturating_duration_since(Instant::now());
-        if let Err(std_mpsc::RecvTimeoutError::Timeout) = lane.ended.recv_timeout(left) {
-            lane.task.abort();
-            let unfinished = lock(&lane.tracker).unfinished();
-            let from = unfinished.first().copied();
-            tracing::warn!(
-                topic = %tp.0,
-                partition = tp.1,
-                redelivered_from = from,
-                unfinished = ?&unfinished[..unfinished.len().min(20)],
-                unfinished_count = unfinished.len(),
-                "in-flight messages did not finish within {}: cancelled; this partition will be redelivered from offset {} (the unfinished offsets and everything after them)",
-                humantime::format_duration(timeout),
-                from.map_or_else(|| "?".to_string(), |o| o.to_string()),
-            );
-            // The abort takes effect at the task's next await: a handler that blocks its thread
-            // (synchronous I/O, a busy loop) is only stopped once it yields.
-            let _ = lane.ended.recv_timeout(Duration::from_secs(1));
+        if !lane.aborted.load(Ordering::Relaxed) {
+            if let Err(std_mpsc::RecvTimeoutError::Timeout) = lane.ended.recv_timeout(left) {
+                lane.task.abort();
+                lane.aborted.store(true, Ordering::Relaxed);
+                cancelled.push((tp, lock(&lane.tracker).unfinished()));
+                // The abort takes effect at the task's next await: a handler that blocks its
+                // thread (synchronous I/O, a busy loop) is only stopped once it yields.
+                let _ = lane.ended.recv_timeout(Duration::from_secs(1));
+            }
         }
         if let Some(offset) = lock(&lane.tracker).committable().filter(|o| lane.committed < Some(*o)) {
             offsets.push((tp.clone(), offset));
         }
+    }
+    for (tp, unfinished) in cancelled {
+        let from = unfinished.first().copied();
+        tracing::warn!(
+            topic = %tp.0,
+            partition = tp.1,
+            redelivered_from = from,
+            unfinished = ?&unfinished[..unfinished.len().min(20)],
+            unfinished_count = unfinished.len(),
+            "in-flight messages did not finish within {}: cancelled; this partition will be redelivered from offset {} (the unfinished offsets and everything after them)",
+            humantime::format_duration(timeout),
+            from.map_or_else(|| "?".to_string(), |o| o.to_string()),
+        );
     }
     offsets
 }

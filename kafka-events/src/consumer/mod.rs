@@ -20,11 +20,12 @@ mod source;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GroupProtocol};
@@ -33,7 +34,7 @@ use crate::health::HealthBoard;
 use crate::metrics::Metrics;
 use crate::processor::Processor;
 use crate::registry::Topology;
-use crate::sync::lock;
+use crate::sync::{contain, lock};
 use budget::Budget;
 use commit::{commit, Committer};
 use context::GroupContext;
@@ -50,11 +51,22 @@ pub(crate) const PREFETCH: &[(&str, &str)] = &[
     ("fetch.wait.max.ms", "10"),
 ];
 
-/// A running group member. Dropping it does not stop it: call [`GroupMember::stop`].
+/// How long a member may take past `KAFKA_SHUTDOWN_TIMEOUT` to commit and leave its group
+/// before shutdown abandons it (see [`GroupMember::join`]). Both take well under a second while
+/// the brokers answer.
+pub(crate) const CLOSE_MARGIN: Duration = Duration::from_secs(3);
+
+/// A running group member. Dropping it does not stop it: call [`GroupMember::signal_stop`] and
+/// [`GroupMember::join`].
 pub(crate) struct GroupMember {
     group: String,
     stop: CancellationToken,
     thread: Option<JoinHandle<()>>,
+    /// Sent by the poll thread as its last act: whether it closed the consumer cleanly. Dropped
+    /// unsent only if the thread died of a panic outside [`contain`].
+    ended: Option<oneshot::Receiver<Result<(), String>>>,
+    /// What the stopping poll thread is doing, for the report when it misses its deadline.
+    progress: Arc<Mutex<Progress>>,
     lag_monitor: Option<JoinHandle<()>>,
     probe: Option<JoinHandle<()>>,
 }
@@ -171,6 +183,8 @@ impl GroupMember {
             group: spec.group.clone(),
             reason: format!("cannot start its committer: {e}"),
         })?;
+        let (ended_tx, ended) = oneshot::channel();
+        let progress = Arc::new(Mutex::new(Progress::default()));
         let poll = PollLoop {
             consumer,
             committer: Some(committer),
@@ -179,6 +193,9 @@ impl GroupMember {
             drain_timeout: config.shutdown_timeout(),
             group: spec.group.clone(),
             liveness,
+            progress: progress.clone(),
+            ended: ended_tx,
+            classic: config.group_protocol() == GroupProtocol::Classic,
         };
         let thread = std::thread::Builder::new()
             .name(format!("kafka-events-{}", spec.group))
@@ -187,7 +204,15 @@ impl GroupMember {
                 group: spec.group.clone(),
                 reason: format!("cannot start its thread: {e}"),
             })?;
-        Ok(Self { group: spec.group, stop, thread: Some(thread), lag_monitor: Some(lag_monitor), probe: Some(probe) })
+        Ok(Self {
+            group: spec.group,
+            stop,
+            thread: Some(thread),
+            ended: Some(ended),
+            progress,
+            lag_monitor: Some(lag_monitor),
+            probe: Some(probe),
+        })
     }
 
     /// Signals the member to stop: stop fetching, finish in-flight messages, commit, leave the
@@ -196,17 +221,34 @@ impl GroupMember {
         self.stop.cancel();
     }
 
-    /// Waits for the member's poll thread to end. The lag monitor and the broker probe see the
-    /// stop on their own and end after their query in flight; shutdown does not wait for them
-    /// (a query to brokers that do not answer may take seconds).
-    pub(crate) async fn join(mut self) -> Result<(), Error> {
+    /// Waits until the member's poll thread has finished, committed and left the group, or
+    /// until `deadline` (the shutdown's: `KAFKA_SHUTDOWN_TIMEOUT` plus [`CLOSE_MARGIN`] after
+    /// the signal). A member that misses it is abandoned — its thread goes on closing in the
+    /// background and ends with the process — with an error naming the group, what it was doing
+    /// and the offsets it had not committed: whatever librdkafka does, shutdown never waits
+    /// longer. The lag monitor and the broker probe see the stop on their own and end after
+    /// their query in flight; shutdown does not wait for them (a query to brokers that do not
+    /// answer may take seconds).
+    pub(crate) async fn join(mut self, deadline: tokio::time::Instant) -> Result<(), Error> {
         drop((self.lag_monitor.take(), self.probe.take()));
-        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let Some(ended) = self.ended.take() else { return Ok(()) };
         let group = self.group.clone();
-        tokio::task::spawn_blocking(move || thread.join())
-            .await
-            .map_err(|e| Error::Consumer { group: group.clone(), reason: e.to_string() })?
-            .map_err(|_| Error::Consumer { group, reason: "its poll thread panicked".into() })
+        match tokio::time::timeout_at(deadline, ended).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => Err(Error::Consumer { group, reason }),
+            Ok(Err(_)) => Err(Error::Consumer { group, reason: "its poll thread panicked".into() }),
+            Err(_) => {
+                let progress = lock(&self.progress).to_string();
+                contain(|| {
+                    tracing::error!(
+                        group = %group,
+                        "the consumer did not stop by the shutdown deadline (KAFKA_SHUTDOWN_TIMEOUT + {}): abandoned while {progress}; the broker drops the member when its session times out",
+                        humantime::format_duration(CLOSE_MARGIN),
+                    )
+                });
+                Err(Error::Consumer { group, reason: format!("abandoned at the shutdown deadline while {progress}") })
+            }
+        }
     }
 
     /// Whether the member's thread has ended.
@@ -228,13 +270,24 @@ struct PollLoop {
     drain_timeout: Duration,
     group: String,
     liveness: Arc<Liveness>,
+    progress: Arc<Mutex<Progress>>,
+    ended: oneshot::Sender<Result<(), String>>,
+    /// Whether the group uses the classic protocol (see [`PollLoop::shut_down`]).
+    classic: bool,
 }
 
 impl PollLoop {
+    /// Serves the consumer until stopped, then shuts the member down. A panic while serving (a
+    /// log line, see [`crate::sync`]) ends the serving, never the shutdown.
+    fn run(self) {
+        contain(|| self.serve());
+        self.shut_down();
+    }
+
     /// Serves the consumer's events (rebalance callbacks run in here) until stopped. Messages
     /// reach the lanes through their partitions' queues; one that comes through this queue
     /// instead is routed to its lane.
-    fn run(self) {
+    fn serve(&self) {
         while !self.stop.is_cancelled() {
             match self.consumer.poll(POLL_TIMEOUT) {
                 None => {}
@@ -257,29 +310,119 @@ impl PollLoop {
             };
             self.liveness.set_paused(paused);
         }
-        self.shut_down();
     }
 
-    /// Finish in-flight work, commit, leave the group (dropping the consumer closes it).
+    /// Finishes in-flight work, commits, leaves the group and destroys the consumer — each step
+    /// [`contain`]ed, so that one that panics never skips the close — then reports how it ended.
     fn shut_down(mut self) {
-        tracing::info!(group = %self.group, "stopping: finishing in-flight messages");
+        let deadline = Instant::now() + self.drain_timeout + CLOSE_MARGIN;
+        contain(|| tracing::info!(group = %self.group, "stopping: finishing in-flight messages"));
         if let Some(committer) = self.committer.take() {
-            committer.stop();
+            contain(|| committer.stop());
         }
-        let offsets = lock(&self.lanes).drain_all(self.drain_timeout);
-        if !offsets.is_empty() {
-            match commit(&self.consumer, &offsets) {
-                Ok(()) => {}
+        // Every lane ends here or is aborted (its queue, holding the consumer, then goes too).
+        let offsets = contain(|| lock(&self.lanes).drain_all(self.drain_timeout)).unwrap_or_default();
+        lock(&self.progress).step("committing", &offsets);
+        let uncommitted = if offsets.is_empty() {
+            Vec::new()
+        } else {
+            match contain(|| commit(&self.consumer, &offsets)) {
+                Some(Ok(())) => Vec::new(),
                 // E.g. RebalanceInProgress while another instance joins: closing the consumer
                 // revokes every partition, and the revocation hook commits these offsets again.
-                Err(error) => {
-                    tracing::info!(group = %self.group, %error, "final commit deferred to the revocation on close")
+                Some(Err(error)) => {
+                    contain(
+                        || tracing::info!(group = %self.group, %error, "final commit deferred to the revocation on close"),
+                    );
+                    offsets
                 }
+                None => offsets,
             }
+        };
+        lock(&self.progress).step("leaving the group", &uncommitted);
+        // librdkafka 2.12 closes a classic-protocol member that holds no partitions without a
+        // LeaveGroup (terminating, its cooperative revocation of an empty assignment returns
+        // before the leave), so the group keeps it until its session times out and every
+        // rebalance meanwhile waits for it. Unsubscribing first takes the path that leaves.
+        if self.classic && lock(&self.lanes).len() == 0 {
+            contain(|| self.consumer.unsubscribe());
         }
-        let (group, liveness) = (self.group.clone(), self.liveness.clone());
-        drop(self);
+        let PollLoop { consumer, group, liveness, ended, .. } = self;
+        let closed = close(consumer, &group, deadline);
         liveness.set_stopped();
-        tracing::info!(group = %group, "left the group");
+        match &closed {
+            Ok(()) => contain(|| tracing::info!(group = %group, "left the group")),
+            Err(reason) => contain(|| tracing::warn!(group = %group, "{reason}")),
+        };
+        let _ = ended.send(closed);
+    }
+}
+
+/// Closes the consumer on the member's poll thread: librdkafka serves the final revocation
+/// through the rebalance hooks (which commit what the lanes finished), leaves the group, and the
+/// consumer is destroyed.
+///
+/// Normally every lane has ended and dropped its partition queue, so this thread holds the
+/// consumer's last reference and dropping it closes it (rust-rdkafka's drop polls until the
+/// close completes). A lane whose handler blocks its thread past the drain deadline still holds
+/// a queue and the messages it read: the consumer is closed explicitly then, polled until
+/// closed or `deadline`, and never destroyed (destroying it would wait for those messages, and
+/// the lane's last drop would close it a second time — which waits forever): the process ends
+/// it.
+fn close(consumer: Arc<BaseConsumer<GroupContext>>, group: &str, deadline: Instant) -> Result<(), String> {
+    let shared = match Arc::try_unwrap(consumer) {
+        Ok(consumer) => {
+            contain(|| drop(consumer));
+            return Ok(());
+        }
+        Err(shared) => shared,
+    };
+    let closed = match shared.close_queue() {
+        Ok(()) => {
+            while !shared.closed() && Instant::now() < deadline {
+                contain(|| drop(shared.poll(POLL_TIMEOUT)));
+            }
+            shared.closed()
+        }
+        Err(error) => {
+            contain(|| tracing::warn!(group, %error, "closing the consumer"));
+            false
+        }
+    };
+    std::mem::forget(shared);
+    Err(if closed {
+        "left the group with a lane still running past the deadline (a handler that blocks its thread): its consumer is not destroyed; it ends with the process".to_string()
+    } else {
+        "the consumer did not close in time while a lane still ran past the deadline (a handler that blocks its thread): it ends with the process; the broker drops the member when its session times out".to_string()
+    })
+}
+
+/// What a stopping member is doing (see [`GroupMember::join`]).
+#[derive(Debug)]
+struct Progress {
+    step: &'static str,
+    uncommitted: Vec<(lanes::TopicPartition, i64)>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self { step: "finishing in-flight messages", uncommitted: Vec::new() }
+    }
+}
+
+impl Progress {
+    fn step(&mut self, step: &'static str, uncommitted: &[(lanes::TopicPartition, i64)]) {
+        self.step = step;
+        self.uncommitted = uncommitted.to_vec();
+    }
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.uncommitted.is_empty() {
+            write!(f, "{} (every finished offset committed)", self.step)
+        } else {
+            write!(f, "{}; not committed: {}", self.step, commit::OffsetList(&self.uncommitted))
+        }
     }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
@@ -73,21 +73,32 @@ pub(crate) enum Change {
 }
 
 /// A lane's partition queue and its topic: owned by the lane's task, and borrowed by every
-/// message read from it.
+/// message read from it, so it is the last thing of a lane to go.
+///
+/// A partition queue holds the consumer: whoever drops the last one closes it. Dropped, the
+/// queue disconnects `ended` — after the partition queue (fields drop in order) — so the member
+/// knows when no lane holds the consumer any more and its own thread can close it.
 pub(crate) struct Queue {
     queue: Option<PartitionQueue<GroupContext>>,
     topic: String,
+    _ended: std_mpsc::Sender<()>,
 }
 
 impl Queue {
     /// `queue` (none when the partition's messages come through the consumer's queue) of a
-    /// partition of `topic`, with `wake` notified whenever it becomes non-empty.
-    pub(crate) fn new(mut queue: Option<PartitionQueue<GroupContext>>, topic: String, wake: &Arc<Notify>) -> Self {
+    /// partition of `topic`, with `wake` notified whenever it becomes non-empty; `ended`
+    /// disconnects when it is dropped.
+    pub(crate) fn new(
+        mut queue: Option<PartitionQueue<GroupContext>>,
+        topic: String,
+        wake: &Arc<Notify>,
+        ended: std_mpsc::Sender<()>,
+    ) -> Self {
         if let Some(queue) = &mut queue {
             let woken = wake.clone();
             queue.set_nonempty_callback(move || woken.notify_one());
         }
-        Self { queue, topic }
+        Self { queue, topic, _ended: ended }
     }
 
     /// Reads up to `room` messages into `into`; how many.
