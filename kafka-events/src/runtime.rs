@@ -305,10 +305,12 @@ impl Runtime {
         for member in &members {
             member.signal_stop();
         }
+        // Every member is joined (each logs its own failure); the first failure is returned.
         let mut result = Ok(());
         for member in members {
-            if let Err(error) = member.join(deadline).await {
-                result = Err(error);
+            let joined = member.join(deadline).await;
+            if result.is_ok() {
+                result = joined;
             }
         }
         if let Some(http) = self.http.take() {

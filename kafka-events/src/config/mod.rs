@@ -108,7 +108,7 @@ impl GroupProtocol {
 /// | `KAFKA_COMMIT_INTERVAL` | how often finished offsets are committed (`500ms`, `1s` …) | `1s` |
 /// | `KAFKA_PARTITION_BUFFER` | messages one partition may hold (read and not yet finished: waiting in its lane, behind their key, running, or publishing their retry or dead letter); at it the lane stops reading until one finishes | `5000` |
 /// | `KAFKA_MAX_BUFFERED` | messages one consumer group member may hold across all its partitions (partitions stuck at their own cap excused); at it lanes stop reading | `20000` |
-/// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages | `30s` |
+/// | `KAFKA_SHUTDOWN_TIMEOUT` | how long shutdown waits for in-flight messages (it ends within this plus 5 s; a consumer not closed by this plus 3 s is abandoned with an error) | `30s` |
 /// | `KAFKA_HANDLER_TIMEOUT` | the longest one call of a handler without `timeout = "..."` may take; a call over it is cancelled and counts as a retryable failure of kind `timeout` | none |
 /// | `KAFKA_RETRY_MAX`, `KAFKA_RETRY_BACKOFF`, `KAFKA_RETRY_INITIAL`, `KAFKA_RETRY_MAX_DELAY`, `KAFKA_RETRY_JITTER`, `KAFKA_RETRY_MODE` | retry policy of handlers without `retry(...)` | `3`, `exponential`, `200ms`, `30s`, `0.1`, `topic` |
 /// | `KAFKA_EVENTS_HANDLERS` | comma-separated handler names to run (fn name or full path) | all |
