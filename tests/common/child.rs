@@ -36,15 +36,17 @@ pub fn spawn_child_with_stderr(
     envs: &[(&str, &str)],
     stderr: std::process::Stdio,
 ) -> std::process::Child {
+    child_command(child_test, envs).stdout(std::process::Stdio::null()).stderr(stderr).spawn().expect("spawn child")
+}
+
+/// This test binary, to run only the ignored test `child_test`, with `envs` set.
+fn child_command(child_test: &str, envs: &[(&str, &str)]) -> std::process::Command {
     let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
-    command
-        .args([child_test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr);
+    command.args([child_test, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
     for (key, value) in envs {
         command.env(key, value);
     }
-    command.spawn().expect("spawn child")
+    command
 }
 
 /// Appends one `id partition offset` line to the file named by `$var` (one write of a short
@@ -149,15 +151,8 @@ pub fn spawn_child_logged(
 ) -> (std::process::Child, ChildLog) {
     use std::io::BufRead;
     let (reader, writer) = std::io::pipe().expect("pipe");
-    let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
-    command
-        .args([child_test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env_remove("RUST_LOG")
-        .stdout(writer.try_clone().expect("pipe"))
-        .stderr(writer);
-    for (key, value) in envs {
-        command.env(key, value);
-    }
+    let mut command = child_command(child_test, envs);
+    command.env_remove("RUST_LOG").stdout(writer.try_clone().expect("pipe")).stderr(writer);
     let child = command.spawn().expect("spawn child");
     // The child holds the write ends now; this process's copies are dropped with `command`.
     drop(command);
