@@ -37,7 +37,7 @@ impl MessageContext {
     /// A permanent error when the handler is not `idempotent` or the store is not PostgreSQL.
     #[cfg(feature = "postgres")]
     pub fn transaction(&self) -> Result<crate::idempotency::DbTransaction, HandlerError> {
-        crate::idempotency::DbTransaction::borrow(&self.claim)
+        crate::idempotency::DbTransaction::borrow(&self.claim).map_err(HandlerError::permanent)
     }
 
     /// The publisher for what this handling produces. In a `transactional` handler its records
@@ -330,6 +330,6 @@ impl BatchContext {
     /// rows when it returns `Ok`; see [`MessageContext::transaction`].
     #[cfg(feature = "postgres")]
     pub fn transaction(&self) -> Result<crate::idempotency::DbTransaction, HandlerError> {
-        crate::idempotency::DbTransaction::borrow(&self.claim)
+        crate::idempotency::DbTransaction::borrow(&self.claim).map_err(HandlerError::permanent)
     }
 }

@@ -71,6 +71,7 @@
 
 mod abi;
 pub mod circuit;
+mod client_context;
 pub mod config;
 mod connection;
 mod consumer;

@@ -20,8 +20,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 
+use crate::client_context::TracingContext;
 use crate::config::Config;
-use crate::connection::TracingContext;
 use crate::metrics::Metrics;
 use crate::names::header::{CORRELATION_ID, MESSAGE_ID};
 

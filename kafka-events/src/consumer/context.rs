@@ -10,7 +10,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::commit::{commit, OffsetList};
 use super::lanes::{Lanes, TopicPartition};
-use crate::connection::log_to_tracing;
+use crate::client_context::log_to_tracing;
 use crate::health::HealthBoard;
 use crate::sync::{contain, lock};
 

@@ -121,19 +121,17 @@ impl PendingClaim for PgClaim {
 pub struct DbTransaction(OwnedMappedMutexGuard<Option<Box<dyn PendingClaim>>, Transaction<'static, Postgres>>);
 
 impl DbTransaction {
-    pub(crate) fn borrow(slot: &ClaimSlot) -> Result<Self, crate::HandlerError> {
-        let no_transaction = || {
-            crate::HandlerError::permanent(
-                "no database transaction: `transaction()` needs an `idempotent` handler with the PostgreSQL idempotency store (KAFKA_IDEMPOTENCY_STORE=postgres://...)",
-            )
-        };
-        let slot = slot.0.clone().ok_or_else(no_transaction)?;
+    /// The handling's transaction, or why there is none (the handler's context turns that into
+    /// a permanent [`HandlerError`](crate::HandlerError)).
+    pub(crate) fn borrow(slot: &ClaimSlot) -> Result<Self, &'static str> {
+        const NONE: &str = "no database transaction: `transaction()` needs an `idempotent` handler with the PostgreSQL idempotency store (KAFKA_IDEMPOTENCY_STORE=postgres://...)";
+        let slot = slot.0.clone().ok_or(NONE)?;
         let guard = slot.try_lock_owned().map_err(|_| {
-            crate::HandlerError::permanent("the handling's database transaction is already borrowed; drop the first `DbTransaction` before taking it again")
+            "the handling's database transaction is already borrowed; drop the first `DbTransaction` before taking it again"
         })?;
         tokio::sync::OwnedMutexGuard::try_map(guard, |slot| slot.as_mut().and_then(|pending| pending.transaction()))
             .map(Self)
-            .map_err(|_| no_transaction())
+            .map_err(|_| NONE)
     }
 }
 

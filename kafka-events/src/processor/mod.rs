@@ -34,7 +34,7 @@ use tracing::Instrument;
 
 use crate::abi::Invocation;
 use crate::circuit::{CircuitBreaker, Verdict};
-use crate::connection::TracingContext;
+use crate::client_context::TracingContext;
 use crate::dlq::records::{dead_letter_headers, payload_omitted_headers, DeadLetterCause};
 use crate::error_kind::ErrorKind;
 use crate::handler::{HandlerError, MessageContext};

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{wait, Finish, Publishing};
-use crate::connection::TracingContext;
+use crate::client_context::TracingContext;
 use crate::error_kind::ErrorKind;
 use crate::health::HealthBoard;
 use crate::metrics::{HandlerMetrics, Metrics};

@@ -15,8 +15,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::client_context::TracingContext;
 use crate::config::Config;
-use crate::connection::TracingContext;
 use crate::publisher::Publisher;
 
 /// How long a transaction operation (init, commit, abort, sending offsets) may take.
