@@ -94,6 +94,7 @@ mod observe;
 pub mod otel;
 pub mod problems;
 mod processor;
+mod provisioning;
 pub mod publisher;
 mod received;
 pub mod registry;
