@@ -475,5 +475,17 @@ impl fmt::Debug for Config {
     }
 }
 
+/// Security variables and the librdkafka property each sets on every client.
+pub(crate) const SECURITY_VARS: &[(&str, &str)] = &[
+    ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
+    ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+    ("KAFKA_SASL_USERNAME", "sasl.username"),
+    ("KAFKA_SASL_PASSWORD", "sasl.password"),
+    ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
+    ("KAFKA_SSL_CERTIFICATE_LOCATION", "ssl.certificate.location"),
+    ("KAFKA_SSL_KEY_LOCATION", "ssl.key.location"),
+    ("KAFKA_SSL_KEY_PASSWORD", "ssl.key.password"),
+];
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::validate::{ConfigError, ConfigProblem};
-use super::{Config, GroupProtocol, Profile, DEV_SERVICE_NAME};
+use super::{Config, GroupProtocol, Profile, DEV_SERVICE_NAME, SECURITY_VARS};
 use crate::idempotency::{setting, IdempotencySetting};
 use crate::retry::{Backoff, RetryMode};
 
@@ -213,18 +213,6 @@ impl Config {
         (config, looked_up.into_inner())
     }
 }
-
-/// Security variables and the librdkafka property each sets on every client.
-pub(super) const SECURITY_VARS: &[(&str, &str)] = &[
-    ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
-    ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
-    ("KAFKA_SASL_USERNAME", "sasl.username"),
-    ("KAFKA_SASL_PASSWORD", "sasl.password"),
-    ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
-    ("KAFKA_SSL_CERTIFICATE_LOCATION", "ssl.certificate.location"),
-    ("KAFKA_SSL_KEY_LOCATION", "ssl.key.location"),
-    ("KAFKA_SSL_KEY_PASSWORD", "ssl.key.password"),
-];
 
 /// `SESSION_TIMEOUT_MS` → `session.timeout.ms`.
 fn property_name(var_suffix: &str) -> String {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::read::SECURITY_VARS;
+use super::SECURITY_VARS;
 use super::{Config, GroupProtocol, Profile};
 use crate::idempotency::IdempotencySetting;
 use crate::names::{check_group_id, check_topic_name, main_group};

@@ -13,30 +13,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::TopicPartitionList;
+use rdkafka::error::KafkaError;
 
-use super::context::GroupContext;
-use super::lanes::TopicPartition;
+use super::context::MemberConsumer;
+use super::member::Member;
 use crate::sync::lock;
-
-/// Commits `offsets`, waits for the broker's answer, counts it and, when it succeeded, records
-/// it with the lanes. Callers hold the member's commit gate.
-pub(crate) fn commit(consumer: &BaseConsumer<GroupContext>, offsets: &[(TopicPartition, i64)]) -> KafkaResult<()> {
-    let context = consumer.context();
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets {
-        list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))?;
-    }
-    let result = consumer.commit(&list, CommitMode::Sync);
-    context.metrics.committed(&context.group, result.is_ok());
-    if result.is_ok() {
-        tracing::debug!(group = %context.group, offsets = %OffsetList(offsets), "committed");
-        lock(&context.lanes).committed(offsets);
-    }
-    result
-}
 
 /// The thread that commits a member's finished offsets every interval.
 pub(crate) struct Committer {
@@ -45,12 +26,15 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn start(consumer: Arc<BaseConsumer<GroupContext>>, interval: Duration) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        consumer: Arc<MemberConsumer>,
+        member: Arc<Member>,
+        interval: Duration,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel();
-        let group = consumer.context().group.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("kafka-events-commit-{group}"))
-            .spawn(move || run(&consumer, &stopped, interval))?;
+            .name(format!("kafka-events-commit-{}", member.group))
+            .spawn(move || run(&consumer, &member, &stopped, interval))?;
         Ok(Self { stop, thread })
     }
 
@@ -61,15 +45,14 @@ impl Committer {
     }
 }
 
-fn run(consumer: &BaseConsumer<GroupContext>, stopped: &mpsc::Receiver<()>, interval: Duration) {
-    let context = consumer.context();
+fn run(consumer: &MemberConsumer, context: &Member, stopped: &mpsc::Receiver<()>, interval: Duration) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
         let _gate = lock(&context.commit_gate);
         let offsets = lock(&context.lanes).committable();
         if offsets.is_empty() {
             continue;
         }
-        match commit(consumer, &offsets) {
+        match context.commit(consumer, &offsets) {
             Ok(()) => {}
             // A rebalance in progress rejects commits until the member has rejoined: expected
             // while instances come and go, and the revocation hook commits what it must.
@@ -87,17 +70,4 @@ fn run(consumer: &BaseConsumer<GroupContext>, stopped: &mpsc::Receiver<()>, inte
 fn during_rebalance(error: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode::{IllegalGeneration, RebalanceInProgress};
     matches!(error.rdkafka_error_code(), Some(RebalanceInProgress | IllegalGeneration))
-}
-
-/// `topic[partition]@offset, ...`, for the log.
-pub(crate) struct OffsetList<'a>(pub(crate) &'a [(TopicPartition, i64)]);
-
-impl std::fmt::Display for OffsetList<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, ((topic, partition), offset)) in self.0.iter().enumerate() {
-            let separator = if i == 0 { "" } else { ", " };
-            write!(f, "{separator}{topic}[{partition}]@{offset}")?;
-        }
-        Ok(())
-    }
 }

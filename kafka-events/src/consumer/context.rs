@@ -1,31 +1,35 @@
-//! The main group's consumer context: rebalance hooks and logging.
+//! A member's consumer context — the type parameter of its consumer and partition queues, at
+//! the bottom of the member's modules: librdkafka's logs and errors, and the rebalance hooks,
+//! which it hands to the member ([`Hooks`], implemented by the member's shared state) so that
+//! everything a queue or the consumer's type needs stays below the lanes and the member.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::ClientContext;
 
-use super::commit::{commit, OffsetList};
-use super::lanes::{Lanes, TopicPartition};
+use super::liveness::Liveness;
 use crate::client_context::log_to_tracing;
-use crate::health::HealthBoard;
-use crate::sync::{contain, lock};
+use crate::sync::contain;
+
+/// A member's consumer.
+pub(crate) type MemberConsumer = BaseConsumer<GroupContext>;
+
+/// What a rebalance does to the member, around rust-rdkafka's (un)assignment.
+pub(crate) trait Hooks: Send + Sync {
+    /// Before: split assigned partitions' queues off; revoked lanes finish and commit.
+    fn before(&self, consumer: &MemberConsumer, rebalance: &Rebalance<'_>);
+    /// After: start the assigned partitions' lanes.
+    fn after(&self, consumer: &MemberConsumer, rebalance: &Rebalance<'_>);
+}
 
 pub(crate) struct GroupContext {
     pub(crate) group: String,
-    pub(crate) lanes: Arc<Mutex<Lanes>>,
-    pub(crate) status: Arc<HealthBoard>,
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    pub(crate) liveness: Arc<super::liveness::Liveness>,
-    pub(crate) drain_timeout: Duration,
-    /// Held by whoever commits: a revocation, shutdown, or the committer thread (see
-    /// [`super::commit`]).
-    pub(crate) commit_gate: Mutex<()>,
-    /// The consumer itself (set once it is in its `Arc`), to split partition queues off.
-    pub(crate) consumer: std::sync::OnceLock<std::sync::Weak<BaseConsumer<GroupContext>>>,
+    pub(crate) liveness: Arc<Liveness>,
+    /// Set once, before the consumer subscribes (rebalances are served only by its polls).
+    pub(crate) hooks: OnceLock<Arc<dyn Hooks>>,
 }
 
 impl ClientContext for GroupContext {
@@ -42,112 +46,17 @@ impl ClientContext for GroupContext {
 
 /// Both hooks run in [`contain`]: whatever a log line does (see [`crate::sync`]), rust-rdkafka
 /// then completes the (un)assignment, and the revocation that closing the consumer serves ends.
-/// Each does its work before it logs.
+/// Each hook does its work before it logs.
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        contain(|| self.before_rebalance(consumer, rebalance));
+        if let Some(hooks) = self.hooks.get() {
+            contain(|| hooks.before(consumer, rebalance));
+        }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        contain(|| self.after_rebalance(consumer, rebalance));
-    }
-}
-
-impl GroupContext {
-    /// Revocation: each revoked lane finishes the message in hand (bounded by the drain timeout),
-    /// then the finished prefix is committed while the partitions are still ours. This runs on the
-    /// consumer's own thread, so waiting here delays nothing but this group's poll; lanes of
-    /// partitions that stay keep running.
-    fn before_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.liveness.set_rebalancing(true);
-        if let Rebalance::Assign(assigned) = rebalance {
-            self.split_queues(assigned);
-            return;
-        }
-        let Rebalance::Revoke(revoked) = rebalance else { return };
-        let _gate = lock(&self.commit_gate);
-        let partitions = partitions_of(revoked);
-        let offsets = {
-            let mut lanes = lock(&self.lanes);
-            let offsets = lanes.revoke(&partitions, self.drain_timeout);
-            self.status.rebalanced(&self.group, lanes.len(), true);
-            self.metrics.rebalanced(&self.group, true);
-            // A stalled partition that moves away is no longer this instance's to report.
-            for (topic, partition) in &partitions {
-                self.status.clear_stall(topic, *partition);
-            }
-            offsets
-        };
-        if offsets.is_empty() {
-            tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
-            return;
-        }
-        if consumer.assignment_lost() {
-            tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
-            tracing::warn!(group = %self.group, "assignment lost: finished offsets of revoked partitions cannot be committed; they will be redelivered");
-            return;
-        }
-        let result = commit(consumer, &offsets);
-        tracing::info!(group = %self.group, partitions = ?partitions, "partitions revoked");
-        if let Err(error) = result {
-            // Apache Kafka accepts a commit of the current generation while the group prepares a
-            // rebalance, so this is rare there; librdkafka's mock cluster refuses every commit
-            // once any member has rejoined (RebalanceInProgress).
-            tracing::warn!(
-                group = %self.group,
-                %error,
-                uncommitted = %OffsetList(&offsets),
-                "commit on revocation failed; the next owner re-reads these partitions from their last committed offsets"
-            );
+        if let Some(hooks) = self.hooks.get() {
+            contain(|| hooks.after(consumer, rebalance));
         }
     }
-
-    fn after_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.liveness.set_rebalancing(false);
-        match rebalance {
-            Rebalance::Assign(assigned) => {
-                let partitions = partitions_of(assigned);
-                {
-                    let mut lanes = lock(&self.lanes);
-                    if lanes.any_transactional() {
-                        lanes.set_group(consumer.group_metadata());
-                    }
-                    for tp in partitions.iter().cloned() {
-                        lanes.assign(tp);
-                    }
-                    self.status.rebalanced(&self.group, lanes.len(), false);
-                    self.metrics.rebalanced(&self.group, false);
-                }
-                // A partition paused under an earlier assignment must not stay paused.
-                let resumed = consumer.resume(assigned);
-                tracing::info!(group = %self.group, partitions = ?partitions, "partitions assigned");
-                if let Err(error) = resumed {
-                    tracing::debug!(%error, "resume of newly assigned partitions");
-                }
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(error) => tracing::error!(group = %self.group, %error, "rebalance failed"),
-        }
-    }
-
-    /// Splits the queue of each partition about to be assigned off the consumer's queue, for
-    /// its lane. Done before the assignment starts fetching, librdkafka never forwards the
-    /// partition's messages to the consumer's queue (a queue the application forwarded stays
-    /// its own), so the lane sees every message of the partition, in order.
-    fn split_queues(&self, assigned: &TopicPartitionList) {
-        let Some(consumer) = self.consumer.get().and_then(std::sync::Weak::upgrade) else { return };
-        let mut lanes = lock(&self.lanes);
-        for (topic, partition) in partitions_of(assigned) {
-            match consumer.split_partition_queue(&topic, partition) {
-                Some(queue) => lanes.stage_queue((topic, partition), queue),
-                None => {
-                    tracing::warn!(group = %self.group, %topic, partition, "could not split the partition's queue off")
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
-    list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }

@@ -17,7 +17,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::lanes::{Lanes, TopicPartition};
+use super::lanes::Lanes;
+use super::offsets::TopicPartition;
 use crate::health::{HealthBoard, PartitionLag};
 use crate::sync::lock;
 

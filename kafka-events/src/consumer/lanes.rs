@@ -22,16 +22,13 @@ use super::budget::Budget;
 use super::context::GroupContext;
 use super::lane::run_lane;
 use super::liveness::Liveness;
-use super::offsets::OffsetTracker;
+use super::offsets::{OffsetTracker, TopicPartition};
 use super::source::{Queue, Source};
 use crate::circuit::CircuitBreaker;
 use crate::processor::transaction::GroupCell;
 use crate::processor::Processor;
 use crate::registry::Topology;
 use crate::sync::lock;
-
-/// A topic and one of its partitions: the key of a lane, an offset or a queue.
-pub(crate) type TopicPartition = (String, i32);
 
 /// Batches the poll thread may have queued for one lane (safeguard path only).
 const FALLBACK_BATCHES: usize = 64;

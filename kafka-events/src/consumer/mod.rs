@@ -14,6 +14,7 @@ mod lag;
 mod lane;
 mod lanes;
 mod liveness;
+mod member;
 mod offsets;
 mod reachability;
 mod source;
@@ -23,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -36,10 +37,11 @@ use crate::processor::Processor;
 use crate::registry::Topology;
 use crate::sync::{contain, lock};
 use budget::Budget;
-use commit::{commit, Committer};
-use context::GroupContext;
+use commit::Committer;
+use context::{GroupContext, Hooks, MemberConsumer};
 use lanes::Lanes;
 use liveness::Liveness;
+use member::Member;
 
 /// The runtime's librdkafka fetch and prefetch defaults, per partition (see
 /// [`GroupMember::start`]).
@@ -129,7 +131,7 @@ impl GroupMember {
             budget.clone(),
             liveness.clone(),
         )));
-        let context = GroupContext {
+        let member = Arc::new(Member {
             group: spec.group.clone(),
             lanes: lanes.clone(),
             status: spec.status.clone(),
@@ -138,10 +140,15 @@ impl GroupMember {
             drain_timeout: config.shutdown_timeout(),
             commit_gate: Mutex::default(),
             consumer: std::sync::OnceLock::new(),
-        };
-        let consumer: BaseConsumer<GroupContext> = client
+        });
+        let context =
+            GroupContext { group: spec.group.clone(), liveness: liveness.clone(), hooks: std::sync::OnceLock::new() };
+        let consumer: MemberConsumer = client
             .create_with_context(context)
             .map_err(|e| Error::kafka(format!("creating the consumer of group `{}`", spec.group), e))?;
+        // Before it subscribes: rebalances are served by its polls, from the poll thread on.
+        let hooks: Arc<dyn Hooks> = member.clone();
+        let _ = consumer.context().hooks.set(hooks);
         let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -178,15 +185,15 @@ impl GroupMember {
         let consumer = Arc::new(consumer);
         // Rebalances (served by the poll thread, which starts below) split each assigned
         // partition's queue off through this.
-        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
-        let committer = Committer::start(consumer.clone(), config.commit_interval()).map_err(|e| Error::Consumer {
-            group: spec.group.clone(),
-            reason: format!("cannot start its committer: {e}"),
+        let _ = member.consumer.set(Arc::downgrade(&consumer));
+        let committer = Committer::start(consumer.clone(), member.clone(), config.commit_interval()).map_err(|e| {
+            Error::Consumer { group: spec.group.clone(), reason: format!("cannot start its committer: {e}") }
         })?;
         let (ended_tx, ended) = oneshot::channel();
         let progress = Arc::new(Mutex::new(Progress::default()));
         let poll = PollLoop {
             consumer,
+            member,
             committer: Some(committer),
             lanes,
             stop: stop.clone(),
@@ -263,7 +270,9 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 struct PollLoop {
     /// Shared with the committer thread, which ends before the consumer is closed, and with
     /// the lanes' partition queues.
-    consumer: Arc<BaseConsumer<GroupContext>>,
+    consumer: Arc<MemberConsumer>,
+    /// What the member's threads share (the commit of what finished).
+    member: Arc<Member>,
     committer: Option<Committer>,
     lanes: Arc<Mutex<Lanes>>,
     stop: CancellationToken,
@@ -326,7 +335,7 @@ impl PollLoop {
         let uncommitted = if offsets.is_empty() {
             Vec::new()
         } else {
-            match contain(|| commit(&self.consumer, &offsets)) {
+            match contain(|| self.member.commit(&self.consumer, &offsets)) {
                 Some(Ok(())) => Vec::new(),
                 // E.g. RebalanceInProgress while another instance joins: closing the consumer
                 // revokes every partition, and the revocation hook commits these offsets again.
@@ -369,7 +378,7 @@ impl PollLoop {
 /// closed or `deadline`, and never destroyed (destroying it would wait for those messages, and
 /// the lane's last drop would close it a second time — which waits forever): the process ends
 /// it.
-fn close(consumer: Arc<BaseConsumer<GroupContext>>, group: &str, deadline: Instant) -> Result<(), String> {
+fn close(consumer: Arc<MemberConsumer>, group: &str, deadline: Instant) -> Result<(), String> {
     let shared = match Arc::try_unwrap(consumer) {
         Ok(consumer) => {
             contain(|| drop(consumer));
@@ -401,7 +410,7 @@ fn close(consumer: Arc<BaseConsumer<GroupContext>>, group: &str, deadline: Insta
 #[derive(Debug)]
 struct Progress {
     step: &'static str,
-    uncommitted: Vec<(lanes::TopicPartition, i64)>,
+    uncommitted: Vec<(offsets::TopicPartition, i64)>,
 }
 
 impl Default for Progress {
@@ -411,7 +420,7 @@ impl Default for Progress {
 }
 
 impl Progress {
-    fn step(&mut self, step: &'static str, uncommitted: &[(lanes::TopicPartition, i64)]) {
+    fn step(&mut self, step: &'static str, uncommitted: &[(offsets::TopicPartition, i64)]) {
         self.step = step;
         self.uncommitted = uncommitted.to_vec();
     }
@@ -422,7 +431,7 @@ impl std::fmt::Display for Progress {
         if self.uncommitted.is_empty() {
             write!(f, "{} (every finished offset committed)", self.step)
         } else {
-            write!(f, "{}; not committed: {}", self.step, commit::OffsetList(&self.uncommitted))
+            write!(f, "{}; not committed: {}", self.step, offsets::OffsetList(&self.uncommitted))
         }
     }
 }

@@ -8,6 +8,9 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::budget::Budget;
 
+/// A topic and one of its partitions: the key of a lane, an offset or a queue.
+pub(crate) type TopicPartition = (String, i32);
+
 /// Tracks the offsets of one partition from the moment they are polled to a durable outcome.
 ///
 /// Offsets may finish in any order (concurrent handlers, pipelined publishes). The committable
@@ -113,6 +116,19 @@ impl OffsetTracker {
 impl Drop for OffsetTracker {
     fn drop(&mut self) {
         self.budget.release(self.held.len());
+    }
+}
+
+/// `topic[partition]@offset, ...`, for the log.
+pub(crate) struct OffsetList<'a>(pub(crate) &'a [(TopicPartition, i64)]);
+
+impl std::fmt::Display for OffsetList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, ((topic, partition), offset)) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{topic}[{partition}]@{offset}")?;
+        }
+        Ok(())
     }
 }
 
