@@ -35,7 +35,7 @@ mod kw {
 /// Upper bound on `batch(max = N)`.
 const MAX_BATCH: u32 = 100_000;
 
-/// Upper bound on `concurrency = N`; keep in step with `kafka_events::consumer::MAX_CONCURRENCY`.
+/// Upper bound on `concurrency = N` (checked here only: the runtime takes what registration says).
 const MAX_CONCURRENCY: u32 = 10_000;
 
 /// Upper bound on `retry(max = N)`: `kafka_events::retry::MAX_RETRIES` (pinned by `tests/parity/names.tsv`).
