@@ -15,8 +15,9 @@
 //!   protocol. `KAFKA_EVENTS_SOAK_SIGTERMS` sets how many (default 24; 100 for a long soak).
 //!
 //! Each exit must come within `KAFKA_SHUTDOWN_TIMEOUT` plus README's margin of the signal, with
-//! status 0; both groups have no member afterwards; at the end every id produced has been
-//! handled (counted in the files the children write) and the main group's commits reach the end
+//! status 0; both groups have no member afterwards (described by Kafka's Java admin client,
+//! `tests/java/Groups.java`: librdkafka cannot describe `consumer`-protocol groups); at the end
+//! every id produced has been handled (counted in the files the children write) and the main group's commits reach the end
 //! of every partition.
 
 mod common;
@@ -160,9 +161,18 @@ impl Service {
     /// Both groups have no member (asserted right after every instance exited: a member that
     /// did not leave stays until its session times out).
     fn assert_groups_empty(&self, phase: &str) {
-        for kind in ["main", "retry"] {
-            let (members, state) = group_members(&self.group(kind));
-            assert_eq!(members, 0, "{phase} ({}): group `{}` still has members (state {state})", self.protocol, kind);
+        let (main, retry) = (self.group("main"), self.group("retry"));
+        for (kind, (members, state)) in ["main", "retry"].iter().zip(group_members(&[&main, &retry])) {
+            assert_eq!(members, 0, "{phase} ({}): group `{kind}` still has members (state {state})", self.protocol);
+        }
+    }
+
+    /// The control for [`Service::assert_groups_empty`]: while an instance runs, the broker's
+    /// description of each group (for either protocol) lists it.
+    fn assert_groups_joined(&self) {
+        let (main, retry) = (self.group("main"), self.group("retry"));
+        for (kind, (members, state)) in ["main", "retry"].iter().zip(group_members(&[&main, &retry])) {
+            assert!(members >= 1, "{} group `{kind}` lists no member while one runs (state {state})", self.protocol);
         }
     }
 
@@ -289,6 +299,7 @@ async fn sigterm_at(service: &mut Service, moment: Moment) -> Vec<Duration> {
         }
         Moment::Idle => {
             first.assigned(service).await;
+            service.assert_groups_joined();
             vec![first.terminate(&phase).await]
         }
         Moment::Flowing => {
@@ -349,6 +360,7 @@ async fn log_reader_gone_at_shutdown(protocol: &'static str, subscriber: &str) {
     let mut service = Service::new(&format!("closedlog{subscriber}"), protocol).await;
     let mut instance = service.spawn(subscriber, Some("shutdown signal received"));
     instance.assigned(&service).await;
+    service.assert_groups_joined();
     service.produce(600).await;
     service.wait_handled(60).await;
     instance.terminate(&format!("log reader gone, {subscriber} subscriber")).await;

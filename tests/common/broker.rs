@@ -220,14 +220,32 @@ pub async fn topic_config(topic: &str, name: &str) -> Option<String> {
     resource.get(name).and_then(|entry| entry.value.clone())
 }
 
-/// How many members consumer group `group` has, as the broker describes it (DescribeGroups),
-/// and its state: `(0, "Empty")` once every member left, `(0, "Dead")` for a group that never
-/// had any.
-pub fn group_members(group: &str) -> (usize, String) {
-    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("client");
-    let list = client.fetch_group_list(Some(group), Duration::from_secs(10)).expect("describe group");
-    match list.groups().first() {
-        Some(described) => (described.members().len(), described.state().to_string()),
-        None => (0, "Dead".into()),
-    }
+/// How many members each of `groups` has and its state (`EMPTY` once every member left, `DEAD`
+/// for a group that does not exist), as Kafka's Java admin client describes them
+/// (`tests/java/Groups.java`): librdkafka's DescribeGroups reports every `consumer`-protocol group
+/// `Dead` with no members, so it cannot tell an empty group from a full one.
+pub fn group_members(groups: &[&str]) -> Vec<(usize, String)> {
+    let classpath_file = std::env::var("KAFKA_EVENTS_TEST_JAVA_CLASSPATH").expect(
+        "KAFKA_EVENTS_TEST_JAVA_CLASSPATH is not set: run the suite with `scripts/test.sh` (it resolves Kafka's Java client)",
+    );
+    let classpath = std::fs::read_to_string(&classpath_file).expect("the classpath file");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = std::process::Command::new("java")
+        .arg(format!("-Dlog4j2.configurationFile={root}/scripts/kafka/log4j2.properties"))
+        .args(["-cp", classpath.trim(), &format!("{root}/tests/java/Groups.java"), &brokers()])
+        .args(groups)
+        .output()
+        .expect("run java");
+    assert!(output.status.success(), "describing {groups:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let described: Vec<(usize, String)> = text
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ').skip(1);
+            let members = parts.next().and_then(|m| m.parse().ok()).expect("members");
+            (members, parts.next().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert_eq!(described.len(), groups.len(), "one line per group: {text}");
+    described
 }

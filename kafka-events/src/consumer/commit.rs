@@ -45,22 +45,22 @@ impl Committer {
     }
 }
 
-fn run(consumer: &MemberConsumer, context: &Member, stopped: &mpsc::Receiver<()>, interval: Duration) {
+fn run(consumer: &MemberConsumer, member: &Member, stopped: &mpsc::Receiver<()>, interval: Duration) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-        let _gate = lock(&context.commit_gate);
-        let offsets = lock(&context.lanes).committable();
+        let _gate = lock(&member.commit_gate);
+        let offsets = lock(&member.lanes).committable();
         if offsets.is_empty() {
             continue;
         }
-        match context.commit(consumer, &offsets) {
+        match member.commit(consumer, &offsets) {
             Ok(()) => {}
             // A rebalance in progress rejects commits until the member has rejoined: expected
             // while instances come and go, and the revocation hook commits what it must.
             Err(error) if during_rebalance(&error) => {
-                tracing::debug!(group = %context.group, %error, "commit deferred: the group is rebalancing")
+                tracing::debug!(group = %member.group, %error, "commit deferred: the group is rebalancing")
             }
             Err(error) => {
-                tracing::warn!(group = %context.group, %error, "commit failed; trying again at the next interval")
+                tracing::warn!(group = %member.group, %error, "commit failed; trying again at the next interval")
             }
         }
     }

@@ -46,16 +46,15 @@ impl Member {
     /// Commits `offsets`, waits for the broker's answer, counts it and, when it succeeded, records
     /// it with the lanes. Callers hold the member's commit gate.
     pub(crate) fn commit(&self, consumer: &MemberConsumer, offsets: &[(TopicPartition, i64)]) -> KafkaResult<()> {
-        let context = self;
         let mut list = TopicPartitionList::new();
         for ((topic, partition), offset) in offsets {
             list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))?;
         }
         let result = consumer.commit(&list, CommitMode::Sync);
-        context.metrics.committed(&context.group, result.is_ok());
+        self.metrics.committed(&self.group, result.is_ok());
         if result.is_ok() {
-            tracing::debug!(group = %context.group, offsets = %OffsetList(offsets), "committed");
-            lock(&context.lanes).committed(offsets);
+            tracing::debug!(group = %self.group, offsets = %OffsetList(offsets), "committed");
+            lock(&self.lanes).committed(offsets);
         }
         result
     }
