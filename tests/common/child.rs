@@ -88,9 +88,7 @@ pub async fn wait_lines(paths: &[&std::path::PathBuf], what: &str, done: impl Fn
 
 /// Sends SIGTERM to `child` and waits for it to exit.
 pub async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
-    let status =
-        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
-    assert!(status.success());
+    signal(child.id(), "TERM");
     tokio::task::spawn_blocking(move || child.wait()).await.unwrap().expect("wait")
 }
 

@@ -195,11 +195,7 @@ impl GroupMember {
             consumer,
             member,
             committer: Some(committer),
-            lanes,
             stop: stop.clone(),
-            drain_timeout: config.shutdown_timeout(),
-            group: spec.group.clone(),
-            liveness,
             progress: progress.clone(),
             ended: ended_tx,
             classic: config.group_protocol() == GroupProtocol::Classic,
@@ -274,11 +270,7 @@ struct PollLoop {
     /// What the member's threads share (the commit of what finished).
     member: Arc<Member>,
     committer: Option<Committer>,
-    lanes: Arc<Mutex<Lanes>>,
     stop: CancellationToken,
-    drain_timeout: Duration,
-    group: String,
-    liveness: Arc<Liveness>,
     progress: Arc<Mutex<Progress>>,
     ended: oneshot::Sender<Result<(), String>>,
     /// Whether the group uses the classic protocol (see [`PollLoop::shut_down`]).
@@ -303,34 +295,34 @@ impl PollLoop {
                 Some(Ok(message)) => {
                     let message = message.detach();
                     let (topic, partition) = (message.topic().to_string(), message.partition());
-                    if lock(&self.lanes).route(message) {
-                        tracing::debug!(group = %self.group, %topic, partition, "a message came through the consumer's queue, not its partition's");
+                    if lock(&self.member.lanes).route(message) {
+                        tracing::debug!(group = %self.member.group, %topic, partition, "a message came through the consumer's queue, not its partition's");
                     } else {
-                        tracing::debug!(group = %self.group, %topic, partition, "dropped a message of a partition no longer assigned");
+                        tracing::debug!(group = %self.member.group, %topic, partition, "dropped a message of a partition no longer assigned");
                     }
                 }
-                Some(Err(error)) => tracing::warn!(group = %self.group, %error, "consumer error"),
+                Some(Err(error)) => tracing::warn!(group = %self.member.group, %error, "consumer error"),
             }
-            self.liveness.polled();
+            self.member.liveness.polled();
             let paused = {
-                let mut lanes = lock(&self.lanes);
+                let mut lanes = lock(&self.member.lanes);
                 lanes.flush();
                 lanes.paused()
             };
-            self.liveness.set_paused(paused);
+            self.member.liveness.set_paused(paused);
         }
     }
 
     /// Finishes in-flight work, commits, leaves the group and destroys the consumer — each step
     /// [`contain`]ed, so that one that panics never skips the close — then reports how it ended.
     fn shut_down(mut self) {
-        let deadline = Instant::now() + self.drain_timeout + CLOSE_MARGIN;
-        contain(|| tracing::info!(group = %self.group, "stopping: finishing in-flight messages"));
+        let deadline = Instant::now() + self.member.drain_timeout + CLOSE_MARGIN;
+        contain(|| tracing::info!(group = %self.member.group, "stopping: finishing in-flight messages"));
         if let Some(committer) = self.committer.take() {
             contain(|| committer.stop());
         }
         // Every lane ends here or is aborted (its queue, holding the consumer, then goes too).
-        let offsets = contain(|| lock(&self.lanes).drain_all(self.drain_timeout)).unwrap_or_default();
+        let offsets = contain(|| lock(&self.member.lanes).drain_all(self.member.drain_timeout)).unwrap_or_default();
         lock(&self.progress).step("committing", &offsets);
         let uncommitted = if offsets.is_empty() {
             Vec::new()
@@ -341,7 +333,7 @@ impl PollLoop {
                 // revokes every partition, and the revocation hook commits these offsets again.
                 Some(Err(error)) => {
                     contain(
-                        || tracing::info!(group = %self.group, %error, "final commit deferred to the revocation on close"),
+                        || tracing::info!(group = %self.member.group, %error, "final commit deferred to the revocation on close"),
                     );
                     offsets
                 }
@@ -353,10 +345,14 @@ impl PollLoop {
         // LeaveGroup (terminating, its cooperative revocation of an empty assignment returns
         // before the leave), so the group keeps it until its session times out and every
         // rebalance meanwhile waits for it. Unsubscribing first takes the path that leaves.
-        if self.classic && lock(&self.lanes).len() == 0 {
+        if self.classic && lock(&self.member.lanes).len() == 0 {
             contain(|| self.consumer.unsubscribe());
         }
-        let PollLoop { consumer, group, liveness, ended, .. } = self;
+        let PollLoop { consumer, member, ended, .. } = self;
+        let (group, liveness) = (member.group.clone(), member.liveness.clone());
+        // The member (the consumer's hooks hold it too) keeps only a weak reference to the
+        // consumer: this thread's is the last one once the lanes are gone.
+        drop(member);
         let closed = close(consumer, &group, deadline);
         liveness.set_stopped();
         match &closed {
