@@ -258,14 +258,14 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
     let invoke = quote_spanned! {event_type.span()=>
         ::kafka_events::__private::invoke::<#event_type, _, _>
     };
-    let (invoke_fn, batch) = match &args.batch {
+    let (functions, shape) = match &args.batch {
         None => (
             quote! {
                 const __kafka_events_invoke: ::kafka_events::__private::InvokeFn = |payload, ctx| {
                     #invoke(payload, ctx, #id_of, |event, ctx| async move { #into_result(#call.await) })
                 };
             },
-            None,
+            quote!(::kafka_events::__private::Shape::Single(__kafka_events_invoke)),
         ),
         Some(batch) => {
             let decode = quote_spanned! {event_type.span()=> ::kafka_events::__private::decode::<#event_type> };
@@ -277,17 +277,16 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
             };
             (
                 quote! {
-                    const __kafka_events_invoke: ::kafka_events::__private::InvokeFn = ::kafka_events::__private::batch_only;
                     const __kafka_events_decode: ::kafka_events::__private::DecodeFn = |payload| #decode(payload, #id_of);
                     const __kafka_events_call: ::kafka_events::__private::BatchCallFn = |events, ctx| {
                         ::kafka_events::__private::call_batch::<#event_type, _, _>(events, ctx, |events, ctx| async move { #into_result(#call.await) })
                     };
                 },
-                Some(quote! {
-                    .batch(::kafka_events::__private::BatchSpec {
+                quote! {
+                    ::kafka_events::__private::Shape::Batch(::kafka_events::__private::BatchSpec {
                         max: #max, linger_ms: #linger, decode: __kafka_events_decode, call: __kafka_events_call,
                     })
-                }),
+                },
             )
         }
     };
@@ -298,7 +297,7 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
         #[doc(hidden)]
         #[allow(non_upper_case_globals, dead_code, clippy::all)]
         const #register: () = {
-            #invoke_fn
+            #functions
             ::kafka_events::__private::inventory::submit! {
                 ::kafka_events::__private::HandlerRegistration::new(
                     #name_str,
@@ -306,14 +305,13 @@ fn register(function: &ItemFn, args: &HandlerArgs, event_type: &syn::Type) -> To
                     ::core::file!(),
                     ::core::line!(),
                     #topic,
-                    __kafka_events_invoke,
+                    #shape,
                 )
                 #retry
                 #dlq
                 #concurrency
                 #circuit
                 #provision
-                #batch
                 #idempotent
                 #transactional
                 #timeout

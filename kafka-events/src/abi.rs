@@ -50,6 +50,16 @@ pub struct BatchSpec {
     pub call: BatchCallFn,
 }
 
+/// How a handler takes its events: one message per call, or batches.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    /// One event per call.
+    Single(InvokeFn),
+    /// `batch(...)`: up to `max` events per call.
+    Batch(BatchSpec),
+}
+
 /// Where a handler's dead letters go.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +88,7 @@ pub struct HandlerRegistration {
     pub(crate) keyless: Keyless,
     pub(crate) circuit: Option<crate::circuit::CircuitSpec>,
     pub(crate) provision: Option<ProvisionSpec>,
-    pub(crate) invoke: InvokeFn,
-    pub(crate) batch: Option<BatchSpec>,
+    pub(crate) shape: Shape,
     pub(crate) idempotent: bool,
     pub(crate) transactional: bool,
     /// `timeout = "..."`: the longest one call may take, in milliseconds.
@@ -126,7 +135,7 @@ impl HandlerRegistration {
         file: &'static str,
         line: u32,
         topic: &'static str,
-        invoke: InvokeFn,
+        shape: Shape,
     ) -> Self {
         Self {
             name,
@@ -140,8 +149,7 @@ impl HandlerRegistration {
             keyless: Keyless::Ordered,
             circuit: None,
             provision: None,
-            invoke,
-            batch: None,
+            shape,
             idempotent: false,
             transactional: false,
             timeout_ms: None,
@@ -161,10 +169,12 @@ impl HandlerRegistration {
         self
     }
 
-    /// Makes it a batch handler (`batch(...)`).
-    pub const fn batch(mut self, batch: BatchSpec) -> Self {
-        self.batch = Some(batch);
-        self
+    /// Its batch spec, when it is a batch handler.
+    pub(crate) fn batch(&self) -> Option<&BatchSpec> {
+        match &self.shape {
+            Shape::Batch(batch) => Some(batch),
+            Shape::Single(_) => None,
+        }
     }
 
     /// Sets `idempotent`.

@@ -257,7 +257,7 @@ impl HandlerDescription {
                 crate::abi::Keyless::Ordered => "ordered",
                 crate::abi::Keyless::Unordered => "unordered",
             },
-            batch: registration.batch.map(|b| BatchDescription {
+            batch: registration.batch().map(|b| BatchDescription {
                 max: b.max,
                 linger: duration(std::time::Duration::from_millis(b.linger_ms)),
             }),

@@ -14,7 +14,7 @@ pub struct MessageContext {
     pub(crate) offset: i64,
     pub(crate) timestamp: Option<i64>,
     pub(crate) key: Option<Vec<u8>>,
-    pub(crate) headers: crate::header_copy::HeaderCopy,
+    pub(crate) headers: crate::message::HeaderCopy,
     pub(crate) attempt: u32,
     pub(crate) trace: crate::trace::TraceContext,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]

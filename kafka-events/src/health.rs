@@ -256,13 +256,29 @@ impl HealthBoard {
         self.stalled_count.store(stalled.len(), Ordering::Release);
     }
 
-    /// Called for every handled message: free unless some partition is stalled.
-    pub(crate) fn clear_stall(&self, topic: &str, partition: i32) {
+    /// Called for every finished message: ends the stall of its partition when it is the
+    /// stalled message. Free unless some partition is stalled.
+    pub(crate) fn clear_stall(&self, topic: &str, partition: i32, offset: i64) {
+        // Only the stalled message's own outcome ends its stall: another message of the partition
+        // (another key with `concurrency`, or one read on while a publish is held) says nothing
+        // about it.
+        self.remove_stall(topic, partition, |stalled| stalled.offset == offset);
+    }
+
+    /// Forgets the stall of a partition that moved to another instance.
+    pub(crate) fn partition_moved(&self, topic: &str, partition: i32) {
+        self.remove_stall(topic, partition, |_| true);
+    }
+
+    fn remove_stall(&self, topic: &str, partition: i32, which: impl FnOnce(&StalledPartition) -> bool) {
         if self.stalled_count.load(Ordering::Acquire) == 0 {
             return;
         }
         let mut stalled = lock(&self.stalled);
-        stalled.remove(&(topic.to_string(), partition));
+        let key = (topic.to_string(), partition);
+        if stalled.get(&key).is_some_and(which) {
+            stalled.remove(&key);
+        }
         self.stalled_count.store(stalled.len(), Ordering::Release);
     }
 
@@ -359,5 +375,22 @@ mod tests {
         assert_eq!(verdict.problems, ["group `svc-main`: no partition assigned 1m 1s after start"]);
         status.rebalanced("svc-main", 3, false);
         assert_eq!(status.groups.lock().unwrap()["svc-main"].assignments, 1);
+    }
+
+    #[test]
+    fn only_the_stalled_message_or_a_move_ends_a_stall() {
+        let status = HealthBoard::new();
+        let stalled = |status: &HealthBoard| lock(&status.stalled).values().map(|s| s.offset).collect::<Vec<_>>();
+        status.stall("orders", 1, 40, ErrorKind::Permanent, "no dlq");
+        status.clear_stall("orders", 1, 41);
+        assert_eq!(stalled(&status), [40], "another message of the partition finished: still held at 40");
+        status.clear_stall("orders", 2, 40);
+        assert_eq!(stalled(&status), [40]);
+        status.clear_stall("orders", 1, 40);
+        assert!(stalled(&status).is_empty());
+        status.stall("orders", 1, 40, ErrorKind::Undeliverable, "refused");
+        status.partition_moved("orders", 1);
+        assert!(stalled(&status).is_empty(), "a partition that moved away is not ours to report");
+        assert_eq!(status.stalled_count.load(Ordering::Acquire), 0);
     }
 }

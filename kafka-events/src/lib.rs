@@ -82,11 +82,10 @@ pub mod embedded;
 mod error;
 mod error_kind;
 pub mod handler;
-mod header_copy;
-mod headers;
 pub mod health;
 mod http;
 pub mod idempotency;
+mod message;
 pub mod metrics;
 pub mod names;
 mod observe;
@@ -96,7 +95,7 @@ pub mod problems;
 mod processor;
 mod provisioning;
 pub mod publisher;
-mod received;
+mod records;
 pub mod registry;
 pub mod retry;
 pub mod runtime;
@@ -134,10 +133,10 @@ pub mod prelude {
 pub mod __private {
     pub use crate::abi::{
         BatchCallFn, BatchSpec, DecodeFn, Decoded, DlqSpec, EventSpec, HandlerRegistration, Invocation, InvokeFn,
-        Keyless, ProvisionSpec,
+        Keyless, ProvisionSpec, Shape,
     };
     pub use crate::circuit::CircuitSpec;
-    pub use crate::processor::{batch_only, call_batch, decode, invoke, HandlerOutput};
+    pub use crate::processor::{call_batch, decode, invoke, HandlerOutput};
     pub use crate::retry::{Backoff, RetryMode, RetrySpec};
     pub use crate::schema::{SchemaFallback, SchemaFn, SchemaOf, SchemaProbe};
     pub use inventory;

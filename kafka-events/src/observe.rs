@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::error_kind::ErrorKind;
+use crate::message::Origin;
 
 /// How a message ended, as [`testing::Harness::outcome`](crate::testing) reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,27 +36,6 @@ pub enum Outcome {
     },
 }
 
-/// Where a message was first produced — a retried message reports its original coordinates
-/// (`x-original-*`), so all its attempts are one message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Coordinates {
-    pub(crate) topic: String,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-}
-
-/// Receives every outcome.
-pub(crate) type Observer = Arc<dyn Fn(Coordinates, Outcome) + Send + Sync>;
-
-/// Where `message` was first produced.
-pub(crate) fn coordinates(message: &impl crate::received::Consumed) -> Coordinates {
-    let origin = crate::headers::origin(message);
-    Coordinates { topic: origin.topic, partition: origin.partition, offset: origin.offset }
-}
-
-/// Reports `outcome` of `message` to `observer`, if there is one.
-pub(crate) fn report(observer: Option<&Observer>, message: &impl crate::received::Consumed, outcome: Outcome) {
-    if let Some(observer) = observer {
-        observer(coordinates(message), outcome);
-    }
-}
+/// Receives every outcome, at the message's [`Origin`] (a retried message reports its original
+/// coordinates, so all its attempts are one message).
+pub(crate) type Observer = Arc<dyn Fn(Origin, Outcome) + Send + Sync>;

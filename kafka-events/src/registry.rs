@@ -117,7 +117,7 @@ impl Topology {
                 None => *config.default_retry(),
             };
             // A batch is retried as a whole and a transaction around the same input: in place.
-            if registration.batch.is_some() || registration.transactional {
+            if registration.batch().is_some() || registration.transactional {
                 retry.mode = RetryMode::InPlace;
             }
             if registration.idempotent && !config.idempotency().is_configured() {
@@ -312,12 +312,13 @@ mod tests {
     fn never(_: Option<&[u8]>, _: MessageContext) -> Result<crate::abi::Invocation, InputError> {
         Err(InputError::decode("unused"))
     }
+    const NEVER: crate::abi::Shape = crate::abi::Shape::Single(never);
 
-    static A: HandlerRegistration = HandlerRegistration::new("a", "app::orders", "src/orders.rs", 10, "orders", never);
+    static A: HandlerRegistration = HandlerRegistration::new("a", "app::orders", "src/orders.rs", 10, "orders", NEVER);
     static B: HandlerRegistration =
-        HandlerRegistration::new("b", "app::billing", "src/billing.rs", 20, "orders", never);
+        HandlerRegistration::new("b", "app::billing", "src/billing.rs", 20, "orders", NEVER);
     static C: HandlerRegistration =
-        HandlerRegistration::new("c", "app::c", "src/c.rs", 30, "bad topic", never).retry(RetrySpec {
+        HandlerRegistration::new("c", "app::c", "src/c.rs", 30, "bad topic", NEVER).retry(RetrySpec {
             max: Some(500),
             backoff: None,
             initial_ms: None,
@@ -326,7 +327,7 @@ mod tests {
             mode: None,
         });
     static D: HandlerRegistration =
-        HandlerRegistration::new("d", "app::d", "src/d.rs", 40, "payments", never).dlq(DlqSpec::Default);
+        HandlerRegistration::new("d", "app::d", "src/d.rs", 40, "payments", NEVER).dlq(DlqSpec::Default);
 
     #[test]
     fn every_problem_is_named_with_its_site() {
@@ -338,8 +339,8 @@ mod tests {
         assert!(text.contains("app::c::c (src/c.rs:30): retry `max = 500` exceeds"), "{text}");
     }
 
-    static E: HandlerRegistration = HandlerRegistration::new("e", "app::e", "src/e.rs", 50, "payments.retry", never);
-    static F: HandlerRegistration = HandlerRegistration::new("f", "app::f", "src/f.rs", 60, "payments.dlq", never);
+    static E: HandlerRegistration = HandlerRegistration::new("e", "app::e", "src/e.rs", 50, "payments.retry", NEVER);
+    static F: HandlerRegistration = HandlerRegistration::new("f", "app::f", "src/f.rs", 60, "payments.dlq", NEVER);
 
     #[test]
     fn a_handler_of_another_handlers_retry_or_dead_letter_topic_is_refused_naming_both() {

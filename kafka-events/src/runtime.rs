@@ -13,7 +13,7 @@ use crate::health::{Health, HealthBoard};
 use crate::http::HttpServer;
 use crate::metrics::Metrics;
 use crate::names::{main_group, retry_group};
-use crate::processor::{Instruments, Processor};
+use crate::processor::{Instruments, Processors};
 use crate::publisher::Publisher;
 use crate::registry::Topology;
 use crate::sync::contain;
@@ -137,7 +137,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         config: config.clone(),
         metrics: metrics.clone(),
     };
-    let processor = Arc::new(Processor::new(
+    let processors = Arc::new(Processors::new(
         connection.producer.clone(),
         status.clone(),
         metrics.clone(),
@@ -162,7 +162,7 @@ pub async fn launch(config: Config) -> Result<Runtime, Error> {
         topics,
         client: connection.base_config(&config),
         topology: topology.clone(),
-        processor: processor.clone(),
+        processors: processors.clone(),
         status: status.clone(),
         metrics: metrics.clone(),
     };

@@ -48,8 +48,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::handler::{BatchContext, MessageContext};
+use crate::message::Origin;
+use crate::observe::Observer;
 pub use crate::observe::Outcome;
-use crate::observe::{Coordinates, Observer};
 use crate::publisher::{Delivery, PublishOptions, Publisher};
 use crate::runtime::Runtime;
 use crate::sync::lock;
@@ -131,7 +132,7 @@ pub fn batch_context(topic: &str, partition: i32, messages: Vec<MessageContext>)
 /// Outcomes reported so far, by where each message was produced.
 #[derive(Default)]
 struct Outcomes {
-    seen: Mutex<HashMap<Coordinates, Outcome>>,
+    seen: Mutex<HashMap<Origin, Outcome>>,
     changed: Notify,
 }
 
@@ -223,7 +224,7 @@ impl Harness {
     /// skipped as a duplicate, dead-lettered (the dead letter acknowledged) or stalled — and
     /// returns it. Panics, naming the message, when none comes within the timeout.
     pub async fn outcome(&self, sent: &Delivery) -> Outcome {
-        let at = Coordinates { topic: sent.topic.clone(), partition: sent.partition, offset: sent.offset };
+        let at = Origin { topic: sent.topic.clone(), partition: sent.partition, offset: sent.offset };
         let waiting = async {
             loop {
                 let changed = self.outcomes.changed.notified();

@@ -77,8 +77,8 @@ fn hex_id<const N: usize>(id: &[u8]) -> Option<[u8; N]> {
 }
 
 /// The trace context a consumed message carries in its `traceparent` header, when valid.
-pub(crate) fn parent_of(message: &impl crate::received::Consumed) -> Option<TraceContext> {
-    crate::headers::header_str(message, TRACEPARENT).and_then(TraceContext::parse)
+pub(crate) fn parent_of(message: &impl crate::message::Consumed) -> Option<TraceContext> {
+    crate::message::header_str(message, TRACEPARENT).and_then(TraceContext::parse)
 }
 
 /// A new span continuing `parent`'s trace, or the root of a new trace when there is none.

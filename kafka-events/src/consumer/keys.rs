@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use crate::abi::Keyless;
-use crate::received::Consumed;
+use crate::message::Consumed;
 
 /// The keys running in one lane, each with the messages waiting behind it.
 pub(crate) struct KeyGate<M> {

@@ -1,5 +1,5 @@
 //! A lane: the task that reads one partition's messages from its queue ([`Source`]) and runs
-//! them through the processor.
+//! them through the partition's own [`PartitionProcessor`].
 //!
 //! Up to the handler's `concurrency` messages run at once (all polled by this one task, so a
 //! lane is as cheap as a task whatever N is); messages of one key never overlap and run in
@@ -16,10 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::keys::KeyGate;
 use super::offsets::OffsetTracker;
 use super::source::{Change, Queue, Source};
-use crate::processor::transaction::Transactor;
-use crate::processor::{Finish, Processor};
-use crate::received::{Consumed, Received};
-use crate::registry::BoundHandler;
+use crate::abi::{BatchSpec, InvokeFn, Shape};
+use crate::message::{Consumed, Received};
+use crate::processor::{Finish, PartitionProcessor};
 use crate::sync::lock;
 
 /// Retry and dead-letter publishes one lane may have in flight before it waits for one.
@@ -31,27 +30,28 @@ const MAX_PUBLISHING: usize = 1024;
 /// read but not started, or waiting behind their key, are left unfinished: the next owner of
 /// the partition reads them again. Every message borrows `queue` (its fetch buffer stays
 /// librdkafka's), so the queue outlives them all.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn run_lane(
-    handler: BoundHandler,
-    queue: Queue,
+pub(crate) async fn run_lane(processor: PartitionProcessor, queue: Queue, source: Source, cancel: CancellationToken) {
+    match processor.handler().registration.shape {
+        Shape::Single(invoke) => run_single_lane(&processor, invoke, &queue, source, cancel).await,
+        Shape::Batch(spec) => run_batch_lane(&processor, &spec, &queue, source, cancel).await,
+    }
+}
+
+/// The lane of a single-message handler (see the module docs).
+async fn run_single_lane(
+    processor: &PartitionProcessor,
+    invoke: InvokeFn,
+    queue: &Queue,
     mut source: Source,
     cancel: CancellationToken,
-    processor: Arc<Processor>,
-    transactor: Option<Transactor>,
 ) {
-    if let Some(batch) = handler.registration.batch {
-        let (max, linger) = (batch.max.max(1) as usize, std::time::Duration::from_millis(batch.linger_ms));
-        return run_batch_lane(handler, &queue, source, cancel, processor, max, linger).await;
-    }
     let tracker = source.tracker.clone();
-    let concurrency = handler.registration.concurrency.max(1) as usize;
-    let mut gate = KeyGate::new(handler.registration.concurrency, handler.registration.keyless);
-    let instruments = processor.instruments(&handler.topic);
-    let (handler, instruments, processor, cancel_ref) = (&handler, &instruments, &*processor, &cancel);
-    let transactor = transactor.as_ref();
+    let registration = processor.handler().registration;
+    let concurrency = registration.concurrency.max(1) as usize;
+    let mut gate = KeyGate::new(registration.concurrency, registration.keyless);
+    let cancel_ref = &cancel;
     let start = |message| async move {
-        let finish = processor.process(handler, instruments, &message, cancel_ref, transactor).await;
+        let finish = processor.process(invoke, &message, cancel_ref).await;
         (message, finish)
     };
     let slot = std::pin::pin!(None);
@@ -64,7 +64,7 @@ pub(crate) async fn run_lane(
         while publishing.len() >= MAX_PUBLISHING {
             publishing.join_next().await;
         }
-        let stop = source.fill(&queue, &mut ready);
+        let stop = source.fill(queue, &mut ready);
         while running.len() < concurrency {
             let Some(message) = ready.pop_front() else { break };
             if let Some(message) = gate.admit(message) {
@@ -173,16 +173,14 @@ fn settle(tracker: &Arc<Mutex<OffsetTracker>>, offset: i64, finish: Finish, publ
 /// being gathered is left unfinished (redelivered to the next owner); a batch being processed
 /// stops at its next wait.
 async fn run_batch_lane(
-    handler: BoundHandler,
+    processor: &PartitionProcessor,
+    spec: &BatchSpec,
     queue: &Queue,
     mut source: Source,
     cancel: CancellationToken,
-    processor: Arc<Processor>,
-    max: usize,
-    linger: std::time::Duration,
 ) {
+    let (max, linger) = (spec.max.max(1) as usize, std::time::Duration::from_millis(spec.linger_ms));
     let tracker = source.tracker.clone();
-    let instruments = processor.instruments(&handler.topic);
     let mut received: VecDeque<Received<'_>> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
     // When the batch being gathered is due, counted from its first message.
@@ -201,7 +199,7 @@ async fn run_batch_lane(
             let take = received.len().min(max);
             let batch: Vec<Received<'_>> = received.drain(..take).collect();
             due = None;
-            let finishes = processor.process_batch(&handler, &instruments, &batch, &cancel).await;
+            let finishes = processor.process_batch(spec, &batch, &cancel).await;
             for (message, finish) in batch.iter().zip(finishes) {
                 settle(&tracker, message.offset(), finish, &mut publishing);
             }

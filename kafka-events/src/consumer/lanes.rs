@@ -26,7 +26,7 @@ use super::offsets::{OffsetTracker, TopicPartition};
 use super::source::{Queue, Source};
 use crate::circuit::CircuitBreaker;
 use crate::processor::transaction::GroupCell;
-use crate::processor::Processor;
+use crate::processor::Processors;
 use crate::registry::Topology;
 use crate::sync::lock;
 
@@ -61,7 +61,7 @@ pub(crate) struct Lanes {
     /// Queues split off before an assignment, taken by the lanes `assign` starts.
     queues: HashMap<TopicPartition, PartitionQueue<GroupContext>>,
     topology: Arc<Topology>,
-    processor: Arc<Processor>,
+    processors: Arc<Processors>,
     runtime: tokio::runtime::Handle,
     /// Messages one partition may hold.
     partition_cap: usize,
@@ -76,7 +76,7 @@ pub(crate) struct Lanes {
 impl Lanes {
     pub(crate) fn new(
         topology: Arc<Topology>,
-        processor: Arc<Processor>,
+        processors: Arc<Processors>,
         runtime: tokio::runtime::Handle,
         partition_cap: usize,
         budget: Arc<Budget>,
@@ -86,7 +86,7 @@ impl Lanes {
             lanes: HashMap::new(),
             queues: HashMap::new(),
             topology,
-            processor,
+            processors,
             runtime,
             partition_cap,
             budget,
@@ -135,13 +135,14 @@ impl Lanes {
         }
         let (fallback, receiver) = mpsc::channel(FALLBACK_BATCHES);
         let (ended_tx, ended) = std_mpsc::channel();
-        let finished = self.processor.metrics().consumed(&tp.0, tp.1);
+        let finished = self.processors.metrics().consumed(&tp.0, tp.1);
         let tracker = Arc::new(Mutex::new(OffsetTracker::new(self.budget.clone(), finished)));
         let cancel = CancellationToken::new();
         let waiting = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
         let queue = Queue::new(queue, tp.0.clone(), &wake, ended_tx);
-        let breaker = self.processor.instruments(&handler.topic).breaker;
+        let processor = self.processors.for_partition(handler, tp.1, &self.group);
+        let breaker = processor.breaker().cloned();
         let source = Source {
             wake,
             fallback: receiver,
@@ -158,9 +159,7 @@ impl Lanes {
             breaker: breaker.clone(),
         };
         self.next_id += 1;
-        let transactor = self.processor.transactor(&handler, tp.1, &self.group);
-        let task =
-            self.runtime.spawn(run_lane(handler, queue, source, cancel.clone(), self.processor.clone(), transactor));
+        let task = self.runtime.spawn(run_lane(processor, queue, source, cancel.clone()));
         let task = task.abort_handle();
         let lane = Lane {
             fallback,

@@ -79,7 +79,7 @@ impl Member {
             self.metrics.rebalanced(&self.group, true);
             // A stalled partition that moves away is no longer this instance's to report.
             for (topic, partition) in &partitions {
-                self.status.clear_stall(topic, *partition);
+                self.status.partition_moved(topic, *partition);
             }
             offsets
         };

@@ -33,7 +33,7 @@ use crate::config::{Config, GroupProtocol};
 use crate::error::Error;
 use crate::health::HealthBoard;
 use crate::metrics::Metrics;
-use crate::processor::Processor;
+use crate::processor::Processors;
 use crate::registry::Topology;
 use crate::sync::{contain, lock};
 use budget::Budget;
@@ -80,7 +80,7 @@ pub(crate) struct MemberSpec {
     pub topics: Vec<String>,
     pub client: ClientConfig,
     pub topology: Arc<Topology>,
-    pub processor: Arc<Processor>,
+    pub processors: Arc<Processors>,
     pub status: Arc<HealthBoard>,
     pub metrics: Arc<Metrics>,
 }
@@ -125,7 +125,7 @@ impl GroupMember {
         );
         let lanes = Arc::new(Mutex::new(Lanes::new(
             spec.topology.clone(),
-            spec.processor,
+            spec.processors,
             tokio::runtime::Handle::current(),
             config.partition_buffer(),
             budget.clone(),

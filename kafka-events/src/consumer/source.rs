@@ -23,7 +23,7 @@ use std::time::Duration;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::message::OwnedMessage;
 
-use crate::received::{Consumed, Received};
+use crate::message::{Consumed, Received};
 use tokio::sync::{mpsc, Notify};
 
 use super::budget::Budget;

@@ -1,5 +1,5 @@
 //! One attempt, single or batch, under the handler's circuit breaker and counted in its metrics:
-//! the step both attempt loops (`Processor::process` and `Processor::process_batch`) share.
+//! the step both attempt loops (`PartitionProcessor::process` and `process_batch`) share.
 //! What follows an attempt — `decide`, then a retry, dead letter or stall — differs by shape (a
 //! batch retries in place and dead-letters each event) and stays with each loop.
 
@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::call::verdict;
 use super::outcome::Failure;
-use super::{verdict, Instruments};
+use super::Instruments;
 use crate::circuit::Verdict;
 
 /// How one attempt went.

@@ -19,25 +19,28 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::attempt::{self, Attempt};
+use super::call::{context, panic_message, settled, within};
 use super::outcome::{decide, Failure, Outcome};
-use super::{claim, context, panic_message, wait, Finish, Instruments, Processor};
-use crate::abi::{Decoded, InputError};
+use super::partition::PartitionProcessor;
+use super::sink::Report;
+use super::span::record;
+use super::{claim, wait, Finish};
+use crate::abi::{BatchSpec, Decoded, InputError};
 use crate::handler::{BatchContext, HandlerError};
 use crate::idempotency::ClaimSlot;
-use crate::observe;
-use crate::received::{Consumed, Received};
-use crate::registry::BoundHandler;
+use crate::message::{correlation_of, Consumed, Received};
+use crate::records::{Cause, Reason};
 
-impl Processor {
-    /// Processes one batch of a batch handler's partition (messages in offset order); returns
-    /// how each message ended, in the same order.
+impl PartitionProcessor {
+    /// Processes one batch of the batch handler `spec` (messages of this partition in offset
+    /// order); returns how each message ended, in the same order.
     pub(crate) async fn process_batch(
         &self,
-        handler: &BoundHandler,
-        instruments: &Instruments,
+        spec: &BatchSpec,
         messages: &[Received<'_>],
         cancel: &CancellationToken,
     ) -> Vec<Finish> {
+        let handler = &self.handler;
         let (Some(first), Some(last)) = (messages.first(), messages.last()) else { return Vec::new() };
         let span = tracing::info_span!(
             "batch",
@@ -49,20 +52,17 @@ impl Processor {
             handler = %handler.name(),
             trace_id = tracing::field::Empty,
         );
-        self.process_batch_inner(handler, instruments, messages, cancel).instrument(span).await
+        self.batch_attempts(spec, messages, cancel).instrument(span).await
     }
 
-    async fn process_batch_inner(
+    async fn batch_attempts(
         &self,
-        handler: &BoundHandler,
-        instruments: &Instruments,
+        spec: &BatchSpec,
         messages: &[Received<'_>],
         cancel: &CancellationToken,
     ) -> Vec<Finish> {
-        let Some(spec) = handler.registration.batch else {
-            unreachable!("process_batch is only called for batch handlers")
-        };
-        let metrics = instruments.metrics.as_ref();
+        let handler = &self.handler;
+        let metrics = self.instruments.metrics.as_ref();
         let mut finishes: Vec<Option<Finish>> = messages.iter().map(|_| None).collect();
         // Decode and validate each message; the invalid ones are dead-lettered on their own. The
         // events decoded here go to the first call; only a retry decodes them again.
@@ -83,7 +83,9 @@ impl Processor {
                 }
                 Err(InputError { kind, reason }) => {
                     metrics.inspect(|m| m.failed(kind.as_str()));
-                    finishes[i] = Some(self.dead_letter(handler, instruments, message, kind, &reason, 1, cancel));
+                    let cause =
+                        Cause { kind, reason: Reason::new(reason), attempts: 1, handler: handler.name().to_string() };
+                    finishes[i] = Some(self.dead_letter(message, cause, cancel));
                 }
             }
         }
@@ -98,7 +100,8 @@ impl Processor {
                 let slot = if handler.idempotency_scope.is_some() { ClaimSlot::open() } else { ClaimSlot::default() };
                 let mut duplicates = 0;
                 let mut claimed = false;
-                if let (Some(scope), Some(store)) = (handler.idempotency_scope.as_deref(), self.store.as_deref()) {
+                if let (Some(scope), Some(store)) = (handler.idempotency_scope.as_deref(), self.shared.store.as_deref())
+                {
                     let ids: Vec<String> = valid.iter().map(|(_, id)| id.clone().unwrap_or_default()).collect();
                     let (runs, pending) = match claim::claim(store, scope, &ids).await {
                         Ok(claim) => claim,
@@ -114,7 +117,7 @@ impl Processor {
                         let fresh = fresh.next().copied().unwrap_or(true);
                         if !fresh {
                             finishes[*i] = Some(Finish::Finished);
-                            observe::report(self.observer.as_ref(), &messages[*i], observe::Outcome::Duplicate);
+                            self.sink.report(&messages[*i], Report::Duplicate);
                         }
                         fresh
                     });
@@ -130,7 +133,7 @@ impl Processor {
                 }
                 metrics.inspect(|m| m.observe_batch(run.len()));
                 let started = std::time::Instant::now();
-                let mut result = self.call_batch(handler, messages, &mut decoded, &run, attempt, &slot).await;
+                let mut result = self.call_batch(spec, messages, &mut decoded, &run, attempt, &slot).await;
                 let call = Some(started.elapsed());
                 if claimed {
                     if let Err(error) = claim::settle(&slot, result.is_ok()).await {
@@ -141,7 +144,7 @@ impl Processor {
                 }
                 Attempt { result, call, duplicates, handled: run.len() }
             };
-            let Some(Attempt { result, .. }) = attempt::admitted(instruments, cancel, || once).await else {
+            let Some(Attempt { result, .. }) = attempt::admitted(&self.instruments, cancel, || once).await else {
                 return interrupted(finishes);
             };
             if run.is_empty() && result.is_ok() {
@@ -152,13 +155,12 @@ impl Processor {
                     tracing::debug!(attempt, handled = run.len(), "batch handled");
                     for i in run {
                         finishes[i] = Some(Finish::Finished);
-                        let handled = observe::Outcome::Handled { attempts: attempt };
-                        observe::report(self.observer.as_ref(), &messages[i], handled);
+                        self.sink.report(&messages[i], Report::Handled { attempts: attempt });
                     }
                     break;
                 }
                 Outcome::Retry { delay, reason } => {
-                    metrics.inspect(|m| m.retried());
+                    self.sink.report(&messages[run[0]], Report::Retrying);
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, size = run.len(), "batch failed; retrying it in place");
                     if !wait(delay, cancel).await {
                         return interrupted(finishes);
@@ -166,9 +168,9 @@ impl Processor {
                 }
                 Outcome::DeadLetter { kind, reason } | Outcome::Stall { kind, reason, .. } => {
                     tracing::warn!(attempt, error_kind = kind.as_str(), %reason, size = run.len(), "batch failed; dead-lettering each of its events");
+                    let cause = Cause { kind, reason, attempts: attempt, handler: handler.name().to_string() };
                     for i in run {
-                        finishes[i] =
-                            Some(self.dead_letter(handler, instruments, &messages[i], kind, &reason, attempt, cancel));
+                        finishes[i] = Some(self.dead_letter(&messages[i], cause.clone(), cancel));
                     }
                     break;
                 }
@@ -183,14 +185,13 @@ impl Processor {
     #[allow(clippy::too_many_arguments)]
     async fn call_batch(
         &self,
-        handler: &BoundHandler,
+        spec: &BatchSpec,
         messages: &[Received<'_>],
         decoded: &mut [Option<Decoded>],
         run: &[usize],
         attempt: u32,
         slot: &ClaimSlot,
     ) -> Result<(), Failure> {
-        let Some(spec) = handler.registration.batch else { return Ok(()) };
         let mut events: Vec<Decoded> = Vec::with_capacity(run.len());
         let mut contexts = Vec::with_capacity(run.len());
         for &i in run {
@@ -201,7 +202,7 @@ impl Processor {
             };
             events.push(event);
             let trace = crate::trace::child_of(crate::trace::parent_of(message));
-            contexts.push(context(message, attempt, trace, slot.clone(), Some(self.publisher.clone())));
+            contexts.push(context(message, attempt, trace, slot.clone(), Some(self.shared.publisher.clone())));
         }
         let ctx = BatchContext {
             topic: messages[run[0]].topic().to_string(),
@@ -222,17 +223,12 @@ impl Processor {
         let shared_trace =
             parents.windows(2).all(|w| w[0].as_ref().map(|p| p.trace_id()) == w[1].as_ref().map(|p| p.trace_id()));
         let trace = crate::trace::child_of(if shared_trace { parents[0].clone() } else { None });
-        let correlations: Vec<Option<&str>> = batch.map(super::correlation_of).collect();
+        let correlations: Vec<Option<&str>> = batch.map(correlation_of).collect();
         let correlation = correlations.windows(2).all(|w| w[0] == w[1]).then_some(correlations[0]).flatten();
-        super::record(&tracing::Span::current(), "trace_id", tracing::field::display(trace.trace_id()));
+        record(&tracing::Span::current(), "trace_id", tracing::field::display(trace.trace_id()));
         let call =
             || crate::trace::scope(trace, correlation.map(str::to_string), AssertUnwindSafe(future).catch_unwind());
-        match super::within(handler.timeout, call).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(error))) => Err(Failure::Handler(error)),
-            Ok(Err(panic)) => Err(Failure::Panic(panic_message(&*panic))),
-            Err(limit) => Err(Failure::Timeout(limit)),
-        }
+        settled(within(self.handler.timeout, call).await)
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::abi::InputError;
 use crate::handler::HandlerError;
 use crate::idempotency::{ClaimSlot, IdempotencyStore, PendingClaim, StoreError};
+use crate::message::Consumed;
 use crate::names::header;
-use crate::received::Consumed;
 
 /// The id of an event for an `idempotent` handler: the payload field `idempotent(id = "...")`
 /// names (already read, `from_payload`), or else the `x-message-id` header.
@@ -15,7 +15,7 @@ pub(super) fn event_id(message: &impl Consumed, from_payload: Option<String>) ->
             Err(InputError::missing_id("the event's id field (`idempotent(id = ...)`) is empty"))
         }
         Some(id) => Ok(id),
-        None => crate::headers::header_str(message, header::MESSAGE_ID)
+        None => crate::message::header_str(message, header::MESSAGE_ID)
             .filter(|id| !id.trim().is_empty())
             .map(str::to_string)
             .ok_or_else(|| {

@@ -56,13 +56,6 @@ where
     Ok(Invocation { future: Box::pin(handler(event, ctx)), event_id })
 }
 
-/// The per-message entry of a batch handler: never called (the lane hands batch handlers whole
-/// batches); fails loudly if it ever is.
-#[doc(hidden)]
-pub fn batch_only(_: Option<&[u8]>, _: MessageContext) -> Result<Invocation, InputError> {
-    Err(InputError::decode("a batch handler was called for a single message"))
-}
-
 /// Decodes and validates one message of a batch handler's batch.
 #[doc(hidden)]
 pub fn decode<T: Event>(payload: Option<&[u8]>, id_of: Option<fn(&T) -> String>) -> Result<Decoded, InputError> {

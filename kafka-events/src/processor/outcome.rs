@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::abi::InputError;
 use crate::error_kind::ErrorKind;
 use crate::handler::HandlerError;
+use crate::records::Reason;
 use crate::retry::RetryPolicy;
 
 /// How an attempt failed.
@@ -23,21 +24,23 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    /// The `kind` label of `kafka_events_messages_failed_total`.
+    /// The `kind` label of `kafka_events_messages_failed_total`: the [`ErrorKind`] name where the
+    /// failure is one already (an attempt's failure is not yet the message's: a retryable error
+    /// or a panic may still succeed next time, so those two have names of their own).
     pub(crate) fn kind_name(&self) -> &'static str {
         match self {
             Self::Input(e) => e.kind.as_str(),
-            Self::Handler(e) if e.is_permanent() => "permanent",
+            Self::Handler(e) if e.is_permanent() => ErrorKind::Permanent.as_str(),
             Self::Handler(_) => "retryable",
             Self::Panic(_) => "panic",
-            Self::Fenced(_) => "fenced",
-            Self::Timeout(_) => "timeout",
+            Self::Fenced(_) => ErrorKind::Fenced.as_str(),
+            Self::Timeout(_) => ErrorKind::Timeout.as_str(),
         }
     }
 
-    /// What went wrong, bounded to [`MAX_REASON_BYTES`](crate::names::header::MAX_REASON_BYTES).
-    pub(crate) fn describe(&self) -> String {
-        let reason = match self {
+    /// What went wrong, bounded.
+    pub(crate) fn describe(&self) -> Reason {
+        Reason::new(match self {
             Self::Input(e) => e.reason.clone(),
             Self::Handler(e) => e.to_string(),
             Self::Panic(msg) => format!("handler panicked: {msg}"),
@@ -46,8 +49,7 @@ impl Failure {
                 "the handler took longer than its time limit of {} and was cancelled",
                 humantime::format_duration(*limit)
             ),
-        };
-        crate::headers::bounded_reason(&reason).into_owned()
+        })
     }
 }
 
@@ -57,12 +59,12 @@ pub(crate) enum Outcome {
     /// Handled: the offset is finished.
     Done,
     /// Try again after `delay`: through the retry topic, or in place (the partition waits).
-    Retry { delay: Duration, reason: String },
+    Retry { delay: Duration, reason: Reason },
     /// Publish to the dead-letter topic; the offset is finished once the broker acknowledges it.
-    DeadLetter { kind: ErrorKind, reason: String },
+    DeadLetter { kind: ErrorKind, reason: Reason },
     /// No dead-letter topic: hold the partition at this message, report it, and try again after
     /// `delay`. Nothing is dropped.
-    Stall { kind: ErrorKind, reason: String, delay: Duration },
+    Stall { kind: ErrorKind, reason: Reason, delay: Duration },
 }
 
 impl Outcome {
@@ -109,7 +111,7 @@ pub(crate) fn decide(result: Result<(), Failure>, attempt: u32, policy: &RetryPo
     };
     let reason = match kind {
         ErrorKind::RetriesExhausted | ErrorKind::Timeout => {
-            format!("retries exhausted after {attempt} attempts: {reason}")
+            Reason::new(format!("retries exhausted after {attempt} attempts: {reason}"))
         }
         _ => reason,
     };

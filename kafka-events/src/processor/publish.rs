@@ -15,18 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::sink::{Report, Sink};
 use super::{wait, Finish, Publishing};
 use crate::client_context::TracingContext;
-use crate::error_kind::ErrorKind;
-use crate::health::HealthBoard;
-use crate::metrics::{HandlerMetrics, Metrics};
-use crate::received::Consumed;
+use crate::message::{Consumed, Kept};
+use crate::records::Record;
 
 /// A key up to this size stays on a dead letter published without its payload (it keeps the
 /// dead letter on its key's partition); a larger one is dropped with the value.
@@ -34,25 +32,6 @@ const SMALL_KEY: usize = 1024;
 
 /// The longest wait between two tries, and the wait after a refusal no retry can fix.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// One form of an outcome record: where it goes, what it carries.
-pub(crate) struct Outgoing {
-    pub(crate) topic: String,
-    /// `retry record`, `dead letter`, … (for logs).
-    pub(crate) what: &'static str,
-    /// The original key and value go with it; otherwise only a small key (see [`SMALL_KEY`]).
-    pub(crate) with_payload: bool,
-    pub(crate) headers: OwnedHeaders,
-    /// Counted in `kafka_events_dead_lettered_total` with this kind once published: a dead
-    /// letter that stands in for a retry record too large to publish (dead letters decided as
-    /// such are counted when decided).
-    pub(crate) counts_as: Option<(HandlerMetrics, ErrorKind)>,
-}
-
-/// The forms tried once every form of a chain was refused as too large, built only then from
-/// the copy of the original message the publish keeps: a retry record's dead-letter forms, which
-/// almost no retry needs.
-pub(crate) type Fallback = Box<dyn FnOnce(&OwnedMessage) -> Vec<Outgoing> + Send>;
 
 /// How the producer or broker refused a record, when no retry of the same record can succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,48 +60,34 @@ pub(crate) fn refusal(error: &KafkaError) -> Option<Refusal> {
     }
 }
 
-/// Publishes the first form of `chain` the broker accepts (see the module docs); resolves to
-/// `Finished` once one is acknowledged, or `Interrupted` when `cancel` fires while it waits
-/// (the offset then stays unfinished and the message is redelivered).
+/// Publishes the first record of `chain` the broker accepts (see the module docs), each built
+/// from `message` when it is tried; resolves to `Finished` once one is acknowledged — reported
+/// through `sink` — or `Interrupted` when `cancel` fires while it waits (the offset then stays
+/// unfinished and the message is redelivered).
 pub(crate) fn publish_durably(
     producer: FutureProducer<TracingContext>,
-    status: Arc<HealthBoard>,
-    metrics: Arc<Metrics>,
-    message: &impl Consumed,
-    chain: Vec<Outgoing>,
-    mut then: Option<Fallback>,
+    sink: Arc<Sink>,
+    message: Kept,
+    chain: Vec<Record>,
     cancel: &CancellationToken,
 ) -> Publishing {
     let cancel = cancel.clone();
-    // The publish outlives the message: a copy, and its headers when `then` may need them (a
-    // shared copy; librdkafka's form is built only for `then`).
-    let headers = then.as_ref().and_then(|_| message.copied_headers());
-    let original = OwnedMessage::new(
-        message.payload().map(<[u8]>::to_vec),
-        message.key().map(<[u8]>::to_vec),
-        message.topic().to_string(),
-        message.timestamp(),
-        message.partition(),
-        message.offset(),
-        None,
-    );
     let publish = async move {
-        let (key, payload) = (original.key(), original.payload());
-        let (source_topic, source_partition, source_offset) =
-            (original.topic(), original.partition(), original.offset());
+        let (key, payload) = (message.key(), message.payload());
         let mut chain = chain.into_iter();
         let Some(mut current) = chain.next() else { return Finish::Finished };
+        let mut headers = current.headers(&message);
         let mut backoff = Duration::from_millis(100);
         let mut stalled = false;
         loop {
             // The headers go with the record; a refused record gives them back.
             let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&current.topic).headers(std::mem::take(&mut current.headers));
-            let key = key.filter(|k| current.with_payload || k.len() <= SMALL_KEY);
+                FutureRecord::to(&current.topic).headers(std::mem::take(&mut headers));
+            let key = key.filter(|k| current.with_payload() || k.len() <= SMALL_KEY);
             if let Some(key) = key {
                 record = record.key(key);
             }
-            if let (true, Some(payload)) = (current.with_payload, payload) {
+            if let (true, Some(payload)) = (current.with_payload(), payload) {
                 record = record.payload(payload);
             }
             let error = match producer.send(record, Duration::from_secs(30)).await {
@@ -132,55 +97,51 @@ pub(crate) fn publish_durably(
                         partition = delivery.partition,
                         offset = delivery.offset,
                         "{} published",
-                        current.what
+                        current.what()
                     );
-                    if let Some((metrics, kind)) = &current.counts_as {
-                        metrics.dead_lettered(kind.as_str());
-                    }
                     if stalled {
-                        tracing::info!(topic = %current.topic, "{} published after all; the partition goes on", current.what);
-                        status.clear_stall(source_topic, source_partition);
+                        tracing::info!(topic = %current.topic, "{} published after all; the partition goes on", current.what());
                     }
+                    let report = match current.dead_letter() {
+                        Some(cause) => {
+                            Report::DeadLettered { kind: cause.kind, reason: &cause.reason, attempts: cause.attempts }
+                        }
+                        None => Report::RetryPublished,
+                    };
+                    sink.report(&message, report);
                     return Finish::Finished;
                 }
                 Err((error, mut refused)) => {
-                    current.headers = refused.detach_headers().unwrap_or_default();
+                    headers = refused.detach_headers().unwrap_or_default();
                     error
                 }
             };
-            metrics.delivery_failed(&current.topic);
+            sink.delivery_failed(&current.topic);
             let refused = refusal(&error);
             if refused == Some(Refusal::TooLarge) {
-                let mut next = chain.next();
-                if next.is_none() {
-                    if let Some(then) = then.take() {
-                        let original = original.clone().replace_headers(headers.as_ref().map(crate::headers::owned));
-                        chain = then(&original).into_iter();
-                        next = chain.next();
-                    }
-                }
-                if let Some(next) = next {
+                if let Some(next) = chain.next() {
                     tracing::warn!(
                         topic = %current.topic,
                         %error,
                         payload_bytes = payload.map_or(0, <[u8]>::len),
                         "{} is larger than the producer or broker accepts; publishing {} to `{}` instead",
-                        current.what,
-                        next.what,
+                        current.what(),
+                        next.what(),
                         next.topic
                     );
                     current = next;
+                    headers = current.headers(&message);
                     continue;
                 }
             }
             match refused {
                 None => {
-                    tracing::error!(topic = %current.topic, %error, "{} publish failed; the offset stays unfinished, trying again", current.what);
+                    tracing::error!(topic = %current.topic, %error, "{} publish failed; the offset stays unfinished, trying again", current.what());
                 }
                 Some(refused) => {
                     let reason = format!(
                         "its {} to `{}` cannot be published: {error} ({})",
-                        current.what,
+                        current.what(),
                         current.topic,
                         match refused {
                             Refusal::TooLarge => "too large, and no smaller form is left",
@@ -188,13 +149,13 @@ pub(crate) fn publish_durably(
                         }
                     );
                     tracing::error!(
-                        topic = %source_topic,
-                        partition = source_partition,
-                        offset = source_offset,
+                        topic = %message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
                         "{reason}; the partition is held at this message and it is tried again every {}",
                         humantime::format_duration(MAX_BACKOFF)
                     );
-                    status.stall(source_topic, source_partition, source_offset, ErrorKind::Undeliverable, &reason);
+                    sink.report(&message, Report::Undeliverable { reason: &reason });
                     stalled = true;
                     backoff = MAX_BACKOFF;
                 }

@@ -4,20 +4,19 @@ use std::time::{Duration, SystemTime};
 
 use rdkafka::message::OwnedHeaders;
 
-use crate::headers::{bounded_reason, header_str, origin, republished_headers};
+use super::{republished_headers, Reason};
+use crate::message::{header_str, Consumed, Origin};
 use crate::names::header;
-use crate::received::Consumed;
 
 /// The headers of the retry copy of `message` after attempt number `attempt` failed: retry number
 /// `attempt` is due `delay` from now.
-pub(super) fn retry_headers(message: &impl Consumed, attempt: u32, delay: Duration, reason: &str) -> OwnedHeaders {
-    let origin = origin(message);
+pub(super) fn headers(message: &impl Consumed, attempt: u32, delay: Duration, reason: &Reason) -> OwnedHeaders {
+    let origin = Origin::of(message);
     let partition = origin.partition.to_string();
     let offset = origin.offset.to_string();
     let retry = attempt.to_string();
     let due = humantime::format_rfc3339_millis(ceil_to_millis(SystemTime::now() + delay)).to_string();
     let delay_ms = delay.as_millis().to_string();
-    let reason = bounded_reason(reason);
     republished_headers(
         message,
         &[
@@ -27,7 +26,7 @@ pub(super) fn retry_headers(message: &impl Consumed, attempt: u32, delay: Durati
             (header::RETRY_ATTEMPT, &retry),
             (header::RETRY_AT, &due),
             (header::RETRY_DELAY, &delay_ms),
-            (header::RETRY_ERROR, &reason),
+            (header::RETRY_ERROR, reason),
         ],
     )
 }
@@ -44,7 +43,7 @@ fn ceil_to_millis(at: SystemTime) -> SystemTime {
 
 /// Which retry a message from the retry topic is (`x-retry-attempt`, at least 1) and when it is
 /// due (`x-retry-at`; `None` when missing or unreadable: due now).
-pub(super) fn schedule_of(message: &impl Consumed) -> (u32, Option<SystemTime>) {
+pub(crate) fn schedule_of(message: &impl Consumed) -> (u32, Option<SystemTime>) {
     let retry = header_str(message, header::RETRY_ATTEMPT).and_then(|v| v.parse().ok()).unwrap_or(1u32).max(1);
     let due = header_str(message, header::RETRY_AT).and_then(|v| humantime::parse_rfc3339_weak(v).ok());
     (retry, due)
@@ -61,7 +60,7 @@ mod tests {
         let original = OwnedHeaders::new().insert(Header { key: "trace", value: Some("t") });
         let message = OwnedMessage::new(None, None, "orders".into(), Timestamp::NotAvailable, 2, 40, Some(original));
         let before = SystemTime::now();
-        let headers = retry_headers(&message, 2, Duration::from_secs(5), "timeout");
+        let headers = headers(&message, 2, Duration::from_secs(5), &"timeout".into());
         let retried =
             OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 3, Some(headers.clone()));
         let (retry, due) = schedule_of(&retried);
@@ -75,7 +74,7 @@ mod tests {
         assert_eq!(header_str(&retried, header::RETRY_DELAY), Some("5000"));
         assert_eq!(header_str(&retried, header::RETRY_ERROR), Some("timeout"));
         // A second trip keeps the first origin and replaces the retry headers.
-        let again = retry_headers(&retried, 3, Duration::from_secs(1), "again");
+        let again = super::headers(&retried, 3, Duration::from_secs(1), &"again".into());
         let twice = OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 9, Some(again));
         assert_eq!(header_str(&twice, header::ORIGINAL_TOPIC), Some("orders"));
         assert_eq!(schedule_of(&twice).0, 3);

@@ -4,7 +4,7 @@
 
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
 
-use crate::header_copy::HeaderCopy;
+use super::HeaderCopy;
 
 /// One consumed message. `'q` is the partition queue it was read from (the lane owns the queue,
 /// so a message can never outlive it).

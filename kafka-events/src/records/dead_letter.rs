@@ -4,67 +4,69 @@ use std::time::SystemTime;
 
 use rdkafka::message::OwnedHeaders;
 
+use super::{republished_headers, Reason};
 use crate::error_kind::ErrorKind;
-use crate::headers::{bounded_reason, origin, republished_headers};
+use crate::message::{Consumed, Origin};
 use crate::names::header;
-use crate::received::Consumed;
 
-/// Why and where a message is dead-lettered.
-#[derive(Debug, Clone)]
-pub(crate) struct DeadLetterCause<'a> {
-    pub kind: ErrorKind,
-    pub reason: &'a str,
-    pub attempts: u32,
-    pub handler: &'a str,
+/// Why a message is dead-lettered, and by which handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cause {
+    pub(crate) kind: ErrorKind,
+    pub(crate) reason: Reason,
+    pub(crate) attempts: u32,
+    pub(crate) handler: String,
 }
 
 /// The headers of the dead-letter copy of `message`: its own headers (minus any diagnostic
 /// headers from an earlier trip through a retry or dead-letter topic) followed by the diagnostic
 /// headers. The original coordinates survive a trip through the retry topic.
-pub(crate) fn dead_letter_headers(message: &impl Consumed, letter: &DeadLetterCause<'_>) -> OwnedHeaders {
+pub(super) fn headers(message: &impl Consumed, letter: &Cause) -> OwnedHeaders {
     diagnostics(letter, message, |added| republished_headers(message, added))
 }
 
 /// The headers of the dead letter that stands in for `message` when its full copy is larger
 /// than the producer or broker accepts: only the diagnostic headers, and
-/// `x-dlq-payload-omitted` saying `why`. (The record itself carries no value, no original
-/// headers, and the key only when it is small.)
-pub(crate) fn payload_omitted_headers(
-    message: &impl Consumed,
-    letter: &DeadLetterCause<'_>,
-    why: &str,
-) -> OwnedHeaders {
-    let why = bounded_reason(why);
+/// `x-dlq-payload-omitted` saying why and where the original is. (The record itself carries no
+/// value, no original headers, and the key only when it is small.)
+pub(super) fn payload_omitted_headers(message: &impl Consumed, letter: &Cause) -> OwnedHeaders {
+    let origin = Origin::of(message);
+    let why = Reason::new(format!(
+        "with the original key, value ({} bytes) and headers the dead letter was larger than the producer or broker accepts; the original is at {}[{}]@{} until its retention",
+        message.payload().map_or(0, <[u8]>::len),
+        origin.topic,
+        origin.partition,
+        origin.offset
+    ));
     diagnostics(letter, message, |added| {
         let mut headers = OwnedHeaders::new_with_capacity(added.len() + 1);
-        for (key, value) in added.iter().chain([&(header::DLQ_PAYLOAD_OMITTED, why.as_ref())]) {
+        for (key, value) in added.iter().chain([&(header::DLQ_PAYLOAD_OMITTED, why.as_str())]) {
             headers = headers.insert(rdkafka::message::Header { key, value: Some(*value) });
         }
         headers
     })
 }
 
-/// Builds headers with the dead-letter diagnostics of `letter` (reason bounded).
+/// Builds headers with the dead-letter diagnostics of `letter`.
 fn diagnostics(
-    letter: &DeadLetterCause<'_>,
+    letter: &Cause,
     message: &impl Consumed,
     build: impl FnOnce(&[(&str, &str)]) -> OwnedHeaders,
 ) -> OwnedHeaders {
-    let origin = origin(message);
+    let origin = Origin::of(message);
     let partition = origin.partition.to_string();
     let offset = origin.offset.to_string();
     let attempts = letter.attempts.to_string();
     let timestamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let reason = bounded_reason(letter.reason);
     build(&[
         (header::ORIGINAL_TOPIC, &origin.topic),
         (header::ORIGINAL_PARTITION, &partition),
         (header::ORIGINAL_OFFSET, &offset),
-        (header::DLQ_REASON, &reason),
+        (header::DLQ_REASON, &letter.reason),
         (header::DLQ_ERROR_KIND, letter.kind.as_str()),
         (header::DLQ_TIMESTAMP, &timestamp),
         (header::RETRY_ATTEMPTS, &attempts),
-        (header::DLQ_HANDLER, letter.handler),
+        (header::DLQ_HANDLER, &letter.handler),
     ])
 }
 
@@ -89,8 +91,8 @@ mod tests {
             Some(original),
         );
         let letter =
-            DeadLetterCause { kind: ErrorKind::Decode, reason: "bad json", attempts: 1, handler: "app::on_order" };
-        let headers = dead_letter_headers(&message, &letter);
+            Cause { kind: ErrorKind::Decode, reason: "bad json".into(), attempts: 1, handler: "app::on_order".into() };
+        let headers = headers(&message, &letter);
         let pairs: Vec<(String, String)> = headers
             .iter()
             .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
@@ -115,8 +117,8 @@ mod tests {
             .insert(Header { key: header::RETRY_ATTEMPT, value: Some("2") });
         let message =
             OwnedMessage::new(None, None, "orders.retry".into(), Timestamp::NotAvailable, 0, 99, Some(retried));
-        let letter = DeadLetterCause { kind: ErrorKind::RetriesExhausted, reason: "x", attempts: 3, handler: "h" };
-        let headers = dead_letter_headers(&message, &letter);
+        let letter = Cause { kind: ErrorKind::RetriesExhausted, reason: "x".into(), attempts: 3, handler: "h".into() };
+        let headers = headers(&message, &letter);
         let values: Vec<(String, String)> = headers
             .iter()
             .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
