@@ -1,9 +1,15 @@
-//! `HandlerArgs`: the parsed arguments of `#[kafka_handler(...)]`. Every problem is collected and
-//! spanned on its token; parsing goes on after an error so that all of them are reported at once.
+//! `HandlerArgs`: the parsed arguments of `#[kafka_handler(...)]`. Every problem is collected in
+//! the expansion's [`Ctxt`] and spanned on its token; parsing goes on after an error so that all
+//! of them are reported at once. Arguments are parsed one by one (`parse_one`), then checked
+//! together in one pass (`check_combinations`).
 
+use kafka_events_rules::{check_topic_name, MAX_RETRIES};
 use proc_macro2::{Span, TokenTree};
-use syn::parse::{Parse, ParseStream};
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::spanned::Spanned;
 use syn::{LitInt, LitStr, Token};
+
+use crate::ctxt::Ctxt;
 
 mod kw {
     syn::custom_keyword!(topic);
@@ -38,9 +44,6 @@ const MAX_BATCH: u32 = 100_000;
 /// Upper bound on `concurrency = N` (checked here only: the runtime takes what registration says).
 const MAX_CONCURRENCY: u32 = 10_000;
 
-/// Upper bound on `retry(max = N)`: `kafka_events::retry::MAX_RETRIES` (pinned by `tests/parity/names.tsv`).
-const MAX_RETRIES: u32 = 100;
-
 pub(crate) struct HandlerArgs {
     pub topic: Option<LitStr>,
     pub retry: Option<RetryArgs>,
@@ -59,7 +62,6 @@ pub(crate) struct HandlerArgs {
     pub timeout_ms: Option<u64>,
     /// A `topic` was written, even if its value was refused: no "requires a topic" follows.
     pub topic_written: bool,
-    pub errors: Vec<syn::Error>,
 }
 
 /// `batch(max = 500, linger = "100ms")`.
@@ -99,60 +101,48 @@ pub(crate) enum Dlq {
     Topic(LitStr),
 }
 
-impl Parse for HandlerArgs {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut args = HandlerArgs {
-            topic: None,
-            retry: None,
-            dlq: None,
-            concurrency: None,
-            keyless: None,
-            circuit: None,
-            provision: None,
-            idempotent: None,
-            batch: None,
-            transactional: None,
-            timeout_ms: None,
-            topic_written: false,
-            errors: Vec::new(),
+impl HandlerArgs {
+    /// Parses the attribute's arguments, recording every problem in `cx`; `None` when they are
+    /// not even a comma-separated list.
+    pub(crate) fn parse(cx: &Ctxt, tokens: proc_macro2::TokenStream) -> Option<Self> {
+        let parser = |input: ParseStream<'_>| {
+            let mut args = HandlerArgs {
+                topic: None,
+                retry: None,
+                dlq: None,
+                concurrency: None,
+                keyless: None,
+                circuit: None,
+                provision: None,
+                idempotent: None,
+                batch: None,
+                transactional: None,
+                timeout_ms: None,
+                topic_written: false,
+            };
+            parse_list(input, cx, |input| args.parse_one(cx, input))?;
+            Ok(args)
         };
-        while !input.is_empty() {
-            if let Err(error) = args.parse_one(input) {
-                args.errors.push(error);
-                skip_to_comma(input);
-            }
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
-        }
-        args.check_combinations();
-        if let Some((_, span)) = args.keyless {
-            if args.concurrency.unwrap_or(1) <= 1 {
-                args.errors.push(syn::Error::new(
-                    span,
-                    "`keyless` only matters when messages run concurrently; add `concurrency = N` with N above 1, or remove `keyless`",
-                ));
-            }
-        }
-        Ok(args)
+        let args = cx.ok(parser.parse2(tokens))?;
+        args.check_combinations(cx);
+        Some(args)
     }
 }
 
 impl HandlerArgs {
-    /// Arguments that are each valid but do not go together.
-    fn check_combinations(&mut self) {
+    /// Arguments that are each valid but do not go together: the one pass over them all.
+    fn check_combinations(&self, cx: &Ctxt) {
         let topic_retries = self.retry.as_ref().is_some_and(|r| r.mode == Some("Topic"));
         if let Some(batch) = &self.batch {
             let span = batch.span;
             if self.concurrency.is_some_and(|n| n > 1) {
-                self.errors.push(syn::Error::new(span, "a `batch` handler handles one batch of a partition at a time; remove `concurrency` (more partitions give more parallelism)"));
+                cx.push(syn::Error::new(span, "a `batch` handler handles one batch of a partition at a time; remove `concurrency` (more partitions give more parallelism)"));
             }
             if self.dlq.is_none() {
-                self.errors.push(syn::Error::new(span, "a `batch` handler needs `dlq`: an event of a batch that fails decoding or validation is dead-lettered on its own; add `dlq`"));
+                cx.push(syn::Error::new(span, "a `batch` handler needs `dlq`: an event of a batch that fails decoding or validation is dead-lettered on its own; add `dlq`"));
             }
             if topic_retries {
-                self.errors.push(syn::Error::new(
+                cx.push(syn::Error::new(
                     span,
                     "a `batch` is retried as a whole, in place; remove `mode = \"topic\"` from `retry(...)`",
                 ));
@@ -160,43 +150,51 @@ impl HandlerArgs {
         }
         if let Some(span) = self.transactional {
             if self.batch.is_some() {
-                self.errors.push(syn::Error::new(span, "`transactional` and `batch` do not go together; choose one"));
+                cx.push(syn::Error::new(span, "`transactional` and `batch` do not go together; choose one"));
             }
             if self.concurrency.is_some_and(|n| n > 1) {
-                self.errors.push(syn::Error::new(span, "a `transactional` handler runs one message of a partition at a time (one transaction per partition); remove `concurrency`"));
+                cx.push(syn::Error::new(span, "a `transactional` handler runs one message of a partition at a time (one transaction per partition); remove `concurrency`"));
             }
             if let Some((_, _)) = &self.idempotent {
-                self.errors.push(syn::Error::new(span, "`transactional` and `idempotent` do not go together: a Kafka transaction and a database transaction cannot commit atomically; use `transactional` for Kafka output, `idempotent` for database effects"));
+                cx.push(syn::Error::new(span, "`transactional` and `idempotent` do not go together: a Kafka transaction and a database transaction cannot commit atomically; use `transactional` for Kafka output, `idempotent` for database effects"));
             }
             if topic_retries {
-                self.errors.push(syn::Error::new(span, "a `transactional` handler retries in place (a new transaction each attempt); remove `mode = \"topic\"` from `retry(...)`"));
+                cx.push(syn::Error::new(span, "a `transactional` handler retries in place (a new transaction each attempt); remove `mode = \"topic\"` from `retry(...)`"));
             }
+        }
+        if let Some((_, span)) = self.keyless {
+            if self.concurrency.unwrap_or(1) <= 1 {
+                cx.push(syn::Error::new(
+                    span,
+                    "`keyless` only matters when messages run concurrently; add `concurrency = N` with N above 1, or remove `keyless`",
+                ));
+            }
+        }
+        if self.topic.is_none() && !self.topic_written {
+            cx.push(syn::Error::new(
+                Span::call_site(),
+                "`#[kafka_handler]` requires a topic, e.g. `#[kafka_handler(topic = \"orders.created\")]`",
+            ));
         }
     }
 
-    fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
+    fn parse_one(&mut self, cx: &Ctxt, input: ParseStream<'_>) -> syn::Result<()> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::topic) {
-            let key = input.parse::<kw::topic>()?;
             self.topic_written = true;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::topic>(input)?;
             let topic = string_literal(
                 input,
                 "`topic` must be a string literal, e.g. `topic = \"orders.created\"`: the attribute registers it at compile time; for a topic per environment keep the name fixed and set `KAFKA_TOPIC_PREFIX` (e.g. `staging.`)",
             )?;
             if let Err(reason) = check_topic_name(&topic.value()) {
-                self.errors.push(syn::Error::new(topic.span(), format!("invalid `topic`: {reason}")));
+                cx.push(syn::Error::new(topic.span(), format!("invalid `topic`: {reason}")));
             }
-            set_once(&mut self.topic, topic, key.span, "topic", None)?;
+            set_once(&mut self.topic, topic, key, "topic", None)?;
         } else if lookahead.peek(kw::retry) {
-            let key = input.parse::<kw::retry>()?;
-            if !input.peek(syn::token::Paren) {
-                return Err(syn::Error::new(key.span, "`retry` takes arguments, e.g. `retry(max = 3)`"));
-            }
-            let content;
-            syn::parenthesized!(content in input);
-            let retry = parse_retry(&content, &mut self.errors)?;
-            set_once(&mut self.retry, retry, key.span, "retry(...)", None)?;
+            let (key, content) = call::<kw::retry>(input, "retry", "retry(max = 3)")?;
+            let retry = parse_retry(&content, cx)?;
+            set_once(&mut self.retry, retry, key, "retry(...)", None)?;
         } else if lookahead.peek(kw::dlq) {
             let key = input.parse::<kw::dlq>()?;
             let dlq = if input.peek(Token![=]) {
@@ -211,7 +209,7 @@ impl HandlerArgs {
                     }
                 };
                 if let Err(reason) = check_topic_name(&topic.value()) {
-                    self.errors.push(syn::Error::new(topic.span(), format!("invalid `dlq` topic: {reason}")));
+                    cx.push(syn::Error::new(topic.span(), format!("invalid `dlq` topic: {reason}")));
                 }
                 Dlq::Topic(topic)
             } else {
@@ -219,56 +217,25 @@ impl HandlerArgs {
             };
             set_once(&mut self.dlq, dlq, key.span, "dlq", None)?;
         } else if lookahead.peek(kw::concurrency) {
-            let key = input.parse::<kw::concurrency>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::concurrency>(input)?;
             let hint = format!(
                 "`concurrency` must be a whole number from 1 to {MAX_CONCURRENCY}: how many messages of one partition are handled at once, e.g. `concurrency = 50`"
             );
-            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
-            let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), &hint))?;
-            if !(1..=MAX_CONCURRENCY).contains(&n) {
-                return Err(syn::Error::new(lit.span(), hint));
-            }
-            set_once(&mut self.concurrency, n, key.span, "concurrency", None)?;
+            let (n, _) = whole_number(input, 1..=MAX_CONCURRENCY, &hint)?;
+            set_once(&mut self.concurrency, n, key, "concurrency", None)?;
         } else if lookahead.peek(kw::circuit) {
-            let key = input.parse::<kw::circuit>()?;
-            if !input.peek(syn::token::Paren) {
-                return Err(syn::Error::new(
-                    key.span,
-                    "`circuit` takes arguments, e.g. `circuit(failures = 5, reset = \"30s\")`",
-                ));
-            }
-            let content;
-            syn::parenthesized!(content in input);
-            let circuit = parse_circuit(&content, &mut self.errors)?;
-            set_once(&mut self.circuit, circuit, key.span, "circuit(...)", None)?;
+            let (key, content) = call::<kw::circuit>(input, "circuit", "circuit(failures = 5, reset = \"30s\")")?;
+            let circuit = parse_circuit(&content, cx)?;
+            set_once(&mut self.circuit, circuit, key, "circuit(...)", None)?;
         } else if lookahead.peek(kw::provision) {
-            let key = input.parse::<kw::provision>()?;
-            if !input.peek(syn::token::Paren) {
-                return Err(syn::Error::new(
-                    key.span,
-                    "`provision` takes arguments, e.g. `provision(partitions = 6, retention = \"7days\", cleanup = \"compact\")`",
-                ));
-            }
-            let content;
-            syn::parenthesized!(content in input);
-            let provision = parse_provision(&content, &mut self.errors)?;
-            set_once(&mut self.provision, provision, key.span, "provision(...)", None)?;
+            let example = "provision(partitions = 6, retention = \"7days\", cleanup = \"compact\")";
+            let (key, content) = call::<kw::provision>(input, "provision", example)?;
+            let provision = parse_provision(&content, cx)?;
+            set_once(&mut self.provision, provision, key, "provision(...)", None)?;
         } else if lookahead.peek(kw::keyless) {
-            let key = input.parse::<kw::keyless>()?;
-            input.parse::<Token![=]>()?;
-            let lit: LitStr = input.parse()?;
-            let keyless = match lit.value().as_str() {
-                "ordered" => "Ordered",
-                "unordered" => "Unordered",
-                other => {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        format!("unknown `keyless` order `{other}`; expected \"ordered\" or \"unordered\""),
-                    ))
-                }
-            };
-            set_once(&mut self.keyless, (keyless, key.span), key.span, "keyless", None)?;
+            let key = assign::<kw::keyless>(input)?;
+            let keyless = one_of(input, "`keyless` order", &[("ordered", "Ordered"), ("unordered", "Unordered")])?;
+            set_once(&mut self.keyless, (keyless, key), key, "keyless", None)?;
         } else if lookahead.peek(kw::idempotent) {
             let key = input.parse::<kw::idempotent>()?;
             let mut field = None;
@@ -289,28 +256,19 @@ impl HandlerArgs {
             }
             set_once(&mut self.idempotent, (key.span, field), key.span, "idempotent", None)?;
         } else if lookahead.peek(kw::batch) {
-            let key = input.parse::<kw::batch>()?;
-            if !input.peek(syn::token::Paren) {
-                return Err(syn::Error::new(
-                    key.span,
-                    "`batch` takes arguments, e.g. `batch(max = 500, linger = \"100ms\")`",
-                ));
-            }
-            let content;
-            syn::parenthesized!(content in input);
-            let batch = parse_batch(&content, key.span, &mut self.errors)?;
-            set_once(&mut self.batch, batch, key.span, "batch(...)", None)?;
+            let (key, content) = call::<kw::batch>(input, "batch", "batch(max = 500, linger = \"100ms\")")?;
+            let batch = parse_batch(&content, key, cx)?;
+            set_once(&mut self.batch, batch, key, "batch(...)", None)?;
         } else if lookahead.peek(kw::timeout) {
-            let key = input.parse::<kw::timeout>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::timeout>(input)?;
             let (ms, span) = parse_duration(input, "timeout")?;
             if ms == 0 {
-                self.errors.push(syn::Error::new(
+                cx.push(syn::Error::new(
                     span,
                     "`timeout` must be longer than 0: the longest one call of the handler may take, e.g. `timeout = \"10s\"`",
                 ));
             }
-            set_once(&mut self.timeout_ms, ms, key.span, "timeout", None)?;
+            set_once(&mut self.timeout_ms, ms, key, "timeout", None)?;
         } else if lookahead.peek(kw::transactional) {
             let key = input.parse::<kw::transactional>()?;
             set_once(&mut self.transactional, key.span, key.span, "transactional", None)?;
@@ -329,16 +287,16 @@ impl HandlerArgs {
     }
 }
 
-fn parse_retry(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<RetryArgs> {
+fn parse_retry(input: ParseStream<'_>, cx: &Ctxt) -> syn::Result<RetryArgs> {
     let mut retry = RetryArgs::default();
     let mut initial: Option<(u64, Span)> = None;
     let mut max_delay: Option<u64> = None;
-    parse_list(input, errors, |input| parse_retry_one(input, &mut retry, &mut initial, &mut max_delay))?;
+    parse_list(input, cx, |input| parse_retry_one(input, &mut retry, &mut initial, &mut max_delay))?;
     retry.initial_ms = initial.map(|(ms, _)| ms);
     retry.max_delay_ms = max_delay;
     if let (Some((initial, span)), Some(max_delay)) = (initial, max_delay) {
         if initial > max_delay {
-            errors.push(syn::Error::new(
+            cx.push(syn::Error::new(
                 span,
                 "`initial` is longer than `max_delay`; make `initial` shorter or `max_delay` longer",
             ));
@@ -356,72 +314,41 @@ fn parse_retry_one(
     const WITHIN: Option<&str> = Some("retry(...)");
     let lookahead = input.lookahead1();
     if lookahead.peek(kw::max) {
-        let key = input.parse::<kw::max>()?;
-        input.parse::<Token![=]>()?;
-        let lit: LitInt = input
-            .parse()
-            .map_err(|e| syn::Error::new(e.span(), "`max` must be a whole number of retries, e.g. `max = 3`"))?;
-        let max: u32 = lit
-            .base10_parse()
-            .map_err(|_| syn::Error::new(lit.span(), "`max` must be a whole number of retries, e.g. `max = 3`"))?;
+        let key = assign::<kw::max>(input)?;
+        let (max, span) = whole_number(input, 0..=u32::MAX, "`max` must be a whole number of retries, e.g. `max = 3`")?;
         if max > MAX_RETRIES {
             return Err(syn::Error::new(
-                lit.span(),
+                span,
                 format!("`max = {max}` is too many retries; at most {MAX_RETRIES} are allowed"),
             ));
         }
-        set_once(&mut retry.max, max, key.span, "max", WITHIN)?;
+        set_once(&mut retry.max, max, key, "max", WITHIN)?;
     } else if lookahead.peek(kw::backoff) {
-        let key = input.parse::<kw::backoff>()?;
-        input.parse::<Token![=]>()?;
-        let lit: LitStr = input.parse()?;
-        let backoff = match lit.value().as_str() {
-            "exponential" => "Exponential",
-            "linear" => "Linear",
-            "fixed" => "Fixed",
-            other => {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    format!("unknown backoff `{other}`; expected \"exponential\", \"linear\" or \"fixed\""),
-                ))
-            }
-        };
-        set_once(&mut retry.backoff, backoff, key.span, "backoff", WITHIN)?;
+        let key = assign::<kw::backoff>(input)?;
+        let backoff =
+            one_of(input, "backoff", &[("exponential", "Exponential"), ("linear", "Linear"), ("fixed", "Fixed")])?;
+        set_once(&mut retry.backoff, backoff, key, "backoff", WITHIN)?;
     } else if lookahead.peek(kw::initial) {
-        let key = input.parse::<kw::initial>()?;
-        input.parse::<Token![=]>()?;
+        let key = assign::<kw::initial>(input)?;
         let (ms, span) = parse_duration(input, "initial")?;
-        set_once(initial, (ms, span), key.span, "initial", WITHIN)?;
+        set_once(initial, (ms, span), key, "initial", WITHIN)?;
     } else if lookahead.peek(kw::max_delay) {
-        let key = input.parse::<kw::max_delay>()?;
-        input.parse::<Token![=]>()?;
+        let key = assign::<kw::max_delay>(input)?;
         let (ms, _) = parse_duration(input, "max_delay")?;
-        set_once(max_delay, ms, key.span, "max_delay", WITHIN)?;
+        set_once(max_delay, ms, key, "max_delay", WITHIN)?;
     } else if lookahead.peek(kw::jitter) {
-        let key = input.parse::<kw::jitter>()?;
-        input.parse::<Token![=]>()?;
+        let key = assign::<kw::jitter>(input)?;
         let hint = "`jitter` must be a fraction between 0.0 and 1.0, e.g. `jitter = 0.1`";
         let lit: syn::LitFloat = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
         let jitter: f64 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
         if !(0.0..=1.0).contains(&jitter) {
             return Err(syn::Error::new(lit.span(), hint));
         }
-        set_once(&mut retry.jitter, jitter, key.span, "jitter", WITHIN)?;
+        set_once(&mut retry.jitter, jitter, key, "jitter", WITHIN)?;
     } else if lookahead.peek(kw::mode) {
-        let key = input.parse::<kw::mode>()?;
-        input.parse::<Token![=]>()?;
-        let lit: LitStr = input.parse()?;
-        let mode = match lit.value().as_str() {
-            "topic" => "Topic",
-            "in_place" => "InPlace",
-            other => {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    format!("unknown retry mode `{other}`; expected \"topic\" or \"in_place\""),
-                ))
-            }
-        };
-        set_once(&mut retry.mode, mode, key.span, "mode", WITHIN)?;
+        let key = assign::<kw::mode>(input)?;
+        let mode = one_of(input, "retry mode", &[("topic", "Topic"), ("in_place", "InPlace")])?;
+        set_once(&mut retry.mode, mode, key, "mode", WITHIN)?;
     } else if input.peek(syn::Ident) {
         let ident: syn::Ident = input.parse()?;
         return Err(syn::Error::new(
@@ -434,28 +361,22 @@ fn parse_retry_one(
     Ok(())
 }
 
-fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<CircuitArgs> {
+fn parse_circuit(input: ParseStream<'_>, cx: &Ctxt) -> syn::Result<CircuitArgs> {
     let mut circuit = CircuitArgs::default();
-    parse_list(input, errors, |input| {
+    parse_list(input, cx, |input| {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::failures) {
-            let key = input.parse::<kw::failures>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::failures>(input)?;
             let hint = "`failures` must be a whole number of at least 1: consecutive failed calls that open the circuit, e.g. `failures = 5`";
-            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
-            let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
-            if n == 0 {
-                return Err(syn::Error::new(lit.span(), hint));
-            }
-            set_once(&mut circuit.failures, n, key.span, "failures", Some("circuit(...)"))?;
+            let (n, _) = whole_number(input, 1..=u32::MAX, hint)?;
+            set_once(&mut circuit.failures, n, key, "failures", Some("circuit(...)"))?;
         } else if lookahead.peek(kw::reset) {
-            let key = input.parse::<kw::reset>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::reset>(input)?;
             let (ms, span) = parse_duration(input, "reset")?;
             if ms == 0 {
                 return Err(syn::Error::new(span, "`reset` must be longer than 0, e.g. `reset = \"30s\"`"));
             }
-            set_once(&mut circuit.reset_ms, ms, key.span, "reset", Some("circuit(...)"))?;
+            set_once(&mut circuit.reset_ms, ms, key, "reset", Some("circuit(...)"))?;
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
@@ -470,35 +391,27 @@ fn parse_circuit(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::R
     Ok(circuit)
 }
 
-fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn::Result<ProvisionArgs> {
+fn parse_provision(input: ParseStream<'_>, cx: &Ctxt) -> syn::Result<ProvisionArgs> {
     let mut provision = ProvisionArgs::default();
-    parse_list(input, errors, |input| {
+    parse_list(input, cx, |input| {
         const WITHIN: Option<&str> = Some("provision(...)");
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::partitions) {
-            let key = input.parse::<kw::partitions>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::partitions>(input)?;
             let hint = "`partitions` must be a whole number from 1 to 10000, e.g. `partitions = 6`";
-            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
-            let n: i32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), hint))?;
-            if !(1..=10_000).contains(&n) {
-                return Err(syn::Error::new(lit.span(), hint));
-            }
-            set_once(&mut provision.partitions, n, key.span, "partitions", WITHIN)?;
+            let (n, _) = whole_number(input, 1..=10_000i32, hint)?;
+            set_once(&mut provision.partitions, n, key, "partitions", WITHIN)?;
         } else if lookahead.peek(kw::retention) {
-            let key = input.parse::<kw::retention>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::retention>(input)?;
             let (ms, span) = parse_duration(input, "retention")?;
             if ms == 0 {
                 return Err(syn::Error::new(span, "`retention` must be longer than 0, e.g. `retention = \"7days\"`"));
             }
-            set_once(&mut provision.retention_ms, ms, key.span, "retention", WITHIN)?;
+            set_once(&mut provision.retention_ms, ms, key, "retention", WITHIN)?;
         } else if lookahead.peek(kw::cleanup) {
-            let key = input.parse::<kw::cleanup>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::cleanup>(input)?;
             let lit: LitStr = input.parse()?;
-            let policy = lit.value().replace(' ', "");
-            if !matches!(policy.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
+            let Some(policy) = kafka_events_rules::cleanup_policy(&lit.value()) else {
                 return Err(syn::Error::new(
                     lit.span(),
                     format!(
@@ -506,8 +419,8 @@ fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn:
                         lit.value()
                     ),
                 ));
-            }
-            set_once(&mut provision.cleanup, policy, key.span, "cleanup", WITHIN)?;
+            };
+            set_once(&mut provision.cleanup, policy, key, "cleanup", WITHIN)?;
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
@@ -522,28 +435,23 @@ fn parse_provision(input: ParseStream<'_>, errors: &mut Vec<syn::Error>) -> syn:
     Ok(provision)
 }
 
-fn parse_batch(input: ParseStream<'_>, span: Span, errors: &mut Vec<syn::Error>) -> syn::Result<BatchArgs> {
+fn parse_batch(input: ParseStream<'_>, span: Span, cx: &Ctxt) -> syn::Result<BatchArgs> {
     let mut max = None;
     let mut max_written = false;
     let mut linger = None;
-    parse_list(input, errors, |input| {
+    parse_list(input, cx, |input| {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::max) {
-            let key = input.parse::<kw::max>()?;
+            let key = input.parse::<kw::max>()?.span;
             max_written = true;
             input.parse::<Token![=]>()?;
             let hint = format!("`max` must be a whole number of events from 1 to {MAX_BATCH}, e.g. `max = 500`");
-            let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
-            let n: u32 = lit.base10_parse().map_err(|_| syn::Error::new(lit.span(), &hint))?;
-            if !(1..=MAX_BATCH).contains(&n) {
-                return Err(syn::Error::new(lit.span(), hint));
-            }
-            set_once(&mut max, n, key.span, "max", Some("batch(...)"))?;
+            let (n, _) = whole_number(input, 1..=MAX_BATCH, &hint)?;
+            set_once(&mut max, n, key, "max", Some("batch(...)"))?;
         } else if lookahead.peek(kw::linger) {
-            let key = input.parse::<kw::linger>()?;
-            input.parse::<Token![=]>()?;
+            let key = assign::<kw::linger>(input)?;
             let (ms, _) = parse_duration(input, "linger")?;
-            set_once(&mut linger, ms, key.span, "linger", Some("batch(...)"))?;
+            set_once(&mut linger, ms, key, "linger", Some("batch(...)"))?;
         } else if input.peek(syn::Ident) {
             let ident: syn::Ident = input.parse()?;
             return Err(syn::Error::new(
@@ -569,12 +477,12 @@ fn parse_batch(input: ParseStream<'_>, span: Span, errors: &mut Vec<syn::Error>)
 /// going on after it) instead of stopping at the first.
 fn parse_list(
     input: ParseStream<'_>,
-    errors: &mut Vec<syn::Error>,
+    cx: &Ctxt,
     mut one: impl FnMut(ParseStream<'_>) -> syn::Result<()>,
 ) -> syn::Result<()> {
     while !input.is_empty() {
         if let Err(error) = one(input) {
-            errors.push(error);
+            cx.push(error);
             skip_to_comma(input);
         }
         if input.is_empty() {
@@ -583,6 +491,59 @@ fn parse_list(
         input.parse::<Token![,]>()?;
     }
     Ok(())
+}
+
+/// `key =`: the keyword and its `=`; the key's span (where "given twice" points).
+fn assign<K: Parse + Spanned>(input: ParseStream<'_>) -> syn::Result<Span> {
+    let key: K = input.parse()?;
+    input.parse::<Token![=]>()?;
+    Ok(key.span())
+}
+
+/// `key(...)`: the keyword's span and what its parentheses hold, or the error that `name` takes
+/// arguments, e.g. `example`.
+fn call<'a, K: Parse + Spanned>(
+    input: ParseStream<'a>,
+    name: &str,
+    example: &str,
+) -> syn::Result<(Span, syn::parse::ParseBuffer<'a>)> {
+    let key: K = input.parse()?;
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(key.span(), format!("`{name}` takes arguments, e.g. `{example}`")));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    Ok((key.span(), content))
+}
+
+/// A whole number within `range` and its span; else `hint`, spanned on what was written.
+fn whole_number<N>(input: ParseStream<'_>, range: std::ops::RangeInclusive<N>, hint: &str) -> syn::Result<(N, Span)>
+where
+    N: std::str::FromStr + PartialOrd,
+    N::Err: std::fmt::Display,
+{
+    let lit: LitInt = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+    match lit.base10_parse::<N>() {
+        Ok(n) if range.contains(&n) => Ok((n, lit.span())),
+        _ => Err(syn::Error::new(lit.span(), hint)),
+    }
+}
+
+/// A string literal naming one of `options` (`(written, variant)`): its variant; else
+/// "unknown {what} `…`; expected "a", "b" or "c"".
+fn one_of(input: ParseStream<'_>, what: &str, options: &[(&str, &'static str)]) -> syn::Result<&'static str> {
+    let lit: LitStr = input.parse()?;
+    let written = lit.value();
+    if let Some((_, variant)) = options.iter().find(|(name, _)| *name == written) {
+        return Ok(variant);
+    }
+    let names: Vec<String> = options.iter().map(|(name, _)| format!("\"{name}\"")).collect();
+    let expected = match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(syn::Error::new(lit.span(), format!("unknown {what} `{written}`; expected {expected}")))
 }
 
 fn parse_duration(input: ParseStream<'_>, name: &str) -> syn::Result<(u64, Span)> {
@@ -622,46 +583,4 @@ fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, name: &str, within: O
     }
     *slot = Some(value);
     Ok(())
-}
-
-/// `kafka_events::names::check_topic_name`, word for word: a proc-macro crate cannot share code
-/// with the crate that re-exports it, so both check themselves against `tests/parity/names.tsv`.
-fn check_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name `{name}` is reserved"));
-    }
-    if name.len() > 249 {
-        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
-    }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!(
-            "topic name `{name}` contains `{bad}`; only ASCII letters, digits, `.`, `_` and `-` are allowed"
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    include!("../../tests/parity/rows.rs");
-
-    /// Every row of the rules shared with the runtime (`tests/parity/names.tsv`).
-    #[test]
-    fn rules_match_the_runtime() {
-        for (kind, input, expected) in parity_rows(include_str!("../../tests/parity/names.tsv")) {
-            match kind {
-                "max_retries" => assert_eq!(MAX_RETRIES.to_string(), input, "MAX_RETRIES"),
-                "topic" => {
-                    let got = check_topic_name(&input).err().unwrap_or_else(|| "ok".into());
-                    assert_eq!(got, expected, "topic name {input:?}");
-                }
-                other => panic!("unknown row kind {other}"),
-            }
-        }
-    }
 }

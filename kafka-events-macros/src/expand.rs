@@ -12,6 +12,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType};
 
 use crate::attr::{Dlq, HandlerArgs};
+use crate::ctxt::Ctxt;
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
@@ -22,46 +23,33 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote! { #error #item };
         }
     };
-    let (args, mut errors) = match syn::parse2::<HandlerArgs>(args) {
-        Ok(mut args) => {
-            let errors = std::mem::take(&mut args.errors);
-            (Some(args), errors)
-        }
-        Err(error) => (None, vec![error]),
-    };
-    if let Some(args) = &args {
-        if args.topic.is_none() && !args.topic_written {
-            errors.push(syn::Error::new(
-                Span::call_site(),
-                "`#[kafka_handler]` requires a topic, e.g. `#[kafka_handler(topic = \"orders.created\")]`",
-            ));
-        }
-    }
+    let cx = Ctxt::new();
+    let args = HandlerArgs::parse(&cx, args);
     let batch = args.as_ref().is_some_and(|a| a.batch.is_some());
-    let event_type = check_signature(&function, batch, &mut errors);
-    match (args, event_type) {
-        (Some(args), Some(event_type)) if errors.is_empty() => register(&function, &args, event_type),
-        _ => {
-            let errors = errors.into_iter().map(|e| e.to_compile_error());
+    let event_type = check_signature(&function, batch, &cx);
+    match (cx.check(), args, event_type) {
+        (Ok(()), Some(args), Some(event_type)) => register(&function, &args, event_type),
+        (result, _, _) => {
+            let errors = result.err().unwrap_or_default().into_iter().map(|e| e.to_compile_error());
             quote! { #function #(#errors)* }
         }
     }
 }
 
 /// Checks the fn's shape; returns the event type when there is one.
-fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::Error>) -> Option<&'a syn::Type> {
+fn check_signature<'a>(function: &'a ItemFn, batch: bool, cx: &Ctxt) -> Option<&'a syn::Type> {
     let sig = &function.sig;
     if sig.asyncness.is_none() {
-        errors.push(syn::Error::new(sig.fn_token.span, "`#[kafka_handler]` requires an `async fn`"));
+        cx.push(syn::Error::new(sig.fn_token.span, "`#[kafka_handler]` requires an `async fn`"));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new(
+        cx.push(syn::Error::new(
             sig.generics.span(),
             "`#[kafka_handler]` functions cannot be generic; take a concrete event type",
         ));
     }
     if let ReturnType::Default = sig.output {
-        errors.push(syn::Error::new(
+        cx.push(syn::Error::new(
             sig.paren_token.span.close(),
             "`#[kafka_handler]` functions must return `Result<(), E>` where `E: Into<HandlerError>`",
         ));
@@ -70,12 +58,11 @@ fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::
     let event_type = match inputs.next() {
         Some(FnArg::Typed(arg)) => Some(&*arg.ty),
         Some(FnArg::Receiver(receiver)) => {
-            errors
-                .push(syn::Error::new(receiver.span(), "`#[kafka_handler]` cannot be a method; use a free `async fn`"));
+            cx.push(syn::Error::new(receiver.span(), "`#[kafka_handler]` cannot be a method; use a free `async fn`"));
             None
         }
         None => {
-            errors.push(syn::Error::new(
+            cx.push(syn::Error::new(
                 sig.paren_token.span.join(),
                 "`#[kafka_handler]` functions take the event as their first argument, e.g. `async fn on_order(event: OrderCreated, ctx: MessageContext)`",
             ));
@@ -86,12 +73,12 @@ fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::
         let (expected, other) =
             if batch { ("BatchContext", "MessageContext") } else { ("MessageContext", "BatchContext") };
         match &*context.ty {
-            syn::Type::Reference(reference) => errors.push(syn::Error::new_spanned(
+            syn::Type::Reference(reference) => cx.push(syn::Error::new_spanned(
                 reference,
                 format!("take the context by value: `ctx: {expected}` (each call gets its own)"),
             )),
             syn::Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == other) => {
-                errors.push(syn::Error::new_spanned(
+                cx.push(syn::Error::new_spanned(
                     path,
                     if batch {
                         "a `batch` handler's context is a `BatchContext` (one `MessageContext` per event inside it): `ctx: BatchContext`"
@@ -104,7 +91,7 @@ fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::
         }
     }
     if let Some(extra) = inputs.next() {
-        errors.push(syn::Error::new(
+        cx.push(syn::Error::new(
             extra.span(),
             if batch {
                 "`batch` handlers take at most two arguments: the events (`Vec<T>`) and a `BatchContext`"
@@ -118,7 +105,7 @@ fn check_signature<'a>(function: &'a ItemFn, batch: bool, errors: &mut Vec<syn::
     }
     let element = event_type.and_then(vec_element);
     if let (Some(ty), None) = (event_type, element) {
-        errors.push(syn::Error::new(
+        cx.push(syn::Error::new(
             ty.span(),
             "a `batch` handler takes its events as a `Vec`, e.g. `async fn on_metrics(events: Vec<Metric>, ctx: BatchContext)`",
         ));

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod attr;
+mod ctxt;
 mod expand;
 
 use proc_macro::TokenStream;

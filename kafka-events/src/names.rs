@@ -154,45 +154,13 @@ fn looks_like_uuid(text: &str) -> bool {
 }
 
 /// Checks a Kafka topic name the way the broker does: 1 to 249 characters of `[a-zA-Z0-9._-]`,
-/// and neither `.` nor `..`.
-pub fn check_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name `{name}` is reserved"));
-    }
-    if name.len() > 249 {
-        return Err(format!("topic name is {} characters long; the limit is 249", name.len()));
-    }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!(
-            "topic name `{name}` contains `{bad}`; only ASCII letters, digits, `.`, `_` and `-` are allowed"
-        ));
-    }
-    Ok(())
-}
+/// and neither `.` nor `..`. `#[kafka_handler]` applies the same rule at compile time (both use
+/// `kafka-events-rules`).
+pub use kafka_events_rules::check_topic_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    include!("../../tests/parity/rows.rs");
-
-    /// Every row of the rules shared with the macro (`tests/parity/names.tsv`).
-    #[test]
-    fn rules_match_the_macros() {
-        for (kind, input, expected) in parity_rows(include_str!("../../tests/parity/names.tsv")) {
-            match kind {
-                "max_retries" => assert_eq!(crate::retry::MAX_RETRIES.to_string(), input, "MAX_RETRIES"),
-                "topic" => {
-                    let got = check_topic_name(&input).err().unwrap_or_else(|| "ok".into());
-                    assert_eq!(got, expected, "topic name {input:?}");
-                }
-                other => panic!("unknown row kind {other}"),
-            }
-        }
-    }
 
     #[test]
     fn topic_names() {

@@ -50,7 +50,7 @@ impl RetryMode {
 }
 
 /// Upper bound on `max`: more retries than this is almost certainly a typo.
-pub const MAX_RETRIES: u32 = 100;
+pub const MAX_RETRIES: u32 = kafka_events_rules::MAX_RETRIES;
 
 /// A retry policy: at most `max` retries after the first attempt, spaced by `backoff`.
 ///

@@ -137,15 +137,12 @@ impl Config {
         read("KAFKA_TOPIC_PARTITIONS", &mut |v| parse_num(v).map(|n| config.topic_partitions = n));
         read("KAFKA_TOPIC_REPLICATION_FACTOR", &mut |v| parse_num(v).map(|n| config.topic_replication = n));
         read("KAFKA_TOPIC_RETENTION", &mut |v| parse_duration(v).map(|d| config.topic_retention = Some(d)));
-        read("KAFKA_TOPIC_CLEANUP_POLICY", &mut |v| {
-            let policy = v.replace(' ', "");
-            match policy.as_str() {
-                "delete" | "compact" | "compact,delete" | "delete,compact" => {
-                    config.cleanup_policy = Some(policy);
-                    Ok(())
-                }
-                _ => Err(format!("`{v}` is not `delete`, `compact` or `compact,delete`")),
+        read("KAFKA_TOPIC_CLEANUP_POLICY", &mut |v| match kafka_events_rules::cleanup_policy(v) {
+            Some(policy) => {
+                config.cleanup_policy = Some(policy);
+                Ok(())
             }
+            None => Err(super::validate::not_a_cleanup_policy(v)),
         });
         read("KAFKA_RETRY_RETENTION", &mut |v| parse_duration(v).map(|d| config.retry_retention = Some(d)));
         read("KAFKA_DLQ_RETENTION", &mut |v| parse_duration(v).map(|d| config.dlq_retention = Some(d)));

@@ -87,11 +87,8 @@ impl Config {
         }
         self.check_security(&mut problem);
         if let Some(policy) = &self.cleanup_policy {
-            if !matches!(policy.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
-                problem(
-                    "KAFKA_TOPIC_CLEANUP_POLICY",
-                    format!("`{policy}` is not `delete`, `compact` or `compact,delete`"),
-                );
+            if kafka_events_rules::cleanup_policy(policy).is_none() {
+                problem("KAFKA_TOPIC_CLEANUP_POLICY", not_a_cleanup_policy(policy));
             }
         }
         if self.circuit_failures > 0 && self.circuit_reset.is_zero() {
@@ -191,6 +188,12 @@ pub struct ConfigProblem {
     pub key: String,
     /// What is wrong and what is expected.
     pub reason: String,
+}
+
+/// The problem with a `KAFKA_TOPIC_CLEANUP_POLICY` that is none of
+/// [`kafka_events_rules::CLEANUP_POLICIES`].
+pub(super) fn not_a_cleanup_policy(value: &str) -> String {
+    format!("`{value}` is not `delete`, `compact` or `compact,delete`")
 }
 
 impl ConfigProblem {
