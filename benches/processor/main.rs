@@ -181,14 +181,20 @@ fn selected(scenario: &str) -> bool {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // With RUST_LOG, the subscriber `runtime::start` installs by default (fmt on stderr, colours
-    // only on a terminal): what a service logging at `info` pays per message.
+    // only on a terminal, message spans formatted only when a line is logged inside them): what a
+    // service logging at `info` pays per message. `BENCH_PLAIN_FMT=1`: plain
+    // `tracing_subscriber::fmt` instead, which formats every message's span (the baseline).
     if std::env::var_os("RUST_LOG").is_some() {
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .init();
+        if std::env::var_os("BENCH_PLAIN_FMT").is_some() {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .init();
+        } else {
+            kafka_events::logging::install_default();
+        }
     }
     let messages = env_u64("BENCH_MESSAGES", 100_000);
     let backlog_messages = env_u64("BENCH_B4_MESSAGES", 1_000_000);

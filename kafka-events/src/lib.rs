@@ -85,6 +85,7 @@ pub mod handler;
 pub mod health;
 mod http;
 pub mod idempotency;
+pub mod logging;
 mod message;
 pub mod metrics;
 pub mod names;

@@ -39,7 +39,9 @@ pub async fn start(config: Config) -> Result<(), Error> {
         println!("{}", crate::describe::describe(&config)?.render(format));
         return Ok(());
     }
-    install_default_subscriber();
+    if crate::logging::install_default() {
+        tracing::debug!("installed the default log subscriber (install your own before `start` to replace it)");
+    }
     // Signals are caught from here on: one that comes while the runtime starts is never met by
     // the default action (which kills the process where it stands, members joined or not).
     let mut signals = Signals::listen()?;
@@ -60,38 +62,6 @@ pub async fn start(config: Config) -> Result<(), Error> {
             Ok(())
         }
         result => result?.run_until(signals).await,
-    }
-}
-
-/// The default log subscriber of [`start`], unless one is installed already.
-fn install_default_subscriber() {
-    if tracing::dispatcher::has_been_set() {
-        return;
-    }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
-    let stderr = std::io::stderr;
-    let installed = if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_env_filter(filter)
-            .with_writer(stderr)
-            .log_internal_errors(false)
-            .try_init()
-    } else {
-        // Colours only on a terminal: escape codes in a container's log are noise, and colouring
-        // every field of every message's span tripled the runtime's cost per message.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(stderr)
-            .with_ansi(ansi)
-            .log_internal_errors(false)
-            .try_init()
-    };
-    if installed.is_ok() {
-        tracing::debug!("installed the default log subscriber (install your own before `start` to replace it)");
     }
 }
 

@@ -142,12 +142,32 @@ fn new_span_id() -> [u8; 16] {
     hex(&random_id::<8>())
 }
 
-/// What a handler's task carries while it runs: its span's trace context and the correlation id
-/// of its input (what it publishes carries both). One task-local: each scope costs a
-/// thread-local swap on every poll of the handler's future.
+/// What a message's task carries while it is processed: its trace context, the correlation id
+/// of its input (what its handler publishes carries both) and, under the default log
+/// subscriber, its coordinates for log lines ([`crate::logging`]). One task-local: each scope
+/// costs a thread-local swap on every poll of the future it wraps.
 struct Handling {
     trace: TraceContext,
     correlation: Option<String>,
+    message: Option<Coordinates>,
+}
+
+/// Where a message being processed came from, as the default subscriber's lines show it.
+#[derive(Debug)]
+pub(crate) struct Coordinates {
+    pub(crate) labels: std::sync::Arc<Labels>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) attempt: std::cell::Cell<u32>,
+    pub(crate) outcome: std::cell::Cell<Option<&'static str>>,
+}
+
+/// What is the same for every message of a lane.
+#[derive(Debug)]
+pub(crate) struct Labels {
+    pub(crate) topic: String,
+    pub(crate) handler: String,
 }
 
 tokio::task_local! {
@@ -164,14 +184,52 @@ pub(crate) fn correlation() -> Option<String> {
     CURRENT.try_with(|handling| handling.correlation.clone()).ok().flatten()
 }
 
-/// Runs a handler's `future` with `trace` as the current trace context and `correlation` as the
-/// id its publishes carry.
+/// Calls `f` with the trace context and coordinates of the message this task processes, when
+/// its coordinates are carried (under the default log subscriber).
+pub(crate) fn with_message<R>(f: impl FnOnce(&TraceContext, &Coordinates) -> R) -> Option<R> {
+    CURRENT.try_with(|handling| handling.message.as_ref().map(|message| f(&handling.trace, message))).ok().flatten()
+}
+
+/// Runs `future` with `trace` as the current trace context, `correlation` as the id its
+/// publishes carry and `message` as the coordinates its log lines show.
 pub(crate) async fn scope<F: std::future::Future>(
     trace: TraceContext,
     correlation: Option<String>,
+    message: Option<Coordinates>,
     future: F,
 ) -> F::Output {
-    CURRENT.scope(Handling { trace, correlation }, future).await
+    CURRENT.scope(Handling { trace, correlation, message }, future).await
+}
+
+/// `future` in a copy of this task's scope (trace context, correlation id, coordinates), for work
+/// that outlives the task's current message (a publish acknowledged later); as it is without one.
+pub(crate) fn carried<T: 'static>(
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> {
+    let copy = CURRENT
+        .try_with(|handling| Handling {
+            trace: handling.trace.clone(),
+            correlation: handling.correlation.clone(),
+            message: handling.message.as_ref().map(Coordinates::copy),
+        })
+        .ok();
+    match copy {
+        Some(handling) => Box::pin(CURRENT.scope(handling, future)),
+        None => future,
+    }
+}
+
+impl Coordinates {
+    fn copy(&self) -> Self {
+        Self {
+            labels: self.labels.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.clone(),
+            attempt: self.attempt.clone(),
+            outcome: self.outcome.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ impl Lanes {
         let waiting = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
         let queue = Queue::new(queue, tp.0.clone(), &wake, ended_tx);
-        let processor = self.processors.for_partition(handler, tp.1, &self.group);
+        let processor = self.processors.for_partition(handler, &tp.0, tp.1, &self.group);
         let breaker = processor.breaker().cloned();
         let source = Source {
             wake,

@@ -226,8 +226,9 @@ impl PartitionProcessor {
         let correlations: Vec<Option<&str>> = batch.map(correlation_of).collect();
         let correlation = correlations.windows(2).all(|w| w[0] == w[1]).then_some(correlations[0]).flatten();
         record(&tracing::Span::current(), "trace_id", tracing::field::display(trace.trace_id()));
-        let call =
-            || crate::trace::scope(trace, correlation.map(str::to_string), AssertUnwindSafe(future).catch_unwind());
+        let call = || {
+            crate::trace::scope(trace, correlation.map(str::to_string), None, AssertUnwindSafe(future).catch_unwind())
+        };
         settled(within(self.handler.timeout, call).await)
     }
 }

@@ -16,7 +16,7 @@ use crate::abi::{Invocation, InvokeFn};
 use crate::circuit::Verdict;
 use crate::handler::{HandlerError, MessageContext};
 use crate::idempotency::ClaimSlot;
-use crate::message::{correlation_of, Consumed, Origin, Received};
+use crate::message::{Consumed, Origin, Received};
 use crate::publisher::Publisher;
 use crate::trace::TraceContext;
 
@@ -115,9 +115,8 @@ impl PartitionProcessor {
             }
         };
         let started = std::time::Instant::now();
-        // What the handler publishes carries this message's correlation id (or its id).
-        let correlation = correlation_of(message).map(str::to_string);
-        let call = || crate::trace::scope(trace.clone(), correlation, AssertUnwindSafe(future).catch_unwind());
+        // The handler runs in its message's trace scope (`PartitionProcessor::process`).
+        let call = || AssertUnwindSafe(future).catch_unwind();
         let mut result = settled(within(handler.timeout, call).await);
         let call = Some(started.elapsed());
         if claimed {

@@ -114,11 +114,13 @@ impl Processors {
         &self.metrics
     }
 
-    /// The processor of `handler`'s `partition`; `group` holds the consumer group's current
-    /// metadata (for the transactions of a `transactional` handler).
+    /// The processor of `handler`'s partition `partition` of `topic` (its own topic or its retry
+    /// topic); `group` holds the consumer group's current metadata (for the transactions of a
+    /// `transactional` handler).
     pub(crate) fn for_partition(
         self: &Arc<Self>,
         handler: BoundHandler,
+        topic: &str,
         partition: i32,
         group: &GroupCell,
     ) -> PartitionProcessor {
@@ -129,7 +131,7 @@ impl Processors {
             .then(|| Transactor::new(&self.transactions, &handler.topic, partition, group.clone()));
         let sink =
             Sink::new(self.status.clone(), instruments.metrics.clone(), self.metrics.clone(), self.observer.clone());
-        PartitionProcessor::new(self.clone(), handler, instruments, transactor, Arc::new(sink))
+        PartitionProcessor::new(self.clone(), handler, instruments, transactor, Arc::new(sink), topic)
     }
 }
 

@@ -10,15 +10,16 @@ use tracing::Instrument;
 use super::attempt::{self, Attempt};
 use super::outcome::{decide, Outcome};
 use super::sink::{Report, Sink};
-use super::span::{message_span, record};
+use super::span::{message_context, note_attempt, note_outcome, Context};
 use super::transaction::Transactor;
 use super::{publish, wait, Finish, Instruments, Processors};
 use crate::abi::InvokeFn;
 use crate::circuit::CircuitBreaker;
 use crate::error_kind::ErrorKind;
-use crate::message::{Consumed, Kept, Received};
+use crate::message::{correlation_of, Consumed, Kept, Received};
 use crate::records::{self, Cause, Record};
 use crate::registry::BoundHandler;
+use crate::trace::Labels;
 
 /// One partition's processor (see the [module docs](super)).
 pub(crate) struct PartitionProcessor {
@@ -28,6 +29,8 @@ pub(crate) struct PartitionProcessor {
     /// The partition's transactional producer, when the handler is `transactional`.
     pub(super) transactor: Option<Transactor>,
     pub(super) sink: Arc<Sink>,
+    /// What names this partition's messages in log lines.
+    pub(super) labels: Arc<Labels>,
 }
 
 /// What follows a decision.
@@ -45,8 +48,10 @@ impl PartitionProcessor {
         instruments: Instruments,
         transactor: Option<Transactor>,
         sink: Arc<Sink>,
+        topic: &str,
     ) -> Self {
-        Self { shared, handler, instruments, transactor, sink }
+        let labels = Arc::new(Labels { topic: topic.to_string(), handler: handler.name().to_string() });
+        Self { shared, handler, instruments, transactor, sink, labels }
     }
 
     /// The handler this processor runs.
@@ -69,8 +74,18 @@ impl PartitionProcessor {
         } else {
             (1, None)
         };
-        let (span, trace) = message_span(self.handler.name(), message, attempt);
-        self.attempts(invoke, message, cancel, &trace, attempt, due).instrument(span).await
+        let (context, trace) = message_context(&self.labels, message, attempt);
+        // What the handler publishes carries this message's correlation id (or its id).
+        let correlation = correlation_of(message).map(str::to_string);
+        let attempts = self.attempts(invoke, message, cancel, &trace, attempt, due);
+        match context {
+            Context::Lines(coordinates) => {
+                crate::trace::scope(trace.clone(), correlation, Some(coordinates), attempts).await
+            }
+            Context::Span(span) => {
+                crate::trace::scope(trace.clone(), correlation, None, attempts).instrument(span).await
+            }
+        }
     }
 
     async fn attempts(
@@ -82,7 +97,6 @@ impl PartitionProcessor {
         mut attempt: u32,
         due: Option<SystemTime>,
     ) -> Finish {
-        let span = tracing::Span::current();
         if let Some(due) = due {
             // A retried message: wait until it is due (the lane waits, not the handler; the poll
             // thread keeps polling, and the lane stops reading once its partition is at its cap).
@@ -104,7 +118,7 @@ impl PartitionProcessor {
                 Effect::Finish(Finish::Finished)
             } else {
                 let outcome = decide(result, attempt, &self.handler.retry, self.handler.dlq_topic.is_some());
-                record(&span, "outcome", tracing::field::display(outcome.name()));
+                note_outcome(outcome.name());
                 self.effect(message, outcome, attempt, cancel)
             };
             match effect {
@@ -116,7 +130,7 @@ impl PartitionProcessor {
                 }
             }
             attempt += 1;
-            record(&span, "attempt", attempt);
+            note_attempt(attempt);
         }
     }
 
@@ -195,6 +209,8 @@ impl PartitionProcessor {
     /// finishes once it is acknowledged.
     fn publish(&self, message: &impl Consumed, chain: Vec<Record>, cancel: &CancellationToken) -> Finish {
         let producer = self.shared.producer.clone();
-        Finish::Publishing(publish::publish_durably(producer, self.sink.clone(), Kept::of(message), chain, cancel))
+        let publishing = publish::publish_durably(producer, self.sink.clone(), Kept::of(message), chain, cancel);
+        // Its lines name the message too: the publish runs on after this task has moved on.
+        Finish::Publishing(crate::trace::carried(publishing))
     }
 }

@@ -1,25 +1,58 @@
-//! The span every message runs in, and recording into it at no cost when nobody listens.
+//! Which message a log line is about: the coordinates the default subscriber's lines carry, or a
+//! span per message under any other subscriber (see [`crate::logging`]).
 
+use std::sync::Arc;
+
+use crate::logging::lines_carry_messages;
 use crate::message::{Consumed, Received};
-use crate::trace::TraceContext;
+use crate::trace::{Coordinates, Labels, TraceContext};
 
-/// The span of `message`'s processing by `handler`, attempt `attempt`, and the trace context its
-/// handler runs in (a child of the message's own `traceparent`, a new trace when it has none).
-///
-/// Every field the span will show is given at its creation where it is known by then: a log
-/// subscriber formats a span's fields as they come, and each later `record` is another lookup
-/// and format. Strings are `Display`ed (no escaping pass). The trace ids come first unless an
-/// OpenTelemetry layer makes them the span's own.
-pub(super) fn message_span(handler: &str, message: &Received<'_>, attempt: u32) -> (tracing::Span, TraceContext) {
+/// How a message's processing names the message in its log lines.
+pub(super) enum Context {
+    /// The default subscriber: its coordinates, carried in the message's task-local.
+    Lines(Coordinates),
+    /// Any other subscriber: a `message` span.
+    Span(tracing::Span),
+}
+
+/// The log context of `message`'s processing (attempt `attempt`) by the lane `labels` names, and
+/// the trace context its handler runs in (a child of the message's own `traceparent`, a new
+/// trace when it has none).
+pub(super) fn message_context(labels: &Arc<Labels>, message: &Received<'_>, attempt: u32) -> (Context, TraceContext) {
     let parent = crate::trace::parent_of(message);
+    if lines_carry_messages() {
+        let coordinates = Coordinates {
+            labels: labels.clone(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            attempt: std::cell::Cell::new(attempt),
+            outcome: std::cell::Cell::new(None),
+        };
+        return (Context::Lines(coordinates), crate::trace::child_of(parent));
+    }
+    let (span, trace) = message_span(labels, message, attempt, parent);
+    (Context::Span(span), trace)
+}
+
+/// The `message` span. Every field the span will show is given at its creation where it is known
+/// by then: a log subscriber formats a span's fields as they come, and each later `record` is
+/// another lookup and format. Strings are `Display`ed (no escaping pass). The trace ids come
+/// first unless an OpenTelemetry layer makes them the span's own.
+fn message_span(
+    labels: &Labels,
+    message: &Received<'_>,
+    attempt: u32,
+    parent: Option<TraceContext>,
+) -> (tracing::Span, TraceContext) {
     let span = |trace: Option<&TraceContext>| {
         tracing::info_span!(
             "message",
-            topic = %message.topic(),
+            topic = %labels.topic,
             partition = message.partition(),
             offset = message.offset(),
             key = message.key().map(|key| tracing::field::display(Lossy(key))),
-            handler = %handler,
+            handler = %labels.handler,
             trace_id = trace.map(|trace| tracing::field::display(trace.trace_id())),
             span_id = trace.map(|trace| tracing::field::display(trace.span_id())),
             attempt,
@@ -44,6 +77,20 @@ pub(super) fn message_span(handler: &str, message: &Received<'_>, attempt: u32) 
     // on) a disabled span still checks the `log` crate's level on every enter and exit.
     let span = if span.is_disabled() { tracing::Span::none() } else { span };
     (span, trace)
+}
+
+/// Notes the attempt now running, for the lines that follow.
+pub(super) fn note_attempt(attempt: u32) {
+    if crate::trace::with_message(|_, message| message.attempt.set(attempt)).is_none() {
+        record(&tracing::Span::current(), "attempt", attempt);
+    }
+}
+
+/// Notes the outcome decided, for the lines that follow.
+pub(super) fn note_outcome(outcome: &'static str) {
+    if crate::trace::with_message(|_, message| message.outcome.set(Some(outcome))).is_none() {
+        record(&tracing::Span::current(), "outcome", tracing::field::display(outcome));
+    }
 }
 
 /// A message key in a span field: shown as (lossy) UTF-8, converted only when a subscriber or
