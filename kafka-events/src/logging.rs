@@ -78,7 +78,9 @@ where
             };
             write!(writer, "{}{level:>5}{reset} ", style(colour))?;
             write!(writer, "{}message{{{reset}", style("1"))?;
-            write_fields(&mut writer, trace, message, " ", |w, name, value| write!(w, "{name}={value}"))?;
+            for (i, (name, value)) in fields(trace, message).into_iter().enumerate() {
+                write!(writer, "{}{name}={value}", if i == 0 { "" } else { " " })?;
+            }
             write!(writer, "{}}}{reset}{}:{reset}", style("1"), style("2"))?;
             // The spans inside it (a handler's own) follow without a space, as fmt writes a scope.
             if ctx.event_scope().is_none() {
@@ -107,16 +109,15 @@ where
             };
             let mut span = serde_json::Map::new();
             span.insert("name".into(), "message".into());
-            write_fields(&mut span, trace, message, "", |span, name, value| {
+            for (name, value) in fields(trace, message) {
                 let value = match name {
                     "partition" | "offset" | "attempt" => {
                         value.parse::<i64>().map_or_else(|_| value.into(), Into::into)
                     }
-                    _ => serde_json::Value::String(value.to_string()),
+                    _ => serde_json::Value::String(value),
                 };
                 span.insert(name.into(), value);
-                Ok(())
-            })?;
+            }
             let span = serde_json::Value::Object(span);
             // The message is the outermost span: first in `spans`, the current one unless a span
             // of the handler's is.
@@ -137,69 +138,34 @@ where
     }
 }
 
-/// Writes each field of the message context with `field(out, name, value)`, separated by
-/// `separator` (the key as lossy UTF-8 with control characters escaped: it is the producer's
-/// data, and a log line must not carry its escape sequences).
-fn write_fields<O>(
-    out: &mut O,
-    trace: &TraceContext,
-    message: &Coordinates,
-    separator: &str,
-    mut field: impl FnMut(&mut O, &str, &str) -> std::fmt::Result,
-) -> std::fmt::Result
-where
-    O: MaybeWrite,
-{
-    let key = message.key.as_deref().map(|key| {
-        String::from_utf8_lossy(key)
-            .chars()
-            .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() { c.escape_default().collect() } else { vec![c] };
-                escaped
-            })
-            .collect::<String>()
-    });
-    let (partition, offset, attempt) =
-        (message.partition.to_string(), message.offset.to_string(), message.attempt.get().to_string());
-    let outcome = message.outcome.get();
-    let fields = [
-        ("topic", Some(message.labels.topic.as_str())),
-        ("partition", Some(partition.as_str())),
-        ("offset", Some(offset.as_str())),
-        ("key", key.as_deref()),
-        ("handler", Some(message.labels.handler.as_str())),
-        ("trace_id", Some(trace.trace_id())),
-        ("span_id", Some(trace.span_id())),
-        ("attempt", Some(attempt.as_str())),
-        ("outcome", outcome),
+/// The fields of the message context, in the order a line shows them (the key as lossy UTF-8
+/// with control characters escaped: it is the producer's data, and a log line must not carry its
+/// escape sequences).
+fn fields(trace: &TraceContext, message: &Coordinates) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("topic", message.labels.topic.clone()),
+        ("partition", message.partition.to_string()),
+        ("offset", message.offset.to_string()),
     ];
-    let mut first = true;
-    for (name, value) in fields {
-        let Some(value) = value else { continue };
-        if !first {
-            out.separate(separator)?;
+    if let Some(key) = &message.key {
+        let mut escaped = String::with_capacity(key.len());
+        for c in String::from_utf8_lossy(key).chars() {
+            if c.is_control() {
+                escaped.extend(c.escape_default());
+            } else {
+                escaped.push(c);
+            }
         }
-        first = false;
-        field(out, name, value)?;
+        fields.push(("key", escaped));
     }
-    Ok(())
-}
-
-/// Where [`write_fields`] writes: a line (separated by spaces) or a JSON object (no separator).
-trait MaybeWrite {
-    fn separate(&mut self, separator: &str) -> std::fmt::Result;
-}
-
-impl MaybeWrite for Writer<'_> {
-    fn separate(&mut self, separator: &str) -> std::fmt::Result {
-        self.write_str(separator)
-    }
-}
-
-impl MaybeWrite for serde_json::Map<String, serde_json::Value> {
-    fn separate(&mut self, _: &str) -> std::fmt::Result {
-        Ok(())
-    }
+    fields.extend([
+        ("handler", message.labels.handler.clone()),
+        ("trace_id", trace.trace_id().to_string()),
+        ("span_id", trace.span_id().to_string()),
+        ("attempt", message.attempt.get().to_string()),
+    ]);
+    fields.extend(message.outcome.get().map(|outcome| ("outcome", outcome.to_string())));
+    fields
 }
 
 /// Marks a subscriber whose lines carry the message context from the task-local (its fmt layer

@@ -153,7 +153,7 @@ struct Handling {
 }
 
 /// Where a message being processed came from, as the default subscriber's lines show it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Coordinates {
     pub(crate) labels: std::sync::Arc<Labels>,
     pub(crate) partition: i32,
@@ -210,25 +210,12 @@ pub(crate) fn carried<T: 'static>(
         .try_with(|handling| Handling {
             trace: handling.trace.clone(),
             correlation: handling.correlation.clone(),
-            message: handling.message.as_ref().map(Coordinates::copy),
+            message: handling.message.clone(),
         })
         .ok();
     match copy {
         Some(handling) => Box::pin(CURRENT.scope(handling, future)),
         None => future,
-    }
-}
-
-impl Coordinates {
-    fn copy(&self) -> Self {
-        Self {
-            labels: self.labels.clone(),
-            partition: self.partition,
-            offset: self.offset,
-            key: self.key.clone(),
-            attempt: self.attempt.clone(),
-            outcome: self.outcome.clone(),
-        }
     }
 }
 

@@ -85,16 +85,14 @@ pub(crate) fn retry_chain(
     reason: Reason,
     handler: &str,
 ) -> Vec<Record> {
-    let mut chain = Vec::with_capacity(if dlq.is_some() { 3 } else { 1 });
-    if let Some(dlq) = dlq {
+    let fallback = dlq.map(|dlq| {
         let reason = Reason::new(format!(
             "{reason}; its retry record was larger than the producer or broker accepts, so it was dead-lettered instead of retried"
         ));
-        let cause = Cause { kind: ErrorKind::Undeliverable, reason, attempts: attempt, handler: handler.to_string() };
-        chain.extend(dead_letter_chain(dlq, cause));
-    }
-    chain.insert(0, Record { topic: retry_topic.to_string(), form: Form::Retry { attempt, delay, reason } });
-    chain
+        dead_letter_chain(dlq, Cause { kind: ErrorKind::Undeliverable, reason, attempts: attempt, handler: handler.to_string() })
+    });
+    let retry = Record { topic: retry_topic.to_string(), form: Form::Retry { attempt, delay, reason } };
+    std::iter::once(retry).chain(fallback.into_iter().flatten()).collect()
 }
 
 /// The records tried for a message's dead letter, in order: the full copy, then one without the
