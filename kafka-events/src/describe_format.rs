@@ -3,7 +3,8 @@
 
 /// How [`runtime::start`](crate::runtime::start) prints the topology instead of running
 /// (`KAFKA_EVENTS_DESCRIBE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum DescribeFormat {
     /// `json`: the [`Description`](crate::describe::Description).

@@ -113,8 +113,8 @@ impl Topology {
                 }
             }
             let mut retry = match &registration.retry {
-                Some(spec) => spec.resolve(config.default_retry()),
-                None => *config.default_retry(),
+                Some(spec) => spec.resolve(&config.default_retry()),
+                None => config.default_retry(),
             };
             // A batch is retried as a whole and a transaction around the same input: in place.
             if registration.batch().is_some() || registration.transactional {

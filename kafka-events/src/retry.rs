@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// How the delay grows from one attempt to the next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Backoff {
     /// `initial × 2^(retry − 1)`, capped at `max_delay`.
@@ -27,7 +28,8 @@ impl Backoff {
 }
 
 /// Where a failed message waits for its next attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RetryMode {
     /// Republished to `<topic>.retry` and retried by the `${SERVICE_NAME}-retry` group when due.

@@ -1,71 +1,27 @@
-//! Configuration: what the runtime is told. This file holds the settings, their defaults and
-//! accessors; `read.rs` reads the environment and a TOML file, `validate.rs` lists every problem,
-//! `builder.rs` holds the `with_*` methods. A setting's *type* lives with the feature that owns it (retry policy, circuit
-//! breaker, readiness, idempotency store); config only parses and validates.
+//! Configuration: what the runtime is told. `settings.rs` is the schema (one field per
+//! setting, its defaults per profile), `layers.rs` reads it from defaults → TOML file →
+//! environment (figment), `validate.rs` lists every problem (`problem.rs`), `builder.rs` holds the
+//! `with_*` methods, `values.rs` how durations, lists and secrets are written. This file holds `Config`
+//! and its accessors. A setting's *type* lives with the feature that owns it (retry policy,
+//! circuit breaker, readiness, idempotency store); config only reads and validates.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use crate::idempotency::IdempotencySetting;
-use crate::names::{DEFAULT_DLQ_SUFFIX, DEFAULT_RETRY_SUFFIX};
 use crate::retry::RetryPolicy;
 
 mod builder;
-mod read;
+mod layers;
+mod problem;
+mod settings;
 mod validate;
+mod values;
 
-pub use validate::{ConfigError, ConfigProblem};
-
-/// Which defaults apply and how strict validation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Profile {
-    /// Local work: without `KAFKA_BROKERS` an embedded broker (librdkafka's mock cluster) is
-    /// started in-process; topics are provisioned at start-up.
-    Development,
-    /// Production: `KAFKA_BROKERS` and `SERVICE_NAME` are required; topics are not created unless
-    /// asked for.
-    Production,
-}
-
-/// The consumer group protocol of the runtime's groups (`KAFKA_GROUP_PROTOCOL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum GroupProtocol {
-    /// `classic`: JoinGroup/SyncGroup rebalances with the `cooperative-sticky` assignor run by the
-    /// members; `session.timeout.ms` and `heartbeat.interval.ms` are the client's. Works with
-    /// every broker version.
-    #[default]
-    Classic,
-    /// `consumer`: Kafka 4's consumer group protocol (KIP-848): the broker assigns partitions
-    /// and rebalances each member incrementally, without a group-wide barrier; the session
-    /// timeout and heartbeat interval are the broker's (`group.consumer.session.timeout.ms`,
-    /// `group.consumer.heartbeat.interval.ms`). Needs Apache Kafka 4.0 or later.
-    Consumer,
-}
-
-impl GroupProtocol {
-    /// Consumer properties the `consumer` protocol leaves to the broker; librdkafka refuses them.
-    const CLASSIC_ONLY: [&'static str; 4] =
-        ["partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms", "group.protocol.type"];
-
-    fn parse(value: &str) -> Option<Self> {
-        match value.to_ascii_lowercase().as_str() {
-            "classic" => Some(Self::Classic),
-            "consumer" => Some(Self::Consumer),
-            _ => None,
-        }
-    }
-
-    /// librdkafka's `group.protocol` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Classic => "classic",
-            Self::Consumer => "consumer",
-        }
-    }
-}
+pub use problem::{ConfigError, ConfigProblem};
+use settings::Settings;
+pub use settings::{GroupProtocol, Profile};
 
 /// Runtime configuration. Build it with [`Config::development`], [`Config::production`] or
 /// [`Config::from_env`], adjust it with the `with_*` methods; [`Config::validate`] (called by
@@ -130,45 +86,9 @@ impl GroupProtocol {
 /// | `KAFKA_EVENTS_LAG_THRESHOLD` | lag (messages, per partition) above which the runtime is not ready and warns; `0` never | `1000` |
 #[derive(Clone)]
 pub struct Config {
-    profile: Profile,
-    brokers: Option<String>,
-    client_id: Option<String>,
-    service_name: Option<String>,
-    topic_prefix: String,
-    dlq_suffix: String,
-    retry_suffix: String,
-    provision_topics: bool,
-    topic_partitions: i32,
-    topic_replication: i32,
-    topic_retention: Option<Duration>,
-    cleanup_policy: Option<String>,
-    retry_retention: Option<Duration>,
-    dlq_retention: Option<Duration>,
-    auto_offset_reset: String,
-    group_protocol: GroupProtocol,
-    commit_interval: Duration,
-    partition_buffer: usize,
-    max_buffered: usize,
-    shutdown_timeout: Duration,
-    handler_timeout: Option<Duration>,
-    http: Option<std::net::SocketAddr>,
-    startup_timeout: Duration,
-    poll_timeout: Duration,
-    startup_grace: Duration,
-    lag_interval: Duration,
-    /// `KAFKA_EVENTS_DESCRIBE`: print the topology document instead of running.
-    describe: Option<crate::describe_format::DescribeFormat>,
-    lag_threshold: i64,
-    progress_timeout: Duration,
-    circuit_failures: u32,
-    circuit_reset: Duration,
-    default_retry: RetryPolicy,
-    handlers: Option<Vec<String>>,
-    consumer_properties: BTreeMap<String, String>,
-    producer_properties: BTreeMap<String, String>,
-    /// Properties of every client (security).
-    client_properties: BTreeMap<String, String>,
-    enabled: bool,
+    settings: Settings,
+    /// Where `idempotent` handlers record processed events: read from the settings, or given
+    /// as a store ([`with_idempotency_store`](Self::with_idempotency_store)).
     idempotency: IdempotencySetting,
     /// Receives every message's outcome ([`testing::Harness`](crate::testing)); none otherwise.
     pub(crate) observer: Option<crate::observe::Observer>,
@@ -177,53 +97,10 @@ pub struct Config {
     read_problems: Vec<ConfigProblem>,
 }
 
-const DEV_SERVICE_NAME: &str = "kafka-events-dev";
-
 impl Config {
     /// Defaults for local work. Without brokers the runtime starts an embedded broker.
     pub fn development(service_name: impl Into<String>) -> Self {
-        Self {
-            profile: Profile::Development,
-            brokers: None,
-            client_id: None,
-            service_name: Some(service_name.into()),
-            topic_prefix: String::new(),
-            dlq_suffix: DEFAULT_DLQ_SUFFIX.into(),
-            retry_suffix: DEFAULT_RETRY_SUFFIX.into(),
-            provision_topics: true,
-            topic_partitions: 3,
-            topic_replication: 1,
-            topic_retention: None,
-            cleanup_policy: None,
-            retry_retention: Some(Duration::from_secs(7 * 24 * 3600)),
-            dlq_retention: Some(Duration::from_secs(90 * 24 * 3600)),
-            auto_offset_reset: "earliest".into(),
-            group_protocol: GroupProtocol::Classic,
-            commit_interval: Duration::from_secs(1),
-            partition_buffer: 5000,
-            max_buffered: 20_000,
-            shutdown_timeout: Duration::from_secs(30),
-            handler_timeout: None,
-            http: None,
-            startup_timeout: Duration::from_secs(300),
-            poll_timeout: Duration::from_secs(60),
-            startup_grace: Duration::from_secs(60),
-            lag_interval: Duration::from_secs(10),
-            describe: None,
-            lag_threshold: 1000,
-            progress_timeout: Duration::from_secs(300),
-            circuit_failures: 0,
-            circuit_reset: Duration::from_secs(30),
-            default_retry: RetryPolicy::default(),
-            handlers: None,
-            consumer_properties: BTreeMap::new(),
-            producer_properties: BTreeMap::new(),
-            client_properties: BTreeMap::new(),
-            enabled: true,
-            idempotency: IdempotencySetting::None,
-            read_problems: Vec::new(),
-            observer: None,
-        }
+        Self::from_settings(Settings::development(Some(service_name.into())))
     }
 
     /// Defaults for production against `brokers` (comma-separated `host:port`): no topic
@@ -232,20 +109,23 @@ impl Config {
     /// included, which needs a plug-in for LZ4), `linger.ms=5`; consumer `session.timeout.ms=30000`,
     /// `max.partition.fetch.bytes=1048576` — each overridable with the property setters.
     pub fn production(service_name: impl Into<String>, brokers: impl Into<String>) -> Self {
-        let mut config = Self {
-            profile: Profile::Production,
-            brokers: Some(brokers.into()),
-            provision_topics: false,
-            topic_replication: 3,
-            ..Self::development(service_name)
+        Self::from_settings(Settings::production(Some(service_name.into()), Some(brokers.into())))
+    }
+
+    fn from_settings(settings: Settings) -> Self {
+        let (idempotency, read_problems) = match &settings.idempotency_store {
+            None => (IdempotencySetting::None, Vec::new()),
+            Some(store) => {
+                match IdempotencySetting::parse(&store.0, settings.idempotency_capacity, settings.idempotency_pool_size)
+                {
+                    Ok(setting) => (setting, Vec::new()),
+                    Err(reason) => {
+                        (IdempotencySetting::None, vec![ConfigProblem::new("KAFKA_IDEMPOTENCY_STORE", reason)])
+                    }
+                }
+            }
         };
-        for (key, value) in [("compression.type", "snappy"), ("linger.ms", "5")] {
-            config.producer_properties.insert(key.into(), value.into());
-        }
-        for (key, value) in [("session.timeout.ms", "30000"), ("max.partition.fetch.bytes", "1048576")] {
-            config.consumer_properties.insert(key.into(), value.into());
-        }
-        config
+        Self { settings, idempotency, observer: None, read_problems }
     }
 }
 
@@ -257,235 +137,179 @@ impl Config {
 
     /// The profile.
     pub fn profile(&self) -> Profile {
-        self.profile
+        self.settings.profile
     }
 
     /// The configured brokers; `None` means the embedded broker.
     pub fn brokers(&self) -> Option<&str> {
-        self.brokers.as_deref()
+        self.settings.brokers.as_deref()
     }
 
     /// The service name.
     pub fn service_name(&self) -> &str {
-        self.service_name.as_deref().unwrap_or_default()
+        self.settings.service_name.as_deref().unwrap_or_default()
     }
 
     /// The client id (the service name unless set).
     pub fn client_id(&self) -> &str {
-        self.client_id.as_deref().unwrap_or(self.service_name())
+        self.settings.client_id.as_deref().unwrap_or(self.service_name())
     }
 
     /// The real name of logical topic `topic` (the prefix applied).
     pub fn topic_name(&self, topic: &str) -> String {
-        format!("{}{topic}", self.topic_prefix)
+        format!("{}{topic}", self.settings.topic_prefix)
     }
 
     /// The dead-letter suffix.
     pub fn dlq_suffix(&self) -> &str {
-        &self.dlq_suffix
+        &self.settings.dlq_suffix
     }
 
     /// The retry suffix.
     pub fn retry_suffix(&self) -> &str {
-        &self.retry_suffix
+        &self.settings.retry_suffix
     }
 
     /// Whether topics are provisioned at start-up.
     pub fn provision_topics(&self) -> bool {
-        self.provision_topics
+        self.settings.provision_topics
     }
 
     /// Partitions of provisioned topics.
     pub fn topic_partitions(&self) -> i32 {
-        self.topic_partitions
+        self.settings.topic_partitions
     }
 
     /// Replication factor of provisioned topics.
     pub fn topic_replication(&self) -> i32 {
-        self.topic_replication
+        self.settings.topic_replication
     }
 
-    /// Retention of created handler, retry and dead-letter topics.
     /// `cleanup.policy` of created handler topics, if set.
     pub fn cleanup_policy(&self) -> Option<&str> {
-        self.cleanup_policy.as_deref()
+        self.settings.cleanup_policy.as_deref()
     }
 
     /// Retention of created handler, retry and dead-letter topics.
     pub fn retention(&self) -> (Option<Duration>, Option<Duration>, Option<Duration>) {
-        (self.topic_retention, self.retry_retention, self.dlq_retention)
+        (self.settings.topic_retention, self.settings.retry_retention, self.settings.dlq_retention)
     }
 
     /// Where a new group starts.
     pub fn auto_offset_reset(&self) -> &str {
-        &self.auto_offset_reset
+        &self.settings.auto_offset_reset
     }
 
     /// The commit interval.
     pub fn commit_interval(&self) -> Duration {
-        self.commit_interval
+        self.settings.commit_interval
     }
 
     /// Messages one partition may hold.
     pub fn partition_buffer(&self) -> usize {
-        self.partition_buffer
+        self.settings.partition_buffer
     }
 
     /// Messages one consumer group member may hold.
     pub fn max_buffered(&self) -> usize {
-        self.max_buffered
+        self.settings.max_buffered
     }
 
     /// Whether handlers without `circuit(...)` get a breaker.
     pub fn circuit_enabled(&self) -> bool {
-        self.circuit_failures > 0
+        self.settings.circuit_failures > 0
     }
 
     /// The circuit policy `circuit(...)` fields default to.
     pub fn default_circuit(&self) -> crate::circuit::CircuitPolicy {
         crate::circuit::CircuitPolicy {
-            failures: if self.circuit_failures == 0 { 5 } else { self.circuit_failures },
-            reset: self.circuit_reset,
+            failures: if self.settings.circuit_failures == 0 { 5 } else { self.settings.circuit_failures },
+            reset: self.settings.circuit_reset,
         }
     }
 
     /// How often consumer lag is measured.
     pub fn lag_interval(&self) -> Duration {
-        self.lag_interval
+        self.settings.lag_interval
     }
 
     /// `KAFKA_EVENTS_DESCRIBE`: the topology document `runtime::start` prints instead of
     /// running, if any.
     pub fn describe(&self) -> Option<crate::describe_format::DescribeFormat> {
-        self.describe
+        self.settings.describe
     }
 
     /// Where the HTTP endpoint listens, if it is on.
     pub fn http(&self) -> Option<std::net::SocketAddr> {
-        self.http
+        self.settings.http
     }
 
     /// When the runtime counts as live and ready.
     pub fn readiness_policy(&self) -> crate::health::ReadinessPolicy {
         crate::health::ReadinessPolicy {
-            poll_timeout: self.poll_timeout,
-            startup_grace: self.startup_grace,
-            lag_threshold: self.lag_threshold,
-            progress_timeout: self.progress_timeout,
+            poll_timeout: self.settings.poll_timeout,
+            startup_grace: self.settings.startup_grace,
+            lag_threshold: self.settings.lag_threshold,
+            progress_timeout: self.settings.progress_timeout,
         }
     }
 
     /// The shutdown timeout.
     pub fn shutdown_timeout(&self) -> Duration {
-        self.shutdown_timeout
+        self.settings.shutdown_timeout
     }
 
     /// The time limit of handlers without `timeout = "..."`, if any.
     pub fn handler_timeout(&self) -> Option<Duration> {
-        self.handler_timeout
+        self.settings.handler_timeout
     }
 
     /// The default retry policy.
-    pub fn default_retry(&self) -> &RetryPolicy {
-        &self.default_retry
+    pub fn default_retry(&self) -> RetryPolicy {
+        self.settings.retry()
     }
 
     /// The handler selection, if any.
     pub fn handler_filter(&self) -> Option<&[String]> {
-        self.handlers.as_deref()
+        self.settings.handlers.as_deref()
     }
 
     /// The consumer group protocol.
     pub fn group_protocol(&self) -> GroupProtocol {
-        self.group_protocol
+        self.settings.group_protocol
     }
 
     pub(crate) fn consumer_properties(&self) -> &BTreeMap<String, String> {
-        &self.consumer_properties
+        &self.settings.consumer.0
     }
 
     pub(crate) fn producer_properties(&self) -> &BTreeMap<String, String> {
-        &self.producer_properties
+        &self.settings.producer.0
     }
 
     pub(crate) fn client_properties(&self) -> &BTreeMap<String, String> {
-        &self.client_properties
+        &self.settings.client.0
     }
 
     /// How long start-up waits for a broker to answer.
     pub fn startup_timeout(&self) -> Duration {
-        self.startup_timeout
+        self.settings.startup_timeout
     }
 
     /// Whether Kafka is enabled (`KAFKA_ENABLED`, default `true`).
     pub fn enabled(&self) -> bool {
-        self.enabled
+        self.settings.enabled
     }
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redact = |props: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-            props
-                .iter()
-                .map(|(k, v)| {
-                    let secret = ["password", "secret", "token", "key"].iter().any(|s| k.contains(s));
-                    (k.clone(), if secret { "[redacted]".into() } else { v.clone() })
-                })
-                .collect()
-        };
         f.debug_struct("Config")
-            .field("profile", &self.profile)
-            .field("brokers", &self.brokers)
-            .field("service_name", &self.service_name)
-            .field("client_id", &self.client_id())
-            .field("topic_prefix", &self.topic_prefix)
-            .field("dlq_suffix", &self.dlq_suffix)
-            .field("retry_suffix", &self.retry_suffix)
-            .field("provision_topics", &self.provision_topics)
-            .field("topic_partitions", &self.topic_partitions)
-            .field("topic_replication", &self.topic_replication)
-            .field("retention", &self.retention())
-            .field("auto_offset_reset", &self.auto_offset_reset)
-            .field("group_protocol", &self.group_protocol)
-            .field("commit_interval", &self.commit_interval)
-            .field("partition_buffer", &self.partition_buffer)
-            .field("max_buffered", &self.max_buffered)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("handler_timeout", &self.handler_timeout)
-            .field("http", &self.http)
-            .field("poll_timeout", &self.poll_timeout)
-            .field("startup_grace", &self.startup_grace)
-            .field("lag_interval", &self.lag_interval)
-            .field("describe", &self.describe)
-            .field("lag_threshold", &self.lag_threshold)
-            .field("progress_timeout", &self.progress_timeout)
-            .field("circuit_failures", &self.circuit_failures)
-            .field("circuit_reset", &self.circuit_reset)
-            .field("default_retry", &self.default_retry)
-            .field("handlers", &self.handlers)
-            .field("consumer_properties", &redact(&self.consumer_properties))
-            .field("producer_properties", &redact(&self.producer_properties))
-            .field("client_properties", &redact(&self.client_properties))
-            .field("enabled", &self.enabled)
-            .field("cleanup_policy", &self.cleanup_policy)
-            .field("startup_timeout", &self.startup_timeout)
+            .field("settings", &self.settings)
             .field("idempotency", &self.idempotency)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
-
-/// Security variables and the librdkafka property each sets on every client.
-pub(crate) const SECURITY_VARS: &[(&str, &str)] = &[
-    ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
-    ("KAFKA_SASL_MECHANISM", "sasl.mechanism"),
-    ("KAFKA_SASL_USERNAME", "sasl.username"),
-    ("KAFKA_SASL_PASSWORD", "sasl.password"),
-    ("KAFKA_SSL_CA_LOCATION", "ssl.ca.location"),
-    ("KAFKA_SSL_CERTIFICATE_LOCATION", "ssl.certificate.location"),
-    ("KAFKA_SSL_KEY_LOCATION", "ssl.key.location"),
-    ("KAFKA_SSL_KEY_PASSWORD", "ssl.key.password"),
-];
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! Unit tests of reading and validating configurations.
 
+use super::settings::SECURITY_VARS;
 use super::*;
 
 #[test]
@@ -17,10 +18,12 @@ fn every_bad_variable_is_named_in_one_error() {
     assert_eq!(
         keys,
         [
-            "KAFKA_PROVISION_TOPICS",
-            "KAFKA_TOPIC_PARTITIONS",
+            // Values that cannot be read, in the order of their names,
             "KAFKA_COMMIT_INTERVAL",
+            "KAFKA_PROVISION_TOPICS",
             "KAFKA_RETRY_BACKOFF",
+            "KAFKA_TOPIC_PARTITIONS",
+            // then what the settings read mean together.
             "KAFKA_BROKERS",
             "SERVICE_NAME",
             "KAFKA_AUTO_OFFSET_RESET"
@@ -207,10 +210,18 @@ fn table_variables(text: &str, row_prefix: &str) -> std::collections::BTreeSet<S
 /// reader ignores.
 #[test]
 fn every_variable_read_is_documented_on_config_and_in_the_readme() {
-    let (_, read) = Config::read_vars(Vec::<(String, String)>::new());
-    let mut read: std::collections::BTreeSet<String> = read;
+    let mut read: std::collections::BTreeSet<String> = settings::Settings::keys()
+        .into_iter()
+        .map(|key| {
+            if ["KAFKA_CONSUMER", "KAFKA_PRODUCER", "KAFKA_CLIENT"].contains(&key.as_str()) {
+                key + "_*"
+            } else {
+                key
+            }
+        })
+        .collect();
+    read.extend(SECURITY_VARS.iter().map(|(var, _)| var.to_string()));
     read.insert("KAFKA_EVENTS_CONFIG".into()); // read by `from_env`, before the rest
-    let passthrough = ["KAFKA_CONSUMER_*", "KAFKA_PRODUCER_*", "KAFKA_CLIENT_*"];
     let readme = include_str!("../../../README.md");
     let readme = &readme[readme.find("## Configuration").expect("README has a Configuration section")..];
     let readme = &readme[..readme[3..].find("\n## ").map_or(readme.len(), |end| end + 3)];
@@ -220,8 +231,75 @@ fn every_variable_read_is_documented_on_config_and_in_the_readme() {
     ] {
         let missing: Vec<&String> = read.iter().filter(|v| !documented.contains(*v)).collect();
         assert!(missing.is_empty(), "read but not documented in {place}: {missing:?}");
-        let unread: Vec<&String> =
-            documented.iter().filter(|v| !read.contains(*v) && !passthrough.contains(&v.as_str())).collect();
+        let unread: Vec<&String> = documented.iter().filter(|v| !read.contains(*v)).collect();
         assert!(unread.is_empty(), "documented in {place} but never read: {unread:?}");
     }
+}
+
+#[test]
+fn every_unreadable_value_says_what_it_is_and_the_rest_is_still_read() {
+    let config = Config::from_vars([
+        ("KAFKA_TOPIC_PARTITIONS", "three"),
+        ("KAFKA_COMMIT_INTERVAL", "soon"),
+        ("KAFKA_RETRY_BACKOFF", "random"),
+        ("KAFKA_PROVISION_TOPICS", "maybe"),
+        ("KAFKA_EVENTS_HTTP", "localhost"),
+        ("KAFKA_TOPIC_CLEANUP_POLICY", "forever"),
+        ("KAFKA_MAX_BUFFERED", "7"),
+        ("KAFKA_ENABLED", "yes"),
+        ("SERVICE_NAME", "2024"),
+        ("KAFKA_EVENTS_PROFILE", "dev"),
+    ]);
+    let err = config.validate().unwrap_err();
+    let problems: Vec<(&str, &str)> = err.problems.iter().map(|p| (p.key.as_str(), p.reason.as_str())).collect();
+    assert_eq!(
+        problems,
+        [
+            ("KAFKA_COMMIT_INTERVAL", "`soon` is not a duration like `500ms` or `2s`: expected number at 0"),
+            ("KAFKA_EVENTS_HTTP", "`localhost` is not a socket address like `0.0.0.0:9464`"),
+            ("KAFKA_PROVISION_TOPICS", "`maybe` is not a boolean (true/false)"),
+            ("KAFKA_RETRY_BACKOFF", "`random` is not `exponential`, `linear` or `fixed`"),
+            ("KAFKA_TOPIC_CLEANUP_POLICY", "`forever` is not `delete`, `compact` or `compact,delete`"),
+            ("KAFKA_TOPIC_PARTITIONS", "`three` is not a valid number"),
+        ],
+        "{err}"
+    );
+    // Each unreadable value keeps its default; every other value is read.
+    assert_eq!(config.topic_partitions(), 3);
+    assert_eq!(config.commit_interval(), Duration::from_secs(1));
+    assert_eq!(config.max_buffered(), 7);
+    assert!(config.enabled(), "`yes` is a boolean");
+    assert_eq!(config.service_name(), "2024", "a number where text is expected is text");
+    assert_eq!(config.profile(), Profile::Development);
+}
+
+#[test]
+fn a_store_url_with_a_password_is_never_shown() {
+    let config = Config::from_vars([
+        ("KAFKA_IDEMPOTENCY_STORE", "postgres://svc:hunter2@db:5432/app"),
+        ("KAFKA_IDEMPOTENCY_POOL_SIZE", "0"),
+    ]);
+    let shown = format!("{config:?} {}", config.validate().unwrap_err());
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("KAFKA_IDEMPOTENCY_POOL_SIZE: must be at least 1"), "{shown}");
+    let err = Config::from_vars([("KAFKA_IDEMPOTENCY_STORE", "mysql://svc:hunter2@db/app")]).validate().unwrap_err();
+    assert_eq!(err.problems[0].key, "KAFKA_IDEMPOTENCY_STORE");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn the_profile_chooses_the_defaults_wherever_it_is_set() {
+    let path = write_file("kafka_events_profile = \"production\"\nSERVICE_NAME = \"orders\"\n");
+    let config = Config::from_sources(Some(&path), vars(&[("KAFKA_BROKERS", "k:9092")]));
+    config.validate().expect("valid");
+    assert_eq!(config.profile(), Profile::Production);
+    assert!(!config.provision_topics(), "production's default");
+    assert_eq!(config.topic_replication(), 3, "production's default");
+    assert_eq!(config.producer_properties()["compression.type"], "snappy");
+    let err = Config::from_vars([("KAFKA_EVENTS_PROFILE", "staging")]).validate().unwrap_err();
+    assert_eq!(
+        err.problems[0].to_string(),
+        "KAFKA_EVENTS_PROFILE: `staging` is not `dev`, `development`, `prod` or `production`"
+    );
+    let _ = std::fs::remove_file(path);
 }

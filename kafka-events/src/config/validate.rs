@@ -1,21 +1,21 @@
 //! Validation: every problem of a configuration, at once.
 
-use std::fmt;
 use std::time::Duration;
 
-use super::SECURITY_VARS;
-use super::{Config, GroupProtocol, Profile};
+use super::problem::{ConfigError, ConfigProblem};
+use super::settings::{GroupProtocol, Profile, SECURITY_VARS};
+use super::Config;
 use crate::idempotency::IdempotencySetting;
 use crate::names::{check_group_id, check_topic_name, main_group};
-use crate::problems::{Problem, Problems};
+use crate::problems::Problems;
 
 impl Config {
     /// Checks every setting and returns all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = self.read_problems.clone();
         let mut problem = |key: &str, reason: String| problems.push(ConfigProblem::new(key, reason));
-        match &self.brokers {
-            None if self.profile == Profile::Production => {
+        match &self.settings.brokers {
+            None if self.settings.profile == Profile::Production => {
                 problem("KAFKA_BROKERS", "required in the production profile (comma-separated `host:port`)".into())
             }
             None => {}
@@ -30,7 +30,7 @@ impl Config {
                 }
             }
         }
-        match self.service_name.as_deref() {
+        match self.settings.service_name.as_deref() {
             None | Some("") => {
                 problem("SERVICE_NAME", "required: it names the consumer groups (`${SERVICE_NAME}-main`)".into())
             }
@@ -42,65 +42,74 @@ impl Config {
                 }
             }
         }
-        if self.client_id.as_deref() == Some("") {
+        if self.settings.client_id.as_deref() == Some("") {
             problem("KAFKA_CLIENT_ID", "must not be empty".into());
         }
-        if !self.topic_prefix.is_empty() {
-            if let Err(reason) = check_topic_name(&self.topic_prefix) {
+        if !self.settings.topic_prefix.is_empty() {
+            if let Err(reason) = check_topic_name(&self.settings.topic_prefix) {
                 problem("KAFKA_TOPIC_PREFIX", reason.replace("topic name", "prefix"));
             }
         }
-        if let Err(reason) = check_topic_name(&self.dlq_suffix) {
+        if let Err(reason) = check_topic_name(&self.settings.dlq_suffix) {
             problem("KAFKA_DLQ_SUFFIX", reason.replace("topic name", "suffix"));
         }
-        if let Err(reason) = check_topic_name(&self.retry_suffix) {
+        if let Err(reason) = check_topic_name(&self.settings.retry_suffix) {
             problem("KAFKA_RETRY_SUFFIX", reason.replace("topic name", "suffix"));
-        } else if self.retry_suffix == self.dlq_suffix {
-            problem("KAFKA_RETRY_SUFFIX", format!("`{}` is also the dead-letter suffix", self.retry_suffix));
+        } else if self.settings.retry_suffix == self.settings.dlq_suffix {
+            problem("KAFKA_RETRY_SUFFIX", format!("`{}` is also the dead-letter suffix", self.settings.retry_suffix));
         }
-        if self.topic_partitions < 1 {
-            problem("KAFKA_TOPIC_PARTITIONS", format!("must be at least 1, got {}", self.topic_partitions));
+        if self.settings.topic_partitions < 1 {
+            problem("KAFKA_TOPIC_PARTITIONS", format!("must be at least 1, got {}", self.settings.topic_partitions));
         }
-        if self.topic_replication < 1 && self.topic_replication != -1 {
+        if self.settings.topic_replication < 1 && self.settings.topic_replication != -1 {
             problem(
                 "KAFKA_TOPIC_REPLICATION_FACTOR",
-                format!("must be at least 1 (or -1 for the broker default), got {}", self.topic_replication),
+                format!("must be at least 1 (or -1 for the broker default), got {}", self.settings.topic_replication),
             );
         }
-        if !matches!(self.auto_offset_reset.as_str(), "earliest" | "latest") {
-            problem("KAFKA_AUTO_OFFSET_RESET", format!("`{}` is not `earliest` or `latest`", self.auto_offset_reset));
+        if !matches!(self.settings.auto_offset_reset.as_str(), "earliest" | "latest") {
+            problem(
+                "KAFKA_AUTO_OFFSET_RESET",
+                format!("`{}` is not `earliest` or `latest`", self.settings.auto_offset_reset),
+            );
         }
-        if self.commit_interval.is_zero() || self.commit_interval > Duration::from_secs(3600) {
+        if self.settings.commit_interval.is_zero() || self.settings.commit_interval > Duration::from_secs(3600) {
             problem(
                 "KAFKA_COMMIT_INTERVAL",
-                format!("must be between 1ms and 1h, got {}", humantime::format_duration(self.commit_interval)),
+                format!(
+                    "must be between 1ms and 1h, got {}",
+                    humantime::format_duration(self.settings.commit_interval)
+                ),
             );
         }
-        if self.handler_timeout.is_some_and(|t| t.is_zero()) {
+        if self.settings.handler_timeout.is_some_and(|t| t.is_zero()) {
             problem("KAFKA_HANDLER_TIMEOUT", "must be longer than 0 (leave it unset for no limit)".into());
         }
-        if self.partition_buffer == 0 {
+        if self.settings.partition_buffer == 0 {
             problem("KAFKA_PARTITION_BUFFER", "must be at least 1".into());
         }
-        if self.max_buffered == 0 {
+        if self.settings.max_buffered == 0 {
             problem("KAFKA_MAX_BUFFERED", "must be at least 1".into());
         }
         self.check_security(&mut problem);
-        if let Some(policy) = &self.cleanup_policy {
+        if let Some(policy) = &self.settings.cleanup_policy {
             if kafka_events_rules::cleanup_policy(policy).is_none() {
-                problem("KAFKA_TOPIC_CLEANUP_POLICY", not_a_cleanup_policy(policy));
+                problem("KAFKA_TOPIC_CLEANUP_POLICY", format!("`{policy}` {}", super::values::NOT_A_CLEANUP_POLICY));
             }
         }
-        if self.circuit_failures > 0 && self.circuit_reset.is_zero() {
+        if self.settings.circuit_failures > 0 && self.settings.circuit_reset.is_zero() {
             problem("KAFKA_CIRCUIT_RESET", "must be longer than 0 when KAFKA_CIRCUIT_FAILURES is set".into());
         }
-        if self.lag_interval.is_zero() {
+        if self.settings.lag_interval.is_zero() {
             problem("KAFKA_EVENTS_LAG_INTERVAL", "must be longer than 0".into());
         }
-        if self.lag_threshold < 0 {
-            problem("KAFKA_EVENTS_LAG_THRESHOLD", format!("must be 0 (off) or more, got {}", self.lag_threshold));
+        if self.settings.lag_threshold < 0 {
+            problem(
+                "KAFKA_EVENTS_LAG_THRESHOLD",
+                format!("must be 0 (off) or more, got {}", self.settings.lag_threshold),
+            );
         }
-        for reason in self.default_retry.problems() {
+        for reason in self.settings.retry().problems() {
             problem("KAFKA_RETRY_*", reason);
         }
         match &self.idempotency {
@@ -117,14 +126,16 @@ impl Config {
             ),
             _ => {}
         }
-        if self.handlers.as_ref().is_some_and(|h| h.is_empty()) {
+        if self.settings.handlers.as_ref().is_some_and(|h| h.is_empty()) {
             problem("KAFKA_EVENTS_HANDLERS", "names no handler".into());
         }
-        for (key, value) in &self.consumer_properties {
+        for (key, value) in &self.settings.consumer.0 {
             if key == "enable.auto.commit" && value != "false" {
                 problem("consumer property `enable.auto.commit`", "auto-commit would commit messages that were received but not processed; the runtime commits finished offsets itself".into());
             }
-            if self.group_protocol == GroupProtocol::Consumer && GroupProtocol::CLASSIC_ONLY.contains(&key.as_str()) {
+            if self.settings.group_protocol == GroupProtocol::Consumer
+                && GroupProtocol::CLASSIC_ONLY.contains(&key.as_str())
+            {
                 problem(
                     &format!("consumer property `{key}`"),
                     "not used with KAFKA_GROUP_PROTOCOL=consumer: the broker decides it (`group.consumer.*` broker settings); remove it or use the classic protocol".into(),
@@ -145,7 +156,7 @@ impl Config {
     /// Security settings that cannot work: unknown protocol or mechanism, SASL without
     /// credentials, certificate files that do not exist.
     fn check_security(&self, problem: &mut dyn FnMut(&str, String)) {
-        let get = |p: &str| self.client_properties.get(p).map(String::as_str);
+        let get = |p: &str| self.settings.client.0.get(p).map(String::as_str);
         let protocol = get("security.protocol").map(str::to_ascii_uppercase);
         if let Some(protocol) = &protocol {
             if !matches!(protocol.as_str(), "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") {
@@ -180,37 +191,3 @@ impl Config {
         }
     }
 }
-
-/// One configuration problem: which setting, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// The environment variable (or setting) at fault.
-    pub key: String,
-    /// What is wrong and what is expected.
-    pub reason: String,
-}
-
-/// The problem with a `KAFKA_TOPIC_CLEANUP_POLICY` that is none of
-/// [`kafka_events_rules::CLEANUP_POLICIES`].
-pub(super) fn not_a_cleanup_policy(value: &str) -> String {
-    format!("`{value}` is not `delete`, `compact` or `compact,delete`")
-}
-
-impl ConfigProblem {
-    pub(super) fn new(key: &str, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), reason: reason.into() }
-    }
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
-
-impl Problem for ConfigProblem {
-    const HEADING: &'static str = "invalid configuration";
-}
-
-/// The configuration is invalid; every problem is listed.
-pub type ConfigError = Problems<ConfigProblem>;
