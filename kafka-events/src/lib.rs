@@ -66,7 +66,9 @@
 //! fn not_async(event: E) -> Result<(), HandlerError> { Ok(()) }
 //! ```
 //! The fix: write `async fn not_async(...)`.
-#![forbid(unsafe_code)]
+// `unsafe` only in `native.rs` (reading a partition's queue a run at a time through librdkafka's
+// C API), which allows it for itself; everywhere else it is an error.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod abi;
@@ -89,6 +91,7 @@ pub mod logging;
 mod message;
 pub mod metrics;
 pub mod names;
+mod native;
 mod observe;
 #[cfg(feature = "otel")]
 pub mod otel;

@@ -14,6 +14,8 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
+
+use crate::native::BatchQueue;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -58,8 +60,10 @@ struct Lane {
 
 pub(crate) struct Lanes {
     lanes: HashMap<TopicPartition, Lane>,
-    /// Queues split off before an assignment, taken by the lanes `assign` starts.
-    queues: HashMap<TopicPartition, PartitionQueue<GroupContext>>,
+    /// Queues split off before an assignment, taken by the lanes `assign` starts: our reference
+    /// for reading runs first, so that it drops before the partition queue (which holds the
+    /// consumer).
+    queues: HashMap<TopicPartition, (BatchQueue, PartitionQueue<GroupContext>)>,
     topology: Arc<Topology>,
     processors: Arc<Processors>,
     runtime: tokio::runtime::Handle,
@@ -116,7 +120,7 @@ impl Lanes {
     }
 
     /// Keeps the queue split off for a partition about to be assigned, for its lane.
-    pub(crate) fn stage_queue(&mut self, tp: TopicPartition, queue: PartitionQueue<GroupContext>) {
+    pub(crate) fn stage_queue(&mut self, tp: TopicPartition, queue: (BatchQueue, PartitionQueue<GroupContext>)) {
         self.queues.insert(tp, queue);
     }
 
@@ -140,11 +144,14 @@ impl Lanes {
         let cancel = CancellationToken::new();
         let waiting = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
-        let queue = Queue::new(queue, tp.0.clone(), &wake, ended_tx);
+        let arrived = Arc::new(AtomicBool::new(false));
+        let queue = Queue::new(queue, tp.0.clone(), &wake, &arrived, ended_tx);
         let processor = self.processors.for_partition(handler, &tp.0, tp.1, &self.group);
         let breaker = processor.breaker().cloned();
         let source = Source {
             wake,
+            arrived,
+            drained: false,
             fallback: receiver,
             tracker: tracker.clone(),
             budget: self.budget.clone(),

@@ -143,7 +143,8 @@ impl Member {
         let Some(consumer) = self.consumer.get().and_then(std::sync::Weak::upgrade) else { return };
         let mut lanes = lock(&self.lanes);
         for (topic, partition) in partitions_of(assigned) {
-            match consumer.split_partition_queue(&topic, partition) {
+            let split = consumer.split_partition_queue(&topic, partition);
+            match split.and_then(|queue| Some((crate::native::BatchQueue::of(&consumer, &topic, partition)?, queue))) {
                 Some(queue) => lanes.stage_queue((topic, partition), queue),
                 None => {
                     tracing::warn!(group = %self.group, %topic, partition, "could not split the partition's queue off")

@@ -24,6 +24,7 @@ use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::message::OwnedMessage;
 
 use crate::message::{Consumed, Received};
+use crate::native::BatchQueue;
 use tokio::sync::{mpsc, Notify};
 
 use super::budget::Budget;
@@ -79,37 +80,52 @@ pub(crate) enum Change {
 /// queue disconnects `ended` — after the partition queue (fields drop in order) — so the member
 /// knows when no lane holds the consumer any more and its own thread can close it.
 pub(crate) struct Queue {
-    queue: Option<PartitionQueue<GroupContext>>,
+    /// Our reference to the partition's queue, read a run at a time; dropped first, while the
+    /// partition queue below still holds the consumer.
+    batch: Option<BatchQueue>,
+    /// The partition queue split off the consumer's: held for its wake-up callback and the
+    /// consumer it keeps alive, never read through.
+    _split: Option<PartitionQueue<GroupContext>>,
     topic: String,
     _ended: std_mpsc::Sender<()>,
 }
 
 impl Queue {
     /// `queue` (none when the partition's messages come through the consumer's queue) of a
-    /// partition of `topic`, with `wake` notified whenever it becomes non-empty; `ended`
+    /// partition of `topic`, read through `batch` (our reference to the same queue), with
+    /// `arrived` set and `wake` notified when a message is put in it after a read; `ended`
     /// disconnects when it is dropped.
     pub(crate) fn new(
-        mut queue: Option<PartitionQueue<GroupContext>>,
+        split: Option<(BatchQueue, PartitionQueue<GroupContext>)>,
         topic: String,
         wake: &Arc<Notify>,
+        arrived: &Arc<AtomicBool>,
         ended: std_mpsc::Sender<()>,
     ) -> Self {
+        let (batch, mut queue) = split.map_or((None, None), |(batch, queue)| (Some(batch), Some(queue)));
         if let Some(queue) = &mut queue {
-            let woken = wake.clone();
-            queue.set_nonempty_callback(move || woken.notify_one());
+            // librdkafka calls it at the first message put in the queue after each read.
+            let (woken, arrived) = (wake.clone(), arrived.clone());
+            queue.set_nonempty_callback(move || {
+                arrived.store(true, Ordering::Release);
+                woken.notify_one();
+            });
         }
-        Self { queue, topic, _ended: ended }
+        Self { batch, _split: queue, topic, _ended: ended }
     }
 
-    /// Reads up to `room` messages into `into`; how many.
+    /// Reads up to `room` messages into `into`, a run at a time; how many.
     fn read<'q>(&'q self, room: usize, into: &mut VecDeque<Received<'q>>) -> usize {
-        let Some(queue) = &self.queue else { return 0 };
+        let Some(batch) = &self.batch else { return 0 };
         let before = into.len();
-        while into.len() - before < room {
-            match queue.poll(Duration::ZERO) {
-                Some(Ok(message)) => into.push_back(Received::queued(message, &self.topic)),
-                Some(Err(error)) => tracing::warn!(%error, "consumer error on a partition queue"),
-                None => break,
+        loop {
+            let want = room - (into.len() - before);
+            let taken = batch.read(want, |message| match message {
+                Ok(message) => into.push_back(Received::queued(message, &self.topic)),
+                Err(error) => tracing::warn!(%error, "consumer error on a partition queue"),
+            });
+            if taken < want || into.len() - before >= room {
+                break;
             }
         }
         into.len() - before
@@ -118,8 +134,12 @@ impl Queue {
 
 /// One lane's input, beside its [`Queue`].
 pub(crate) struct Source {
-    /// Woken by librdkafka when the queue becomes non-empty.
+    /// Woken by librdkafka when a message is put in the queue after a read.
     pub(crate) wake: Arc<Notify>,
+    /// Set by librdkafka (with `wake`) when a message is put in the queue after a read.
+    pub(crate) arrived: Arc<AtomicBool>,
+    /// Whether the last read left the queue empty (so it is read again once `arrived`).
+    pub(crate) drained: bool,
     pub(crate) fallback: mpsc::Receiver<Vec<OwnedMessage>>,
     pub(crate) tracker: Arc<Mutex<OffsetTracker>>,
     pub(crate) budget: Arc<Budget>,
@@ -188,9 +208,17 @@ impl Source {
                 self.stalled_since = None;
                 self.step_down();
             }
+            // A queue read empty is looked at again only once librdkafka has put a message in it
+            // since: a lane comes here after every message it finishes, and looking at an empty
+            // queue costs as much as reading a message.
+            if self.drained && !self.arrived.swap(false, Ordering::AcqRel) {
+                return Stop::Empty;
+            }
+            self.drained = false;
             let room = (self.cap - held).min(READ_BATCH);
             let before = into.len();
             let read = queue.read(room, into);
+            self.drained = read < room;
             if read == 0 {
                 return Stop::Empty;
             }

@@ -2,9 +2,10 @@
 //! librdkafka's fetch buffer when its lane read it from the partition's own queue, so nothing of
 //! it is copied unless a retry record, a dead letter or the handler's context keeps it.
 
-use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage, Timestamp};
+use rdkafka::message::{Headers, Message, OwnedMessage, Timestamp};
 
 use super::HeaderCopy;
+use crate::native::Fetched;
 
 /// One consumed message. `'q` is the partition queue it was read from (the lane owns the queue,
 /// so a message can never outlive it).
@@ -13,15 +14,15 @@ pub(crate) enum Received<'q> {
     /// (librdkafka would look the name up and check its UTF-8 on every call); `headers` is the
     /// copy of its headers, `None` when it has none (looked up once: librdkafka parses a message
     /// without headers again on every call — a buffer allocated and freed each time).
-    Queued { message: BorrowedMessage<'q>, topic: &'q str, headers: Option<HeaderCopy> },
+    Queued { message: Fetched<'q>, topic: &'q str, headers: Option<HeaderCopy> },
     /// Routed by the poll thread from the consumer's own queue (a copy), or built by a test.
     Routed(OwnedMessage),
 }
 
 impl<'q> Received<'q> {
     /// A message read from the queue of `topic`'s partition.
-    pub(crate) fn queued(message: BorrowedMessage<'q>, topic: &'q str) -> Self {
-        let headers = Message::headers(&message).map(HeaderCopy::of);
+    pub(crate) fn queued(mut message: Fetched<'q>, topic: &'q str) -> Self {
+        let headers = message.copy_headers();
         Self::Queued { message, topic, headers }
     }
 }
@@ -85,14 +86,14 @@ impl<M: Message> Consumed for M {
 impl Consumed for Received<'_> {
     fn key(&self) -> Option<&[u8]> {
         match self {
-            Self::Queued { message, .. } => Message::key(message),
+            Self::Queued { message, .. } => message.key(),
             Self::Routed(message) => Message::key(message),
         }
     }
 
     fn payload(&self) -> Option<&[u8]> {
         match self {
-            Self::Queued { message, .. } => Message::payload(message),
+            Self::Queued { message, .. } => message.payload(),
             Self::Routed(message) => Message::payload(message),
         }
     }
@@ -106,21 +107,21 @@ impl Consumed for Received<'_> {
 
     fn partition(&self) -> i32 {
         match self {
-            Self::Queued { message, .. } => Message::partition(message),
+            Self::Queued { message, .. } => message.partition(),
             Self::Routed(message) => Message::partition(message),
         }
     }
 
     fn offset(&self) -> i64 {
         match self {
-            Self::Queued { message, .. } => Message::offset(message),
+            Self::Queued { message, .. } => message.offset(),
             Self::Routed(message) => Message::offset(message),
         }
     }
 
     fn timestamp(&self) -> Timestamp {
         match self {
-            Self::Queued { message, .. } => Message::timestamp(message),
+            Self::Queued { message, .. } => message.timestamp(),
             Self::Routed(message) => Message::timestamp(message),
         }
     }
