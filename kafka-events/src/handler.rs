@@ -9,11 +9,13 @@ use std::fmt;
 /// so they identify the event across attempts.
 #[derive(Debug, Clone)]
 pub struct MessageContext {
-    pub(crate) topic: String,
+    /// Shared with the lane (a message retried through the retry topic: its original topic).
+    pub(crate) topic: std::sync::Arc<str>,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
     pub(crate) timestamp: Option<i64>,
-    pub(crate) key: Option<Vec<u8>>,
+    /// Kept inline up to 32 bytes (ids, UUIDs): no allocation per message for the usual key.
+    pub(crate) key: Option<crate::message::Key>,
     pub(crate) headers: crate::message::HeaderCopy,
     pub(crate) attempt: u32,
     pub(crate) trace: crate::trace::TraceContext,
@@ -270,7 +272,7 @@ mod tests {
             partition: 1,
             offset: 7,
             timestamp: None,
-            key: Some(b"k".to_vec()),
+            key: Some(b"k".as_slice().into()),
             headers: [("a", Some(&b"1"[..])), ("a", Some(&b"2"[..])), ("n", None)].into_iter().collect(),
             attempt: 1,
             trace: crate::trace::TraceContext::new_root(),

@@ -143,7 +143,7 @@ where
 /// escape sequences).
 fn fields(trace: &TraceContext, message: &Coordinates) -> Vec<(&'static str, String)> {
     let mut fields = vec![
-        ("topic", message.labels.topic.clone()),
+        ("topic", message.labels.topic.to_string()),
         ("partition", message.partition.to_string()),
         ("offset", message.offset.to_string()),
     ];

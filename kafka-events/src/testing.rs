@@ -67,7 +67,7 @@ pub struct ContextBuilder {
 pub fn context(topic: &str) -> ContextBuilder {
     ContextBuilder {
         context: MessageContext {
-            topic: topic.to_string(),
+            topic: topic.into(),
             partition: 0,
             offset: 0,
             timestamp: None,
@@ -94,7 +94,7 @@ impl ContextBuilder {
     }
     /// The key.
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.context.key = Some(key.as_ref().to_vec());
+        self.context.key = Some(key.as_ref().into());
         self
     }
     /// A header (call again for more; a name given twice reads as its last value).

@@ -166,7 +166,8 @@ pub(crate) struct Coordinates {
 /// What is the same for every message of a lane.
 #[derive(Debug)]
 pub(crate) struct Labels {
-    pub(crate) topic: String,
+    /// Shared by every message of the lane (their contexts point at it, not at a copy each).
+    pub(crate) topic: std::sync::Arc<str>,
     pub(crate) handler: String,
 }
 

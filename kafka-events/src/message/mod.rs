@@ -16,3 +16,6 @@ pub(crate) use kept::Kept;
 pub(crate) use origin::Origin;
 pub(crate) use origin::{correlation_of, header_str};
 pub(crate) use received::{Consumed, Received};
+
+/// A message key as a handler's context keeps it: inline up to 32 bytes.
+pub(crate) type Key = smallvec::SmallVec<[u8; 32]>;

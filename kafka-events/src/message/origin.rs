@@ -19,17 +19,19 @@ pub(crate) struct Origin {
 impl Origin {
     /// The origin of `message`.
     pub(crate) fn of(message: &impl Consumed) -> Self {
-        let from_headers = (|| {
-            Some(Self {
-                topic: header_str(message, header::ORIGINAL_TOPIC)?.to_string(),
-                partition: header_str(message, header::ORIGINAL_PARTITION)?.parse().ok()?,
-                offset: header_str(message, header::ORIGINAL_OFFSET)?.parse().ok()?,
-            })
-        })();
-        from_headers.unwrap_or_else(|| Self {
+        Self::retried(message).unwrap_or_else(|| Self {
             topic: message.topic().to_string(),
             partition: message.partition(),
             offset: message.offset(),
+        })
+    }
+
+    /// The origin `message`'s `x-original-*` headers name, if it went through a retry topic.
+    pub(crate) fn retried(message: &impl Consumed) -> Option<Self> {
+        Some(Self {
+            topic: header_str(message, header::ORIGINAL_TOPIC)?.to_string(),
+            partition: header_str(message, header::ORIGINAL_PARTITION)?.parse().ok()?,
+            offset: header_str(message, header::ORIGINAL_OFFSET)?.parse().ok()?,
         })
     }
 }

@@ -202,7 +202,14 @@ impl PartitionProcessor {
             };
             events.push(event);
             let trace = crate::trace::child_of(crate::trace::parent_of(message));
-            contexts.push(context(message, attempt, trace, slot.clone(), Some(self.shared.publisher.clone())));
+            contexts.push(context(
+                &self.labels.topic,
+                message,
+                attempt,
+                trace,
+                slot.clone(),
+                Some(self.shared.publisher.clone()),
+            ));
         }
         let ctx = BatchContext {
             topic: messages[run[0]].topic().to_string(),

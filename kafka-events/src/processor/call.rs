@@ -75,7 +75,7 @@ impl PartitionProcessor {
     ) -> Attempt {
         let handler = &self.handler;
         let slot = if handler.idempotency_scope.is_some() { ClaimSlot::open() } else { ClaimSlot::default() };
-        let ctx = context(message, attempt, trace.clone(), slot.clone(), Some(publisher));
+        let ctx = context(&self.labels.topic, message, attempt, trace.clone(), slot.clone(), Some(publisher));
         let Invocation { future, event_id } =
             match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(message.payload(), ctx))) {
                 Ok(Ok(invocation)) => invocation,
@@ -167,21 +167,25 @@ pub(super) fn verdict(result: &Result<(), Failure>) -> Verdict {
     }
 }
 
-/// The context a handler's call gets for `message`.
+/// The context a handler's call gets for `message`, read from the queue of `topic`.
 pub(super) fn context(
+    topic: &std::sync::Arc<str>,
     message: &Received<'_>,
     attempt: u32,
     trace: TraceContext,
     claim: ClaimSlot,
     publisher: Option<Publisher>,
 ) -> MessageContext {
-    let origin = Origin::of(message);
+    let (topic, partition, offset) = match Origin::retried(message) {
+        Some(origin) => (origin.topic.into(), origin.partition, origin.offset),
+        None => (topic.clone(), message.partition(), message.offset()),
+    };
     MessageContext {
-        topic: origin.topic,
-        partition: origin.partition,
-        offset: origin.offset,
+        topic,
+        partition,
+        offset,
         timestamp: message.timestamp().to_millis(),
-        key: message.key().map(<[u8]>::to_vec),
+        key: message.key().map(Into::into),
         headers: message.copied_headers().unwrap_or_default(),
         attempt,
         trace,

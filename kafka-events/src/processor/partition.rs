@@ -50,7 +50,7 @@ impl PartitionProcessor {
         sink: Arc<Sink>,
         topic: &str,
     ) -> Self {
-        let labels = Arc::new(Labels { topic: topic.to_string(), handler: handler.name().to_string() });
+        let labels = Arc::new(Labels { topic: topic.into(), handler: handler.name().to_string() });
         Self { shared, handler, instruments, transactor, sink, labels }
     }
 
@@ -77,15 +77,21 @@ impl PartitionProcessor {
         let (context, trace) = message_context(&self.labels, message, attempt);
         // What the handler publishes carries this message's correlation id (or its id).
         let correlation = correlation_of(message).map(str::to_string);
-        let attempts = self.attempts(invoke, message, cancel, &trace, attempt, due);
-        match context {
-            Context::Lines(coordinates) => {
-                crate::trace::scope(trace.clone(), correlation, Some(coordinates), attempts).await
-            }
-            Context::Span(span) => {
-                crate::trace::scope(trace.clone(), correlation, None, attempts).instrument(span).await
-            }
-        }
+        let (coordinates, span) = match context {
+            Context::Lines(coordinates) => (Some(coordinates), tracing::Span::none()),
+            Context::Span(span) => (None, span),
+        };
+        // One future, awaited once: two arms awaiting differently wrapped futures, or the inner
+        // future kept in a local, would each take room of their own in this future, which is moved
+        // on every message's start (2.7 KB instead of 1 KB).
+        crate::trace::scope(
+            trace.clone(),
+            correlation,
+            coordinates,
+            self.attempts(invoke, message, cancel, &trace, attempt, due),
+        )
+        .instrument(span)
+        .await
     }
 
     async fn attempts(
