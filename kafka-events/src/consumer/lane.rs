@@ -50,16 +50,20 @@ async fn run_single_lane(
     let concurrency = registration.concurrency.max(1) as usize;
     let mut gate = KeyGate::new(registration.concurrency, registration.keyless);
     let cancel_ref = &cancel;
-    let start = |message| async move {
-        let finish = processor.process(invoke, &message, cancel_ref).await;
-        (message, finish)
-    };
+    let start = |message| processor.process(invoke, message, cancel_ref);
     let slot = std::pin::pin!(None);
     let mut running = Running::new(concurrency, slot);
     // Received, not started yet (only while `concurrency` messages are running).
     let mut ready: VecDeque<Received<'_>> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
+    // Registered once: a new wait each turn would register with the token every message.
+    let mut cancelled = std::pin::pin!(cancel.cancelled());
     loop {
+        // Looked at here, so that the wait below comes after the running message: a message
+        // that finishes at once is taken without polling the token's wait (or the queue's).
+        if cancel.is_cancelled() {
+            break;
+        }
         while publishing.try_join_next().is_some() {}
         while publishing.len() >= MAX_PUBLISHING {
             publishing.join_next().await;
@@ -73,14 +77,15 @@ async fn run_single_lane(
         }
         tokio::select! {
             biased;
-            () = cancel.cancelled() => break,
             Some((message, finish)) = running.next(), if !running.is_empty() => {
                 let (message, finish): (Received<'_>, Finish) = (message, finish);
                 settle(&tracker, message.offset(), finish, &mut publishing);
-                if let Some(next) = gate.release(&message) {
+                // Once cancelled, the next message of the key is left unstarted (redelivered).
+                if let Some(next) = gate.release(&message).filter(|_| !cancel.is_cancelled()) {
                     running.push(start(next));
                 }
             }
+            () = cancelled.as_mut() => break,
             Some(_) = publishing.join_next(), if !publishing.is_empty() => {}
             // Reads ahead up to the partition's cap even while every slot is busy.
             change = source.changed(stop) => match change {
