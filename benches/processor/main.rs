@@ -323,7 +323,8 @@ async fn run_selected(
 /// One step of `benches/processor/instructions.sh`, which counts instructions per message with
 /// callgrind: `produce` the topic of scenario `BENCH_FOR` of this `BENCH_RUN` (B1's, B3's or
 /// B6's; all three without it; not measured), or consume it with one scenario alone — `B0`,
-/// `B0D` (B0+decode), `B1`, `B3` or `B6` — print its row and delete the run's topics.
+/// `B0D` (B0+decode), `B1`, `B3` or `B6` — print its row and delete the run's topics (kept with
+/// `BENCH_KEEP`; `delete` deletes them).
 async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
     let topic = format!("{}.b1", bench.run);
     let row = match solo {
@@ -348,11 +349,20 @@ async fn solo_mode(bench: &Bench<'_>, solo: &str, messages: u64) {
         "B1" => framework(bench, "noop", &B1, messages, None).await,
         "B3" => framework(bench, "flaky", &B3, messages, None).await,
         "B6" => framework(bench, "noop_wide", &B6, messages, None).await,
-        other => panic!("BENCH_SOLO={other}: produce, B0, B0D, B1, B3 or B6"),
+        "delete" => {
+            bench.delete_topics().await;
+            return;
+        }
+        other => panic!("BENCH_SOLO={other}: produce, B0, B0D, B1, B3, B6 or delete"),
     };
     header(&format!("BENCH_SOLO={solo}"));
     row.print(None, "");
-    bench.delete_topics().await;
+    // The line `benches/peers/run.sh` reads from every consumer it compares.
+    println!("consumed {} messages in {:.3} s", row.messages, row.seconds);
+    // `benches/peers/run.sh` runs several consumers on one topic and deletes it at the end.
+    if std::env::var("BENCH_KEEP").is_err() {
+        bench.delete_topics().await;
+    }
 }
 
 /// B0: a plain consume loop with one commit at the end, timed first message → last; with
@@ -364,7 +374,7 @@ fn raw_consume(bench: &Bench<'_>, topic: &str, messages: u64, decode: bool) -> R
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &bench.brokers)
-        .set("group.id", format!("{topic}-raw-{decode}"))
+        .set("group.id", format!("{topic}-raw-{decode}{}", std::env::var("BENCH_GROUP").unwrap_or_default()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
     for (key, value) in CONSUMER_SETTINGS {
@@ -417,7 +427,9 @@ async fn framework(
     messages: u64,
     adjust: Option<&dyn Fn(Config) -> Config>,
 ) -> Row {
-    let mut config = Config::development(format!("{}-{handler}", bench.run))
+    // `BENCH_GROUP` (benches/peers/run.sh) tells apart several runs on one topic.
+    let group = std::env::var("BENCH_GROUP").map_or_else(|_| handler.to_string(), |g| format!("{handler}-{g}"));
+    let mut config = Config::development(format!("{}-{group}", bench.run))
         .with_handlers([handler])
         .with_brokers(&bench.brokers)
         .with_topic_prefix(format!("{}.", bench.run))
