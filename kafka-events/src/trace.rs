@@ -193,13 +193,15 @@ pub(crate) fn with_message<R>(f: impl FnOnce(&TraceContext, &Coordinates) -> R) 
 
 /// Runs `future` with `trace` as the current trace context, `correlation` as the id its
 /// publishes carry and `message` as the coordinates its log lines show.
-pub(crate) async fn scope<F: std::future::Future>(
+pub(crate) fn scope<F: std::future::Future>(
     trace: TraceContext,
     correlation: Option<String>,
     message: Option<Coordinates>,
     future: F,
-) -> F::Output {
-    CURRENT.scope(Handling { trace, correlation, message }, future).await
+) -> impl std::future::Future<Output = F::Output> {
+    // The task-local's own future, not an `async fn` around it: each async layer stores the
+    // future it awaits once more.
+    CURRENT.scope(Handling { trace, correlation, message }, future)
 }
 
 /// `future` in a copy of this task's scope (trace context, correlation id, coordinates), for work
