@@ -18,13 +18,7 @@ messages=${1:-1000000}
 rounds=${ROUNDS:-2}
 [ -d benches/peers/node_modules/kafkajs ] || npm ci --prefix benches/peers --no-audit --no-fund >/dev/null
 classpath=$(cat "$(scripts/kafka.sh classpath)")
-cargo bench --bench processor --no-run >/dev/null 2>&1
-bin=$(cargo bench --bench processor --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "processor" and m.get("executable"):
-        print(m["executable"])' | tail -1)
+bin=$(benches/processor/binary.sh)
 run="peers$(printf '%s' "$RANDOM$RANDOM" | tr '0-9' 'a-j')"
 topic="$run.b1"
 out=$(mktemp -d)

@@ -15,13 +15,7 @@ cd "$(dirname "$0")/../.."
 : "${KAFKA_BROKERS:?point KAFKA_BROKERS at a broker (scripts/test.sh starts one; see README Benchmark)}"
 n1=${1:-20000}
 n2=${2:-60000}
-cargo bench --bench processor --no-run >/dev/null 2>&1
-bin=$(cargo bench --bench processor --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "processor" and m.get("executable"):
-        print(m["executable"])' | tail -1)
+bin=$(benches/processor/binary.sh)
 out=$(mktemp -d)
 count() { # scenario messages -> instructions
   local run="instr$(printf '%s' "$RANDOM$RANDOM" | tr '0-9' 'a-j')" solo=$1 headers=0
