@@ -31,6 +31,12 @@ pub(super) fn message_context(labels: &Arc<Labels>, message: &Received<'_>, atte
         };
         return (Context::Lines(coordinates), crate::trace::child_of(parent));
     }
+    // No subscriber takes `info` spans here (none installed, or one filtering them out): no span.
+    // The `span!` macro would still build the span's fields for the `log` crate (`tracing`'s
+    // `log` feature, which sqlx turns on) on every message.
+    if !tracing::enabled!(target: "kafka_events::processor::span", tracing::Level::INFO) {
+        return (Context::Span(tracing::Span::none()), crate::trace::child_of(parent));
+    }
     let (span, trace) = message_span(labels, message, attempt, parent);
     (Context::Span(span), trace)
 }
