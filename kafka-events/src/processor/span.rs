@@ -87,16 +87,21 @@ fn message_span(
 
 /// Notes the attempt now running, for the lines that follow.
 pub(super) fn note_attempt(attempt: u32) {
-    if crate::trace::with_message(|_, message| message.attempt.set(attempt)).is_none() {
+    if crate::trace::with_message(|_, message| message.attempt.set(attempt)).is_none() && spans_possible() {
         record(&tracing::Span::current(), "attempt", attempt);
     }
 }
 
 /// Notes the outcome decided, for the lines that follow.
 pub(super) fn note_outcome(outcome: &'static str) {
-    if crate::trace::with_message(|_, message| message.outcome.set(Some(outcome))).is_none() {
+    if crate::trace::with_message(|_, message| message.outcome.set(Some(outcome))).is_none() && spans_possible() {
         record(&tracing::Span::current(), "outcome", tracing::field::display(outcome));
     }
+}
+
+/// Whether a subscriber was ever installed (without one there is no current span to look up).
+fn spans_possible() -> bool {
+    tracing::dispatcher::has_been_set()
 }
 
 /// A message key in a span field: shown as (lossy) UTF-8, converted only when a subscriber or
