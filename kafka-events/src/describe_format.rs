@@ -16,10 +16,6 @@ pub enum DescribeFormat {
 impl DescribeFormat {
     /// Parses `json` or `asyncapi`.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "json" => Some(Self::Json),
-            "asyncapi" => Some(Self::AsyncApi),
-            _ => None,
-        }
+        crate::names::by_name(name)
     }
 }

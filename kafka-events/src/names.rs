@@ -158,6 +158,14 @@ fn looks_like_uuid(text: &str) -> bool {
 /// `kafka-events-rules`).
 pub use kafka_events_rules::check_topic_name;
 
+/// The value of a unit-variant enum called `name` as it is written in configuration (its serde
+/// name: `Backoff`'s `linear`, `RetryMode`'s `in_place`…), so that one list of names serves the
+/// settings reader and the `parse` functions.
+pub(crate) fn by_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    use serde::de::IntoDeserializer;
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(name)).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

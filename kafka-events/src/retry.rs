@@ -18,12 +18,7 @@ pub enum Backoff {
 impl Backoff {
     /// Parses `exponential`, `linear` or `fixed`.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "exponential" => Some(Self::Exponential),
-            "linear" => Some(Self::Linear),
-            "fixed" => Some(Self::Fixed),
-            _ => None,
-        }
+        crate::names::by_name(name)
     }
 }
 
@@ -43,11 +38,7 @@ pub enum RetryMode {
 impl RetryMode {
     /// Parses `topic` or `in_place`.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "topic" => Some(Self::Topic),
-            "in_place" => Some(Self::InPlace),
-            _ => None,
-        }
+        crate::names::by_name(name)
     }
 }
 
@@ -172,6 +163,21 @@ impl RetrySpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_parse_as_configuration_writes_them() {
+        assert_eq!(Backoff::parse("exponential"), Some(Backoff::Exponential));
+        assert_eq!(Backoff::parse("linear"), Some(Backoff::Linear));
+        assert_eq!(Backoff::parse("fixed"), Some(Backoff::Fixed));
+        assert_eq!(Backoff::parse("Linear"), None);
+        assert_eq!(RetryMode::parse("topic"), Some(RetryMode::Topic));
+        assert_eq!(RetryMode::parse("in_place"), Some(RetryMode::InPlace));
+        assert_eq!(RetryMode::parse("in-place"), None);
+        use crate::describe_format::DescribeFormat;
+        assert_eq!(DescribeFormat::parse("asyncapi"), Some(DescribeFormat::AsyncApi));
+        assert_eq!(DescribeFormat::parse("json"), Some(DescribeFormat::Json));
+        assert_eq!(DescribeFormat::parse("yaml"), None);
+    }
 
     fn policy(backoff: Backoff) -> RetryPolicy {
         RetryPolicy {
