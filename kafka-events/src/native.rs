@@ -63,7 +63,12 @@ impl BatchQueue {
         // SAFETY: `self.queue` is a live queue reference (held until `Drop`); `run` has room for
         // `max` pointers, which is all librdkafka writes; timeout 0 never blocks.
         let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(self.queue.as_ptr(), 0, run.as_mut_ptr(), max) };
-        let taken = usize::try_from(taken).unwrap_or(0).min(max);
+        let Ok(taken) = usize::try_from(taken) else {
+            // -1: librdkafka refused the call (a queue it no longer serves); nothing was taken.
+            tracing::warn!("librdkafka refused to read a partition's queue");
+            return 0;
+        };
+        let taken = taken.min(max);
         for &message in &run[..taken] {
             let Some(message) = NonNull::new(message) else { continue };
             let fetched = Fetched { message, _queue: PhantomData };
