@@ -15,6 +15,14 @@
 //! - a message's bytes are borrowed from it and live as long as it does; its headers are read
 //!   once, through `&mut`, before it is shared (librdkafka parses and caches them on first
 //!   access, a write through a `const` pointer).
+//!
+//! And one read past the public API, in [`header_count_is_zero`]: librdkafka answers "which
+//! headers?" for a message without any by allocating, zeroing and freeing a parse buffer
+//! (~1,000 instructions, a ninth of a no-op handler's whole cost) before it reads the count byte
+//! that says "none". The unparsed headers' length and first byte sit in librdkafka's private
+//! `rd_kafka_msg_t`, whose layout is mirrored here ([`MsgPrefix`]) for exactly the librdkafka
+//! version it was read from ([`AUDITED_VERSION`]): with any other version linked, every message
+//! takes the public call.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, CStr, CString};
@@ -30,9 +38,82 @@ use rdkafka::types::RDKafkaErrorCode;
 /// Messages one [`BatchQueue::read`] call takes at most.
 pub(crate) const MAX_RUN: usize = 256;
 
+/// The librdkafka version whose `rd_kafka_msg_t` [`MsgPrefix`] mirrors (2.12.1, the one
+/// rdkafka-sys 4.10 bundles). A test fails when the bundled version changes, so that an upgrade
+/// re-reads `rdkafka_msg.h` before it moves this.
+const AUDITED_VERSION: i32 = 0x020c_01ff;
+
+/// The start of librdkafka 2.12.1's private `rd_kafka_msg_t` (`src/rdkafka_msg.h`), down to the
+/// unparsed headers of a consumed message (`rkm_u.consumer.binhdrs`, a `rd_kafkap_bytes_t`).
+/// `repr(C)` lays it out as the C compiler does the original.
+#[repr(C)]
+struct MsgPrefix {
+    /// `rkm_rkmessage`, the public message (its first field).
+    _rkmessage: rdsys::rd_kafka_message_t,
+    /// `rkm_link` (`TAILQ_ENTRY`: next, previous).
+    _link: [*mut std::ffi::c_void; 2],
+    /// `rkm_flags`.
+    flags: std::ffi::c_int,
+    /// `rkm_tstype` (an enum).
+    _tstype: std::ffi::c_int,
+    /// `rkm_timestamp`.
+    _timestamp: i64,
+    /// `rkm_headers`: the parsed headers, once parsed.
+    headers: *mut std::ffi::c_void,
+    /// `rkm_status` (an enum).
+    _status: std::ffi::c_int,
+    /// `rkm_broker_id`.
+    _broker_id: i32,
+    /// `rkm_u.consumer.binhdrs` (the union's members both start with 8-byte-aligned fields).
+    binhdrs: KafkaBytes,
+}
+
+/// librdkafka's `rd_kafkap_bytes_t`, without its trailing inline bytes.
+#[repr(C)]
+struct KafkaBytes {
+    /// `-1` null, `0` empty, else the length of `data`.
+    len: i32,
+    data: *const u8,
+}
+
+/// `RD_KAFKA_MSG_F_PRODUCER`: a message of the producer (its `rkm_u` is the other member).
+const MSG_F_PRODUCER: std::ffi::c_int = 0x40000;
+
+/// Whether the linked librdkafka is the one [`MsgPrefix`] mirrors.
+fn layout_is_audited() -> bool {
+    static AUDITED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: `rd_kafka_version` takes nothing and only returns a constant.
+    *AUDITED.get_or_init(|| unsafe { rdsys::rd_kafka_version() } == AUDITED_VERSION)
+}
+
+/// Whether a consumed message certainly has no headers, read from its unparsed headers' length
+/// and count (a zigzag varint: `0x00` is zero); `false` when unsure — the public call decides.
+fn header_count_is_zero(message: NonNull<rdsys::rd_kafka_message_t>, audited: bool) -> bool {
+    if !audited {
+        return false;
+    }
+    // SAFETY: with the audited version linked, every `rd_kafka_message_t` librdkafka hands a
+    // consumer is the first field of a live `rd_kafka_msg_t` (`rd_kafka_message2msg` is that
+    // cast), whose start `MsgPrefix` mirrors field for field; the message is live and held by
+    // the caller, and only plain fields are read.
+    let msg = unsafe { message.cast::<MsgPrefix>().as_ref() };
+    if !msg.headers.is_null() || msg.flags & MSG_F_PRODUCER != 0 {
+        return false;
+    }
+    match msg.binhdrs.len {
+        // Null or empty: no headers (the public call answers NOENT too).
+        len if len <= 0 => true,
+        // SAFETY: `binhdrs` points at `len` (> 0) bytes of the message's fetch buffer, which the
+        // message keeps alive (the same bytes `rd_kafka_message_headers` would parse).
+        _ => (unsafe { *msg.binhdrs.data }) == 0,
+    }
+}
+
 /// A reference of ours to one partition's fetch queue (see the module docs).
 pub(crate) struct BatchQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
+    /// Whether [`header_count_is_zero`] may read the messages' private layout.
+    audited: bool,
 }
 
 // SAFETY: librdkafka's queues are locked internally; a queue handle may be used and destroyed
@@ -52,7 +133,7 @@ impl BatchQueue {
         // The result is a new reference (or null), released by `Drop`.
         let queue =
             unsafe { rdsys::rd_kafka_queue_get_partition(consumer.client().native_ptr(), topic.as_ptr(), partition) };
-        NonNull::new(queue).map(|queue| Self { queue })
+        NonNull::new(queue).map(|queue| Self { queue, audited: layout_is_audited() })
     }
 
     /// Takes up to `max` (at most [`MAX_RUN`]) messages waiting in the queue, without waiting,
@@ -71,7 +152,7 @@ impl BatchQueue {
         let taken = taken.min(max);
         for &message in &run[..taken] {
             let Some(message) = NonNull::new(message) else { continue };
-            let fetched = Fetched { message, _queue: PhantomData };
+            let fetched = Fetched { message, audited: self.audited, _queue: PhantomData };
             match fetched.error() {
                 None => each(Ok(fetched)),
                 Some(error) => each(Err(error)), // `fetched` is destroyed here
@@ -93,6 +174,7 @@ impl Drop for BatchQueue {
 /// from; destroyed (its fetch buffer released) when dropped.
 pub(crate) struct Fetched<'q> {
     message: NonNull<rdsys::rd_kafka_message_t>,
+    audited: bool,
     _queue: PhantomData<&'q BatchQueue>,
 }
 
@@ -159,6 +241,9 @@ impl Fetched<'_> {
     where
         B: for<'h> FromIterator<(&'h str, Option<&'h [u8]>)>,
     {
+        if header_count_is_zero(self.message, self.audited) {
+            return None;
+        }
         let mut headers = std::ptr::null_mut();
         // SAFETY: a live message we hold exclusively (`&mut self`), so the parse-and-cache write
         // races with nothing; `headers` points into the message and lives as long as it does.

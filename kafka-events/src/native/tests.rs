@@ -12,7 +12,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{BatchQueue, Fetched, MAX_RUN};
+use super::{header_count_is_zero, layout_is_audited, BatchQueue, Fetched, AUDITED_VERSION, MAX_RUN};
 use crate::embedded::EmbeddedBroker;
 
 const TOPIC: &str = "native-runs";
@@ -30,6 +30,11 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The embedded broker with `count` messages on partition 0 of [`TOPIC`]: every third with a
 /// null key, every fifth a tombstone, every message two headers (the second without a value).
 fn broker_with(count: usize) -> EmbeddedBroker {
+    broker_with_headers(count, |_| true)
+}
+
+/// As [`broker_with`], the headers only on the messages `headed` picks.
+fn broker_with_headers(count: usize, headed: impl Fn(usize) -> bool) -> EmbeddedBroker {
     let broker = EmbeddedBroker::start().expect("embedded broker");
     broker.create_topic(TOPIC, 1).expect("topic");
     let producer: BaseProducer =
@@ -41,7 +46,10 @@ fn broker_with(count: usize) -> EmbeddedBroker {
             OwnedHeaders::new()
                 .insert(Header { key: "n", value: Some(&i.to_string()) })
                 .insert(Header::<&str> { key: "empty", value: None });
-        let mut record = BaseRecord::<str, str>::to(TOPIC).partition(0).headers(headers);
+        let mut record = BaseRecord::<str, str>::to(TOPIC).partition(0);
+        if headed(i) {
+            record = record.headers(headers);
+        }
         if i % 3 != 0 {
             record = record.key(&key);
         }
@@ -173,4 +181,42 @@ fn a_run_dropped_unhandled_releases_every_message() {
     run.truncate(15);
     drop(run);
     assert!(closes(reader), "every message of the dropped run was released");
+}
+
+#[test]
+fn the_private_layout_read_is_of_the_audited_librdkafka() {
+    let (version, name) = rdkafka::util::get_rdkafka_version();
+    assert_eq!(
+        version, AUDITED_VERSION,
+        "librdkafka {name} is linked: re-read `rd_kafka_msg_t` in its src/rdkafka_msg.h against `MsgPrefix`, then move AUDITED_VERSION"
+    );
+    assert!(layout_is_audited());
+}
+
+#[test]
+fn messages_without_headers_are_told_apart_without_a_parse_and_none_is_lost() {
+    // Every other message headed; a lone header with an empty name and no value among them.
+    let broker = broker_with_headers(30, |i| i % 2 == 0);
+    let reader = reader(&broker);
+    let mut run = reader.read(30);
+    for (i, message) in run.iter_mut().enumerate() {
+        // The layout read answers for the headerless ones only (were it misread, either every
+        // message would go the slow way or headers would be lost: both fail here).
+        assert_eq!(header_count_is_zero(message.message, true), i % 2 == 1, "message {i}");
+        let headers = message.copy_headers::<Headers>().map(|Headers(h)| h);
+        if i % 2 == 0 {
+            assert_eq!(
+                headers,
+                Some(vec![("n".to_string(), Some(i.to_string().into_bytes())), ("empty".to_string(), None)]),
+                "message {i}"
+            );
+            // Parsed and cached now: the layout read leaves it to the public call.
+            assert!(!header_count_is_zero(message.message, true));
+        } else {
+            assert_eq!(headers, None, "message {i}");
+        }
+        assert!(!header_count_is_zero(message.message, false), "unaudited: always the public call");
+    }
+    drop(run);
+    assert!(closes(reader));
 }
