@@ -7,14 +7,26 @@
 /// The `traceparent` header ([`names::header::TRACEPARENT`](crate::names::header::TRACEPARENT)).
 pub use crate::names::header::TRACEPARENT;
 
-/// One span's W3C trace context: `00-<trace id>-<span id>-<flags>`. The ids are kept as their
-/// lowercase hex digits inline (every consumed message gets one: no allocation).
-#[derive(Clone, PartialEq, Eq)]
+/// One span's W3C trace context: `00-<trace id>-<span id>-<flags>`. The ids are kept as bytes
+/// inline (every consumed message gets one: no allocation) and spelt in lowercase hex only when
+/// something asks for them — a log line, a publish, a handler — once per context: most
+/// messages' contexts are never read.
+#[derive(Clone)]
 pub struct TraceContext {
-    trace_id: [u8; 32],
-    span_id: [u8; 16],
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
     sampled: bool,
+    /// The ids' hex digits (trace id, then span id), made on first ask.
+    digits: std::sync::OnceLock<[u8; 48]>,
 }
+
+impl PartialEq for TraceContext {
+    fn eq(&self, other: &Self) -> bool {
+        (self.trace_id, self.span_id, self.sampled) == (other.trace_id, other.span_id, other.sampled)
+    }
+}
+
+impl Eq for TraceContext {}
 
 impl std::fmt::Debug for TraceContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,42 +50,51 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
     pairs
 };
 
-/// The lowercase hex digits of `bytes` (`N` = 2 × its length).
-fn hex<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [b'0'; N];
+/// Writes the lowercase hex digits of `bytes` into `out` (2 × its length).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
         pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
-    out
 }
 
-/// A random non-zero id of `N` bytes (W3C: an all-zero id is invalid): one or two draws of
-/// `fastrand`'s generator, not a range sample.
-fn random_id<const N: usize>() -> [u8; N] {
-    let mut id = [0; N];
-    while id.iter().all(|b| *b == 0) {
-        for chunk in id.chunks_mut(8) {
-            chunk.copy_from_slice(&fastrand::u64(..).to_ne_bytes()[..chunk.len()]);
+/// A random non-zero trace id (W3C: an all-zero id is invalid), one draw of `fastrand`'s
+/// generator almost always.
+fn random_trace_id() -> [u8; 16] {
+    loop {
+        match fastrand::u128(..) {
+            0 => continue,
+            id => return id.to_ne_bytes(),
         }
     }
-    id
 }
 
-/// `id`'s bytes as an inline id, when it has exactly `N` of them.
-#[cfg(feature = "otel")]
-fn inline<const N: usize>(id: &str) -> Option<[u8; N]> {
-    id.as_bytes().try_into().ok()
+/// A random non-zero span id (as [`random_trace_id`]).
+fn random_span_id() -> [u8; 8] {
+    loop {
+        match fastrand::u64(..) {
+            0 => continue,
+            id => return id.to_ne_bytes(),
+        }
+    }
 }
 
-/// The id's digits (always ASCII hex).
-fn digits(id: &[u8]) -> &str {
-    std::str::from_utf8(id).unwrap_or_default()
-}
-
-/// `id` as an inline id, when it is `N` lowercase hex digits, not all zero.
-fn hex_id<const N: usize>(id: &[u8]) -> Option<[u8; N]> {
-    let valid = id.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) && id.iter().any(|b| *b != b'0');
-    valid.then(|| id.try_into().ok()).flatten()
+/// The bytes `digits` spell, when they are exactly 2 × `N` lowercase hex digits, not all zero.
+fn hex_id<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    fn nibble(d: u8) -> Option<u8> {
+        match d {
+            b'0'..=b'9' => Some(d - b'0'),
+            b'a'..=b'f' => Some(d - b'a' + 10),
+            _ => None,
+        }
+    }
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut id = [0; N];
+    for (byte, pair) in id.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    id.iter().any(|b| *b != 0).then_some(id)
 }
 
 /// The trace context a consumed message carries in its `traceparent` header, when valid.
@@ -87,6 +108,10 @@ pub(crate) fn child_of(parent: Option<TraceContext>) -> TraceContext {
 }
 
 impl TraceContext {
+    fn of(trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Self {
+        Self { trace_id, span_id, sampled, digits: std::sync::OnceLock::new() }
+    }
+
     /// Parses a `traceparent` value; `None` when it is not a valid version-00 header.
     pub fn parse(traceparent: &str) -> Option<Self> {
         // Version 00 is exactly `00-` + 32 hex digits + `-` + 16 + `-` + 2 (every consumed
@@ -99,27 +124,37 @@ impl TraceContext {
         // Two hex digits (`from_str_radix` alone would take a sign).
         let flags = traceparent.get(53..).filter(|f| f.bytes().all(|b| b.is_ascii_hexdigit()))?;
         let flags = u8::from_str_radix(flags, 16).ok()?;
-        Some(Self { trace_id: hex_id(&b[3..35])?, span_id: hex_id(&b[36..52])?, sampled: flags & 1 == 1 })
+        Some(Self::of(hex_id(&b[3..35])?, hex_id(&b[36..52])?, flags & 1 == 1))
     }
 
     /// A new trace with a new span.
     pub fn new_root() -> Self {
-        Self { trace_id: hex(&random_id::<16>()), span_id: new_span_id(), sampled: true }
+        Self::of(random_trace_id(), random_span_id(), true)
     }
 
     /// A new span in the same trace.
     pub fn child(&self) -> Self {
-        Self { trace_id: self.trace_id, span_id: new_span_id(), sampled: self.sampled }
+        Self::of(self.trace_id, random_span_id(), self.sampled)
+    }
+
+    /// The ids' digits, spelt now if this is the first ask.
+    fn digits(&self) -> &[u8; 48] {
+        self.digits.get_or_init(|| {
+            let mut digits = [0; 48];
+            hex_into(&self.trace_id, &mut digits[..32]);
+            hex_into(&self.span_id, &mut digits[32..]);
+            digits
+        })
     }
 
     /// The 32-hex-digit trace id.
     pub fn trace_id(&self) -> &str {
-        digits(&self.trace_id)
+        std::str::from_utf8(&self.digits()[..32]).unwrap_or_default()
     }
 
     /// The 16-hex-digit span id.
     pub fn span_id(&self) -> &str {
-        digits(&self.span_id)
+        std::str::from_utf8(&self.digits()[32..]).unwrap_or_default()
     }
 
     /// Whether the trace is sampled (flag `01`).
@@ -129,17 +164,13 @@ impl TraceContext {
 
     #[cfg(feature = "otel")]
     pub(crate) fn from_parts(trace_id: &str, span_id: &str, sampled: bool) -> Option<Self> {
-        Some(Self { trace_id: inline(trace_id)?, span_id: inline(span_id)?, sampled })
+        Some(Self::of(hex_id(trace_id.as_bytes())?, hex_id(span_id.as_bytes())?, sampled))
     }
 
     /// The `traceparent` header value naming this span as the parent.
     pub fn traceparent(&self) -> String {
         format!("00-{}-{}-{:02x}", self.trace_id(), self.span_id(), u8::from(self.sampled))
     }
-}
-
-fn new_span_id() -> [u8; 16] {
-    hex(&random_id::<8>())
 }
 
 /// What a message's task carries while it is processed: its trace context, the correlation id
@@ -236,7 +267,11 @@ mod tests {
         assert_eq!(child.trace_id(), parsed.trace_id());
         assert_ne!(child.span_id(), parsed.span_id());
         let root = TraceContext::new_root();
-        assert_eq!(TraceContext::parse(&root.traceparent()), Some(root));
+        assert_eq!(TraceContext::parse(&root.traceparent()), Some(root.clone()));
+        let (trace_id, span_id) = (root.trace_id(), root.span_id());
+        assert!(trace_id.len() == 32 && span_id.len() == 16, "{trace_id} {span_id}");
+        assert!(trace_id.bytes().chain(span_id.bytes()).all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(root.clone().trace_id(), trace_id, "a clone spells the same ids");
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub(super) fn context(
         partition,
         offset,
         timestamp: message.timestamp().to_millis(),
-        key: message.key().map(Into::into),
+        key: message.key().map(crate::message::Key::from_slice),
         headers: message.copied_headers().unwrap_or_default(),
         attempt,
         trace,
