@@ -38,6 +38,12 @@ pub(crate) async fn run_lane(processor: PartitionProcessor, queue: Queue, source
 }
 
 /// The lane of a single-message handler (see the module docs).
+///
+/// A message whose processing finishes at its first poll — a handler that did not wait, the
+/// common case of a busy partition — is settled at once, without a wait on the queue, the token
+/// or the publishes; its offset joins the run's [`Finished`], handed to the tracker (one lock,
+/// one budget update, one count) when the lane next reads its queue empty, every
+/// [`FLUSH_EVERY`] messages, and always before the lane waits.
 async fn run_single_lane(
     processor: &PartitionProcessor,
     invoke: InvokeFn,
@@ -56,6 +62,7 @@ async fn run_single_lane(
     // Received, not started yet (only while `concurrency` messages are running).
     let mut ready: VecDeque<Received<'_>> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
+    let mut finished = Finished::new(&tracker);
     // Registered once: a new wait each turn would register with the token every message.
     let mut cancelled = std::pin::pin!(cancel.cancelled());
     loop {
@@ -66,7 +73,12 @@ async fn run_single_lane(
         }
         while publishing.try_join_next().is_some() {}
         while publishing.len() >= MAX_PUBLISHING {
+            finished.flush();
             publishing.join_next().await;
+        }
+        if ready.is_empty() || finished.len() >= FLUSH_EVERY {
+            // What the lane finished counts before it reads again (the partition's cap).
+            finished.flush();
         }
         let stop = source.fill(queue, &mut ready);
         while running.len() < concurrency {
@@ -75,11 +87,25 @@ async fn run_single_lane(
                 running.push(start(message));
             }
         }
+        if let Some((message, finish)) = running.poll_once().await {
+            settle(&mut finished, message.offset(), finish, &mut publishing);
+            if let Some(next) = gate.release(&message).filter(|_| !cancel.is_cancelled()) {
+                running.push(start(next));
+            }
+            // A lane whose messages all finish at once never waits: it gives the worker back
+            // to other tasks when its cooperative budget is spent.
+            tokio::task::consume_budget().await;
+            continue;
+        }
+        if finished.flush() {
+            // Room freed since the queue was last read: read (and start) again before waiting.
+            continue;
+        }
         tokio::select! {
             biased;
             Some((message, finish)) = running.next(), if !running.is_empty() => {
                 let (message, finish): (Received<'_>, Finish) = (message, finish);
-                settle(&tracker, message.offset(), finish, &mut publishing);
+                settle(&mut finished, message.offset(), finish, &mut publishing);
                 // Once cancelled, the next message of the key is left unstarted (redelivered).
                 if let Some(next) = gate.release(&message).filter(|_| !cancel.is_cancelled()) {
                     running.push(start(next));
@@ -96,9 +122,38 @@ async fn run_single_lane(
         }
     }
     while let Some((message, finish)) = running.next().await {
-        settle(&tracker, message.offset(), finish, &mut publishing);
+        settle(&mut finished, message.offset(), finish, &mut publishing);
     }
+    finished.flush();
     while publishing.join_next().await.is_some() {}
+}
+
+/// Offsets a lane finished and has not handed to its tracker yet more than this: handed over.
+const FLUSH_EVERY: usize = 64;
+
+/// The offsets a lane finished since it last handed them to its partition's tracker.
+struct Finished<'t> {
+    tracker: &'t Arc<Mutex<OffsetTracker>>,
+    offsets: Vec<i64>,
+}
+
+impl<'t> Finished<'t> {
+    fn new(tracker: &'t Arc<Mutex<OffsetTracker>>) -> Self {
+        Self { tracker, offsets: Vec::with_capacity(FLUSH_EVERY) }
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Hands the finished offsets to the tracker; whether there were any.
+    fn flush(&mut self) -> bool {
+        if self.offsets.is_empty() {
+            return false;
+        }
+        lock(self.tracker).finish_all(self.offsets.drain(..));
+        true
+    }
 }
 
 /// The messages a lane is running: one, polled in place in a slot of the lane's own future
@@ -141,6 +196,28 @@ impl<'s, F: std::future::Future> Running<'s, F> {
         }
     }
 
+    /// A message that finishes at this poll (polled with the lane's own waker, so a message not
+    /// finished yet wakes the lane as it would from [`Self::next`]); `None` when none does.
+    async fn poll_once(&mut self) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            let done = match self {
+                Self::One(one) => match one.as_mut().as_pin_mut().map(|future| future.poll(cx)) {
+                    Some(std::task::Poll::Ready(output)) => {
+                        one.set(None);
+                        Some(output)
+                    }
+                    _ => None,
+                },
+                Self::Many(many) => match many.poll_next_unpin(cx) {
+                    std::task::Poll::Ready(output) => output,
+                    std::task::Poll::Pending => None,
+                },
+            };
+            std::task::Poll::Ready(done)
+        })
+        .await
+    }
+
     /// The next message to finish; `None` when none is running. Cancel-safe: a future not
     /// finished stays.
     async fn next(&mut self) -> Option<F::Output> {
@@ -155,14 +232,14 @@ impl<'s, F: std::future::Future> Running<'s, F> {
     }
 }
 
-/// Records how a message ended: its offset finishes now, never (interrupted), or when its
-/// publish is acknowledged (pipelined in `publishing`).
-fn settle(tracker: &Arc<Mutex<OffsetTracker>>, offset: i64, finish: Finish, publishing: &mut tokio::task::JoinSet<()>) {
+/// Records how a message ended: its offset finishes now (with the lane's run), never
+/// (interrupted), or when its publish is acknowledged (pipelined in `publishing`).
+fn settle(finished: &mut Finished<'_>, offset: i64, finish: Finish, publishing: &mut tokio::task::JoinSet<()>) {
     match finish {
-        Finish::Finished => lock(tracker).finish(offset),
+        Finish::Finished => finished.offsets.push(offset),
         Finish::Interrupted => {}
         Finish::Publishing(publish) => {
-            let tracker = tracker.clone();
+            let tracker = finished.tracker.clone();
             publishing.spawn(async move {
                 if let Finish::Finished = publish.await {
                     lock(&tracker).finish(offset);
@@ -205,9 +282,11 @@ async fn run_batch_lane(
             let batch: Vec<Received<'_>> = received.drain(..take).collect();
             due = None;
             let finishes = processor.process_batch(spec, &batch, &cancel).await;
+            let mut finished = Finished::new(&tracker);
             for (message, finish) in batch.iter().zip(finishes) {
-                settle(&tracker, message.offset(), finish, &mut publishing);
+                settle(&mut finished, message.offset(), finish, &mut publishing);
             }
+            finished.flush();
             if cancel.is_cancelled() {
                 break;
             }

@@ -66,27 +66,38 @@ impl OffsetTracker {
 
     /// An offset's outcome is durable (handled, or its retry or dead letter acknowledged).
     pub(crate) fn finish(&mut self, offset: i64) {
-        // Usually the oldest held message (a partition-serial lane finishes in order).
-        let at = match self.held.front() {
-            Some((first, _)) if *first == offset => Ok(0),
-            _ => self.held.binary_search_by_key(&offset, |(o, _)| *o),
-        };
-        if let Ok(at) = at {
-            if !self.held[at].1 {
-                self.held[at].1 = true;
-                self.finished.inc();
+        self.finish_all([offset]);
+    }
+
+    /// Offsets whose outcome became durable together (one budget update and one count for all
+    /// of them: a lane hands over what it finished in a run at once).
+    pub(crate) fn finish_all(&mut self, offsets: impl IntoIterator<Item = i64>) {
+        let (mut counted, mut released) = (0, 0);
+        for offset in offsets {
+            // Usually the oldest held message (a partition-serial lane finishes in order).
+            let at = match self.held.front() {
+                Some((first, _)) if *first == offset => Ok(0),
+                _ => self.held.binary_search_by_key(&offset, |(o, _)| *o),
+            };
+            if let Ok(at) = at {
+                if !self.held[at].1 {
+                    self.held[at].1 = true;
+                    counted += 1;
+                }
+            }
+            while self.held.front().is_some_and(|(_, finished)| *finished) {
+                self.held.pop_front();
+                released += 1;
+            }
+            let next = offset + 1;
+            if self.next_after_finished.is_none_or(|n| next > n) {
+                self.next_after_finished = Some(next);
             }
         }
-        let mut released = 0;
-        while self.held.front().is_some_and(|(_, finished)| *finished) {
-            self.held.pop_front();
-            released += 1;
+        if counted > 0 {
+            self.finished.inc_by(counted);
         }
         self.budget.release(released);
-        let next = offset + 1;
-        if self.next_after_finished.is_none_or(|n| next > n) {
-            self.next_after_finished = Some(next);
-        }
     }
 
     /// The held offsets whose outcome is not durable yet, lowest first.

@@ -175,6 +175,12 @@ impl Source {
         if self.breaker.as_ref().is_some_and(|b| b.blocks()) {
             return Stop::Circuit;
         }
+        // The queue was read empty and nothing arrived since, and the lane neither leads, nor is
+        // excused, nor sat at its cap: nothing to read and nothing to update (a lane comes here
+        // after every message it finishes; the tracker's lock is not needed to say so).
+        if self.drained && !self.leading && self.excused == 0 && !self.topped && !self.arrived.load(Ordering::Acquire) {
+            return Stop::Empty;
+        }
         loop {
             let (held, finished) = {
                 let tracker = lock(&self.tracker);
