@@ -16,13 +16,15 @@
 //!   once, through `&mut`, before it is shared (librdkafka parses and caches them on first
 //!   access, a write through a `const` pointer).
 //!
-//! And one read past the public API, in [`header_count_is_zero`]: librdkafka answers "which
-//! headers?" for a message without any by allocating, zeroing and freeing a parse buffer
-//! (~1,000 instructions, a ninth of a no-op handler's whole cost) before it reads the count byte
-//! that says "none". The unparsed headers' length and first byte sit in librdkafka's private
-//! `rd_kafka_msg_t`, whose layout is mirrored here ([`MsgPrefix`]) for exactly the librdkafka
-//! version it was read from ([`AUDITED_VERSION`]): with any other version linked, every message
-//! takes the public call.
+//! And one read past the public API, in [`unparsed_headers`]: asked for a message's headers,
+//! librdkafka allocates, zeroes and frees a parse buffer even for a message without any (~1,000
+//! instructions, a ninth of a no-op handler's whole cost), and for one with headers allocates
+//! each into a list freed with the message (~4,000 for the three the runtime's publisher
+//! writes). The record's header section as fetched — its pointer and length — sits in
+//! librdkafka's private `rd_kafka_msg_t`, whose layout is mirrored here ([`MsgPrefix`]) for
+//! exactly the librdkafka version it was read from ([`AUDITED_VERSION`]); the runtime copies
+//! that section in one piece (`HeaderCopy::from_record`). With any other version linked, or a
+//! section that is not well-formed, the public call decides.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, CStr, CString};
@@ -86,33 +88,32 @@ fn layout_is_audited() -> bool {
     *AUDITED.get_or_init(|| unsafe { rdsys::rd_kafka_version() } == AUDITED_VERSION)
 }
 
-/// Whether a consumed message certainly has no headers, read from its unparsed headers' length
-/// and count (a zigzag varint: `0x00` is zero); `false` when unsure — the public call decides.
-fn header_count_is_zero(message: NonNull<rdsys::rd_kafka_message_t>, audited: bool) -> bool {
+/// The header section of a consumed message's record as fetched (the count, then the headers,
+/// in Kafka's record format) while librdkafka has not parsed it; `None` when it has, for
+/// another librdkafka version, or when the record carries no section.
+fn unparsed_headers<'m>(message: NonNull<rdsys::rd_kafka_message_t>, audited: bool) -> Option<&'m [u8]> {
     if !audited {
-        return false;
+        return None;
     }
     // SAFETY: with the audited version linked, every `rd_kafka_message_t` librdkafka hands a
     // consumer is the first field of a live `rd_kafka_msg_t` (`rd_kafka_message2msg` is that
     // cast), whose start `MsgPrefix` mirrors field for field; the message is live and held by
     // the caller, and only plain fields are read.
     let msg = unsafe { message.cast::<MsgPrefix>().as_ref() };
-    if !msg.headers.is_null() || msg.flags & MSG_F_PRODUCER != 0 {
-        return false;
+    if !msg.headers.is_null() || msg.flags & MSG_F_PRODUCER != 0 || msg.binhdrs.data.is_null() {
+        return None;
     }
-    match msg.binhdrs.len {
-        // Null or empty: no headers (the public call answers NOENT too).
-        len if len <= 0 => true,
-        // SAFETY: `binhdrs` points at `len` (> 0) bytes of the message's fetch buffer, which the
-        // message keeps alive (the same bytes `rd_kafka_message_headers` would parse).
-        _ => (unsafe { *msg.binhdrs.data }) == 0,
-    }
+    let len = usize::try_from(msg.binhdrs.len).ok().filter(|len| *len > 0)?;
+    // SAFETY: `binhdrs` points at `len` bytes of the message's fetch buffer, which the message
+    // holds a reference to until it is destroyed — the same bytes `rd_kafka_message_headers`
+    // would parse. The caller ties `'m` to its borrow of the message.
+    Some(unsafe { std::slice::from_raw_parts(msg.binhdrs.data, len) })
 }
 
 /// A reference of ours to one partition's fetch queue (see the module docs).
 pub(crate) struct BatchQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
-    /// Whether [`header_count_is_zero`] may read the messages' private layout.
+    /// Whether [`unparsed_headers`] may read the messages' private layout.
     audited: bool,
 }
 
@@ -235,15 +236,19 @@ impl Fetched<'_> {
         }
     }
 
-    /// The headers collected into `B` (name, value; in wire order), `None` when there are none.
-    /// `&mut`: librdkafka parses them on the first call and caches the result in the message.
+    /// The record's header section as fetched (see [`unparsed_headers`]), while librdkafka has
+    /// not parsed it: its count, then its headers in Kafka's record format.
+    pub(crate) fn header_section(&self) -> Option<&[u8]> {
+        unparsed_headers(self.message, self.audited)
+    }
+
+    /// The headers collected into `B` (name, value; in wire order), `None` when there are none,
+    /// as librdkafka parses them. `&mut`: librdkafka parses them on the first call and caches
+    /// the result in the message.
     pub(crate) fn copy_headers<B>(&mut self) -> Option<B>
     where
         B: for<'h> FromIterator<(&'h str, Option<&'h [u8]>)>,
     {
-        if header_count_is_zero(self.message, self.audited) {
-            return None;
-        }
         let mut headers = std::ptr::null_mut();
         // SAFETY: a live message we hold exclusively (`&mut self`), so the parse-and-cache write
         // races with nothing; `headers` points into the message and lives as long as it does.

@@ -1,16 +1,14 @@
 //! A consumed message's headers, copied out of librdkafka once and shared: by the runtime's
 //! lookups by name (`traceparent`, `x-correlation-id`, the retry headers…) and by every attempt's
-//! [`MessageContext`](crate::MessageContext). Through librdkafka each lookup walked every header,
-//! converting each name; as one owned string per name and value, a copy cost two allocations per
-//! header. Here all of them sit in one buffer: `[name length][name][value length][value]` per
-//! header, lengths as little-endian `u32`, a missing value as length `u32::MAX`.
+//! [`MessageContext`](crate::MessageContext). Kept as Kafka writes them in a record — per header
+//! its name's length, the name, its value's length (`-1`: no value) and the value, lengths as
+//! zigzag varints — in one shared buffer: a message read from its partition's queue has its
+//! headers copied in one piece from the fetched record ([`HeaderCopy::from_record`]), never
+//! parsed into librdkafka's list (an allocation per header) nor walked header by header.
 
 use std::sync::Arc;
 
 use rdkafka::message::Headers;
-
-/// The length that marks a header without a value.
-const NO_VALUE: u32 = u32::MAX;
 
 /// A message's headers in wire order (a name may repeat, a header may have no value). Cloning
 /// shares the buffer.
@@ -23,9 +21,28 @@ impl HeaderCopy {
         headers.iter().map(|h| (h.key, h.value)).collect()
     }
 
+    /// The headers of a record from their section as the record carries it (the count, then
+    /// the headers): `Some(None)` when there are none, `None` when the section is not
+    /// well-formed (the caller then asks librdkafka). Bytes after the last header are ignored.
+    pub(crate) fn from_record(section: &[u8]) -> Option<Option<Self>> {
+        let mut rest = section;
+        let count = varint(&mut rest)?;
+        if count <= 0 {
+            return (count == 0).then_some(None);
+        }
+        let start = section.len() - rest.len();
+        let mut raw = Raw { rest };
+        for _ in 0..count {
+            raw.field()??;
+            raw.field()?;
+        }
+        let end = section.len() - raw.rest.len();
+        Some(Some(Self(section[start..end].into())))
+    }
+
     /// Every header, in wire order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        // Names were `&str` when copied in.
+        // A name that is not UTF-8 reads as empty (Kafka's clients write names as UTF-8).
         self.raw().map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value))
     }
 
@@ -63,11 +80,34 @@ impl<'a> FromIterator<(&'a str, Option<&'a [u8]>)> for HeaderCopy {
     }
 }
 
-/// Appends `bytes` with its length (or the no-value mark).
+/// Appends `bytes` with its length (or `-1` for no value), as a record does.
 fn put(buffer: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    let len = bytes.map_or(NO_VALUE, |b| u32::try_from(b.len()).expect("a Kafka header is smaller than 4 GiB"));
-    buffer.extend_from_slice(&len.to_le_bytes());
+    let len = bytes.map_or(-1, |b| i64::try_from(b.len()).expect("a Kafka header is smaller than 4 GiB"));
+    let mut zigzag = ((len << 1) ^ (len >> 63)) as u64;
+    loop {
+        let byte = (zigzag & 0x7f) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            buffer.push(byte);
+            break;
+        }
+        buffer.push(byte | 0x80);
+    }
     buffer.extend_from_slice(bytes.unwrap_or_default());
+}
+
+/// Takes a zigzag varint (at most 32 bits, as Kafka writes lengths and counts) off `rest`.
+fn varint(rest: &mut &[u8]) -> Option<i64> {
+    let mut value = 0u64;
+    for shift in (0..35).step_by(7) {
+        let (&byte, tail) = rest.split_first()?;
+        *rest = tail;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
 }
 
 /// The headers of a [`HeaderCopy`] as stored, in wire order.
@@ -76,15 +116,14 @@ struct Raw<'a> {
 }
 
 impl<'a> Raw<'a> {
-    /// The next length-prefixed field; `None` for the no-value mark.
-    fn take(&mut self) -> Option<Option<&'a [u8]>> {
-        let (len, rest) = self.rest.split_first_chunk::<4>()?;
-        let len = u32::from_le_bytes(*len);
-        if len == NO_VALUE {
-            self.rest = rest;
+    /// The next length-prefixed field; `None` inside for no value (length `-1`), `None` outside
+    /// at the end or on a malformed field.
+    fn field(&mut self) -> Option<Option<&'a [u8]>> {
+        let len = varint(&mut self.rest)?;
+        if len == -1 {
             return Some(None);
         }
-        let (bytes, rest) = rest.split_at_checked(len as usize)?;
+        let (bytes, rest) = self.rest.split_at_checked(usize::try_from(len).ok()?)?;
         self.rest = rest;
         Some(Some(bytes))
     }
@@ -94,8 +133,8 @@ impl<'a> Iterator for Raw<'a> {
     type Item = (&'a [u8], Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let name = self.take()??;
-        Some((name, self.take()?))
+        let name = self.field()??;
+        Some((name, self.field()?))
     }
 }
 
@@ -127,5 +166,25 @@ mod tests {
         assert_eq!(copy.last("missing"), None);
         assert_eq!(HeaderCopy::default().iter().count(), 0);
         assert_eq!(format!("{copy:?}").matches("\"a\"").count(), 2);
+    }
+
+    #[test]
+    fn reads_a_records_header_section() {
+        // What a record carries: the count (2, zigzag 4), then `trace` = `t-1` and `gone` without
+        // a value (length -1, zigzag 1), then bytes of no header.
+        let section = [&[4u8, 10][..], b"trace", &[6], b"t-1", &[8], b"gone", &[1], &[0xff, 0xff]].concat();
+        let copy = HeaderCopy::from_record(&section).expect("well-formed").expect("two headers");
+        assert_eq!(copy.iter().collect::<Vec<_>>(), [("trace", Some(&b"t-1"[..])), ("gone", None)]);
+        assert_eq!(copy, [("trace", Some(&b"t-1"[..])), ("gone", None)].into_iter().collect(), "one format both ways");
+        assert_eq!(HeaderCopy::from_record(&[0]), Some(None), "no headers");
+        assert_eq!(HeaderCopy::from_record(&[]), None, "no count");
+        assert_eq!(HeaderCopy::from_record(&[4, 10, b't']), None, "a name cut short");
+        assert_eq!(HeaderCopy::from_record(&[2, 2, b'a']), None, "a header without its value's length");
+        assert_eq!(HeaderCopy::from_record(&[3]), None, "a negative count");
+        assert_eq!(HeaderCopy::from_record(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), None, "an overlong varint");
+        // Lengths of more than one varint byte.
+        let long = "v".repeat(300);
+        let copy: HeaderCopy = [("long", Some(long.as_bytes()))].into_iter().collect();
+        assert_eq!(copy.last("long"), Some(long.as_bytes()));
     }
 }

@@ -22,7 +22,12 @@ pub(crate) enum Received<'q> {
 impl<'q> Received<'q> {
     /// A message read from the queue of `topic`'s partition.
     pub(crate) fn queued(mut message: Fetched<'q>, topic: &'q str) -> Self {
-        let headers = message.copy_headers();
+        // The record's header section copied in one piece; librdkafka's parse only where that
+        // cannot be read.
+        let headers = match message.header_section().and_then(HeaderCopy::from_record) {
+            Some(headers) => headers,
+            None => message.copy_headers(),
+        };
         Self::Queued { message, topic, headers }
     }
 }
@@ -126,6 +131,8 @@ impl Consumed for Received<'_> {
         }
     }
 
+    // Inlined: the runtime looks up a few headers of every message, most of which have none.
+    #[inline]
     fn header(&self, name: &str) -> Option<&[u8]> {
         match self {
             Self::Queued { headers, .. } => headers.as_ref()?.last(name),
