@@ -265,6 +265,7 @@ async fn run_batch_lane(
     let tracker = source.tracker.clone();
     let mut received: VecDeque<Received<'_>> = VecDeque::new();
     let mut publishing = tokio::task::JoinSet::new();
+    let mut finished = Finished::new(&tracker);
     // When the batch being gathered is due, counted from its first message.
     let mut due: Option<tokio::time::Instant> = None;
     loop {
@@ -282,7 +283,6 @@ async fn run_batch_lane(
             let batch: Vec<Received<'_>> = received.drain(..take).collect();
             due = None;
             let finishes = processor.process_batch(spec, &batch, &cancel).await;
-            let mut finished = Finished::new(&tracker);
             for (message, finish) in batch.iter().zip(finishes) {
                 settle(&mut finished, message.offset(), finish, &mut publishing);
             }

@@ -114,6 +114,12 @@ impl Queue {
         Self { batch, _split: queue, topic, _ended: ended }
     }
 
+    /// Whether the lane reads its partition's own queue (else the poll thread routes its
+    /// messages to it).
+    fn reads_own_queue(&self) -> bool {
+        self.batch.is_some()
+    }
+
     /// Reads up to `room` messages into `into`, a run at a time; how many.
     fn read<'q>(&'q self, room: usize, into: &mut VecDeque<Received<'q>>) -> usize {
         let Some(batch) = &self.batch else { return 0 };
@@ -175,10 +181,19 @@ impl Source {
         if self.breaker.as_ref().is_some_and(|b| b.blocks()) {
             return Stop::Circuit;
         }
-        // The queue was read empty and nothing arrived since, and the lane neither leads, nor is
-        // excused, nor sat at its cap: nothing to read and nothing to update (a lane comes here
-        // after every message it finishes; the tracker's lock is not needed to say so).
-        if self.drained && !self.leading && self.excused == 0 && !self.topped && !self.arrived.load(Ordering::Acquire) {
+        // The lane's own queue was read empty and nothing arrived since, and the lane neither
+        // leads, nor is excused, nor sat at its cap: nothing to read and nothing to update (only
+        // the lane's reads add to what it holds, so it cannot have reached its cap since; a lane
+        // comes here after every message it finishes, and the tracker's lock is not needed to
+        // say so). A lane fed by the poll thread (messages routed to it, begun there) always
+        // looks at its counts.
+        if self.drained
+            && queue.reads_own_queue()
+            && !self.leading
+            && self.excused == 0
+            && !self.topped
+            && !self.arrived.load(Ordering::Acquire)
+        {
             return Stop::Empty;
         }
         loop {
